@@ -1,0 +1,176 @@
+//! The authorization rule, in one place.
+//!
+//! A user acts on its own account and, as its privileges allow, on the accounts below
+//! it — never on siblings or ancestors. Every endpoint asks [`authorize`] with the
+//! relation between the actor's account and the target's account (computed by storage
+//! from the account closure table) and the action it is about to take.
+//!
+//! Targets outside the actor's subtree are reported as [`Denied::NotFound`], so a
+//! reseller cannot even learn that another reseller's account, user or task exists.
+
+use crate::ids::{AccountId, UserId};
+use crate::privilege::{Privilege, PrivilegeSet};
+
+/// Who is acting.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub user_id: UserId,
+    pub account_id: AccountId,
+    pub privileges: PrivilegeSet,
+}
+
+/// Where the target account stands relative to the actor's account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Relation {
+    /// The actor's own account.
+    Own,
+    /// An account below the actor's, `depth` levels down (1 = child).
+    Descendant { depth: u32 },
+    /// Anything else: ancestors, siblings, other branches, or nothing at all.
+    Unrelated,
+}
+
+impl Relation {
+    pub fn from_depth(depth: Option<i64>) -> Relation {
+        match depth {
+            Some(0) => Relation::Own,
+            Some(d) if d > 0 => Relation::Descendant { depth: d as u32 },
+            _ => Relation::Unrelated,
+        }
+    }
+}
+
+/// What the actor wants to do to the target account (or something it owns).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    ViewAccount,
+    /// Change an account's profile data.
+    UpdateAccount,
+    /// Hold, release or cancel an account.
+    ChangeAccountStatus,
+    /// Create an account with the target as its vendor.
+    CreateAccountUnder,
+    /// List or read the users of the target account.
+    ViewUsers,
+    /// Create a user in the target account.
+    CreateUser,
+    /// Change, disable or (re)assign roles of a user of the target account.
+    /// `is_self` is true when the user acted on is the actor.
+    ManageUser { is_self: bool },
+    ViewRoles,
+    ManageRoles,
+    ViewTasks,
+    ManageTasks,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Denied {
+    /// The target is not in the actor's subtree: behave as if it did not exist.
+    #[error("not found")]
+    NotFound,
+    /// Visible, but the actor lacks a privilege.
+    #[error("missing privilege {0}")]
+    MissingPrivilege(Privilege),
+    /// Visible, but this action is never allowed in this relation.
+    #[error("{0}")]
+    NotAllowed(&'static str),
+}
+
+/// Decide whether `actor` may perform `action` on an account in `relation` to it.
+pub fn authorize(actor: &Actor, relation: Relation, action: Action) -> Result<(), Denied> {
+    use Action::*;
+    use Privilege::*;
+    let own = match relation {
+        Relation::Unrelated => return Err(Denied::NotFound),
+        Relation::Own => true,
+        Relation::Descendant { .. } => false,
+    };
+    let need = |p: Privilege| if actor.privileges.has(p) { Ok(()) } else { Err(Denied::MissingPrivilege(p)) };
+    let need_any = |a: Privilege, b: Privilege| {
+        if actor.privileges.has(a) || actor.privileges.has(b) { Ok(()) } else { Err(Denied::MissingPrivilege(a)) }
+    };
+    match action {
+        ViewAccount if own => Ok(()),
+        ViewAccount => need_any(AccountsView, AccountsManage),
+        UpdateAccount => need(AccountsManage),
+        ChangeAccountStatus if own => Err(Denied::NotAllowed("an account's status is changed by its vendor, not by itself")),
+        ChangeAccountStatus => need(AccountsManage),
+        CreateAccountUnder => need(AccountsManage),
+        ViewUsers | CreateUser if own => need(UsersManage),
+        ViewUsers | CreateUser => need(ManageAffiliatedAccounts),
+        ManageUser { is_self: true } => Err(Denied::NotAllowed("users cannot change their own roles or status")),
+        ManageUser { .. } if own => need(UsersManage),
+        // MANAGE_AFFILIATED_ACCOUNTS: users of child and sub-child accounts only.
+        ManageUser { .. } => need(ManageAffiliatedAccounts),
+        ViewRoles if own => Ok(()),
+        ViewRoles => need_any(ManageAffiliatedAccounts, RolesManage),
+        ManageRoles if own => need(RolesManage),
+        ManageRoles => Err(Denied::NotAllowed("custom roles are managed by their own account")),
+        ViewTasks => need_any(TasksView, TasksManage),
+        ManageTasks => need(TasksManage),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::privilege::{BuiltinRole, Grant};
+
+    fn actor(grants: Vec<Grant>) -> Actor {
+        Actor { user_id: UserId(1), account_id: AccountId(1), privileges: PrivilegeSet::from_grants(grants) }
+    }
+
+    #[test]
+    fn unrelated_targets_are_invisible_whatever_the_privileges() {
+        let a = actor(BuiltinRole::AccountAdmin.grants());
+        for action in [Action::ViewAccount, Action::UpdateAccount, Action::ViewUsers, Action::ViewTasks, Action::CreateAccountUnder] {
+            assert_eq!(authorize(&a, Relation::Unrelated, action), Err(Denied::NotFound));
+        }
+    }
+
+    #[test]
+    fn manage_affiliated_accounts_semantics() {
+        let a = actor(vec![Grant::plain(Privilege::ManageAffiliatedAccounts)]);
+        // Users of child and sub-child accounts: yes.
+        for depth in [1, 2, 5] {
+            assert!(authorize(&a, Relation::Descendant { depth }, Action::ManageUser { is_self: false }).is_ok());
+            assert!(authorize(&a, Relation::Descendant { depth }, Action::CreateUser).is_ok());
+        }
+        // Users of one's own account: no (that is USERS_MANAGE), and never oneself.
+        assert_eq!(
+            authorize(&a, Relation::Own, Action::ManageUser { is_self: false }),
+            Err(Denied::MissingPrivilege(Privilege::UsersManage))
+        );
+        assert!(authorize(&a, Relation::Own, Action::ManageUser { is_self: true }).is_err());
+        // Own-account user management alone does not reach below.
+        let b = actor(vec![Grant::plain(Privilege::UsersManage)]);
+        assert!(authorize(&b, Relation::Own, Action::ManageUser { is_self: false }).is_ok());
+        assert!(authorize(&b, Relation::Descendant { depth: 1 }, Action::ManageUser { is_self: false }).is_err());
+    }
+
+    #[test]
+    fn admins_cannot_lock_themselves_out() {
+        let a = actor(BuiltinRole::AccountAdmin.grants());
+        assert!(authorize(&a, Relation::Own, Action::ManageUser { is_self: true }).is_err());
+        assert!(authorize(&a, Relation::Own, Action::ChangeAccountStatus).is_err());
+        assert!(authorize(&a, Relation::Descendant { depth: 1 }, Action::ChangeAccountStatus).is_ok());
+    }
+
+    #[test]
+    fn staff_roles() {
+        let billing = actor(BuiltinRole::BillingStaff.grants());
+        assert!(authorize(&billing, Relation::Descendant { depth: 3 }, Action::ViewAccount).is_ok());
+        assert!(authorize(&billing, Relation::Descendant { depth: 1 }, Action::UpdateAccount).is_err());
+        assert!(authorize(&billing, Relation::Own, Action::ViewTasks).is_err());
+        let tech = actor(BuiltinRole::TechnicalStaff.grants());
+        assert!(authorize(&tech, Relation::Descendant { depth: 1 }, Action::ManageTasks).is_ok());
+        assert!(authorize(&tech, Relation::Own, Action::CreateUser).is_err());
+    }
+
+    #[test]
+    fn relation_from_depth() {
+        assert_eq!(Relation::from_depth(Some(0)), Relation::Own);
+        assert_eq!(Relation::from_depth(Some(2)), Relation::Descendant { depth: 2 });
+        assert_eq!(Relation::from_depth(None), Relation::Unrelated);
+    }
+}
