@@ -362,6 +362,82 @@ impl NewAccountInput {
     }
 }
 
+/// An account as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Account {
+    pub id: AccountId,
+    pub kind: AccountKind,
+    pub vendor_id: Option<AccountId>,
+    pub name: String,
+    pub contact: Contact,
+    pub country: Country,
+    pub language: Language,
+    pub currency: Currency,
+    pub status: AccountStatus,
+    pub customer_class_id: Option<CustomerClassId>,
+    /// Distance from the provider: 0 for the provider, 1 for an L1 reseller or a direct customer.
+    pub depth: u32,
+    pub created_at: crate::clock::Timestamp,
+    pub updated_at: crate::clock::Timestamp,
+}
+
+impl Account {
+    pub fn facts(&self) -> VendorFacts {
+        VendorFacts { id: self.id, kind: self.kind, status: self.status, currency: self.currency }
+    }
+}
+
+/// Raw input of a partial update; `None` leaves a field as it is, an empty string clears
+/// an optional contact field.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct AccountPatchInput {
+    pub name: Option<String>,
+    pub contact: Option<ContactInput>,
+    pub country: Option<String>,
+    pub language: Option<String>,
+    pub customer_class_id: Option<CustomerClassId>,
+}
+
+impl AccountPatchInput {
+    /// Apply the patch to `current`, validating every supplied field.
+    pub fn apply(self, current: &Account) -> Result<Account, ValidationErrors> {
+        let mut errs = ValidationErrors::new();
+        let mut next = current.clone();
+        if let Some(n) = &self.name {
+            if let Some(n) = errs.check("name", bounded_text(n, ACCOUNT_NAME_MAX)) {
+                next.name = n;
+            }
+        }
+        if let Some(c) = &self.contact {
+            // Fields not supplied keep their value.
+            let merged = ContactInput {
+                email: c.email.clone().or_else(|| current.contact.email.as_ref().map(|e| e.as_str().to_string())),
+                phone: c.phone.clone().or_else(|| current.contact.phone.as_ref().map(|e| e.as_str().to_string())),
+                address_line1: c.address_line1.clone().or_else(|| current.contact.address_line1.clone()),
+                address_line2: c.address_line2.clone().or_else(|| current.contact.address_line2.clone()),
+                city: c.city.clone().or_else(|| current.contact.city.clone()),
+                postal_code: c.postal_code.clone().or_else(|| current.contact.postal_code.clone()),
+                tax_id: c.tax_id.clone().or_else(|| current.contact.tax_id.clone()),
+            };
+            next.contact = merged.parse(&mut errs, "contact");
+        }
+        if let Some(c) = &self.country {
+            if let Some(c) = errs.check("country", Country::parse(c)) {
+                next.country = c;
+            }
+        }
+        if let Some(l) = &self.language {
+            if let Some(l) = errs.check("language", Language::parse(l)) {
+                next.language = l;
+            }
+        }
+        if let Some(cc) = self.customer_class_id {
+            next.customer_class_id = Some(cc);
+        }
+        errs.into_result().map(|_| next)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

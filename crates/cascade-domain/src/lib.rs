@@ -13,6 +13,7 @@ pub mod ids;
 pub mod money;
 pub mod privilege;
 pub mod task;
+pub mod user;
 pub mod validation;
 
 pub use validation::{FieldError, ValidationErrors};
