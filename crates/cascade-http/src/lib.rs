@@ -1,1 +1,2 @@
-
+//! Cascade's HTTP layer.
+pub mod password;
