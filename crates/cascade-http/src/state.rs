@@ -1,0 +1,43 @@
+//! Shared state of the HTTP layer.
+
+use crate::throttle::LoginThrottle;
+use cascade_domain::clock::Clock;
+use cascade_store::Db;
+use metrics_exporter_prometheus::PrometheusHandle;
+use std::sync::Arc;
+
+/// Settings of the HTTP layer (a section of the binary's configuration).
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Largest accepted request body, in bytes.
+    pub body_limit: usize,
+    /// Mark session cookies `Secure`: set when Cascade is served over TLS (directly or
+    /// behind a TLS-terminating proxy).
+    pub secure_cookies: bool,
+    pub session_ttl_secs: i64,
+    /// Failed logins allowed per user and per source address within the window.
+    pub login_max_failures: u32,
+    pub login_window_secs: i64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self { body_limit: 1024 * 1024, secure_cookies: false, session_ttl_secs: 12 * 3600, login_max_failures: 5, login_window_secs: 900 }
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub clock: Arc<dyn Clock>,
+    pub config: Arc<HttpConfig>,
+    pub throttle: Arc<LoginThrottle>,
+    pub metrics: Option<PrometheusHandle>,
+}
+
+impl AppState {
+    pub fn new(db: Db, clock: Arc<dyn Clock>, config: HttpConfig, metrics: Option<PrometheusHandle>) -> Self {
+        let throttle = Arc::new(LoginThrottle::new(config.login_max_failures, config.login_window_secs, 100_000));
+        Self { db, clock, config: Arc::new(config), throttle, metrics }
+    }
+}
