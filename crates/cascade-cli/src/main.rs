@@ -1,1 +1,312 @@
-fn main(){}
+//! The `cascade` binary: one program, many subcommands (`serve`, `worker`, `migrate`,
+//! `demo`, `admin`, `maintenance`, `bench`).
+
+mod admin;
+mod bench;
+mod config;
+mod demo;
+
+use anyhow::Context;
+use cascade_domain::clock::{Clock, SystemClock};
+use cascade_http::state::AppState;
+use cascade_store::Db;
+use cascade_store::db::{PoolSettings, redact_url};
+use cascade_worker::{Registry, Worker, WorkerConfig};
+use clap::{Parser, Subcommand};
+use config::Config;
+use secrecy::SecretString;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+#[derive(Parser)]
+#[command(name = "cascade", version, about = "Cascade: a multi-tier cloud marketplace platform")]
+struct Cli {
+    /// Configuration file (TOML). Default: ./cascade.toml when present.
+    #[arg(long, global = true, env = "CASCADE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Database URL: sqlite://path or postgres://user:password@host/db (overrides the configuration).
+    #[arg(long, global = true, env = "CASCADE_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP server (with the task worker in-process unless disabled).
+    Serve {
+        #[arg(long)]
+        listen: Option<String>,
+        /// Do not run the task worker in this process.
+        #[arg(long)]
+        no_worker: bool,
+    },
+    /// Run only the task worker (several may share a PostgreSQL database).
+    Worker,
+    /// Bring the database schema up to date.
+    Migrate,
+    /// Run an embedded demo on SQLite, seeded with a demo channel on first run.
+    Demo {
+        /// Where the demo database lives (created on first run).
+        #[arg(long, default_value = "cascade-data")]
+        data_dir: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Seed and print the logins, then exit without serving.
+        #[arg(long)]
+        seed_only: bool,
+    },
+    /// Installation administration.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// Maintenance jobs.
+    Maintenance {
+        #[command(subcommand)]
+        command: MaintenanceCommand,
+    },
+    /// Benchmarks that print their figures.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create the provider and its first administrator on an empty database.
+    CreateProvider {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        email: String,
+        /// ISO 3166-1 alpha-2.
+        #[arg(long)]
+        country: String,
+        /// ISO 4217: what the provider sells in.
+        #[arg(long)]
+        currency: String,
+        #[arg(long, default_value = "en")]
+        language: String,
+        #[arg(long)]
+        admin_login: String,
+        #[arg(long)]
+        admin_name: String,
+        #[arg(long)]
+        admin_email: String,
+        /// The administrator's password; read from the environment so it stays out of shell history.
+        #[arg(long, env = "CASCADE_ADMIN_PASSWORD", hide_env_values = true)]
+        admin_password: SecretString,
+    },
+}
+
+#[derive(Subcommand)]
+enum MaintenanceCommand {
+    /// Delete finished events and tasks older than the retention, in batches.
+    CleanupEvents {
+        #[arg(long)]
+        retention_days: Option<i64>,
+        #[arg(long)]
+        batch: Option<i64>,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Build an account tree and time descendant listing and vendor-chain queries.
+    Tree {
+        #[arg(long, default_value_t = 100_000)]
+        accounts: usize,
+        /// Depth of the extra reseller chain above the "deep customer".
+        #[arg(long, default_value_t = 8)]
+        chain: usize,
+        #[arg(long, default_value_t = 30)]
+        runs: usize,
+        /// sqlite, postgres or both.
+        #[arg(long, default_value = "both")]
+        backend: String,
+        /// PostgreSQL database to benchmark in (a temporary schema is created and dropped).
+        #[arg(long, env = "CASCADE_BENCH_PG_URL", hide_env_values = true)]
+        pg_url: Option<String>,
+    },
+}
+
+fn init_tracing(cfg: &Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("{},sqlx=warn", cfg.log_level)));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if cfg.log_format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn connect(cfg: &Config) -> anyhow::Result<Db> {
+    let url = cfg.database_url();
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        if let Some(parent) = std::path::Path::new(path.split('?').next().unwrap_or(path)).parent() {
+            if !parent.as_os_str().is_empty() {
+                std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+            }
+        }
+    }
+    let db = Db::connect_and_migrate(url, &PoolSettings::default()).await.with_context(|| format!("opening {}", redact_url(url)))?;
+    db.roles().sync_builtin(SystemClock.now()).await?;
+    Ok(db)
+}
+
+fn worker_config(cfg: &Config) -> WorkerConfig {
+    WorkerConfig {
+        batch: cfg.worker.batch,
+        poll_interval: Duration::from_millis(cfg.worker.poll_interval_ms),
+        cleanup_retention_days: cfg.worker.cleanup_retention_days,
+        cleanup_batch: cfg.worker.cleanup_batch,
+        ..WorkerConfig::default()
+    }
+}
+
+/// Resolves when SIGINT or SIGTERM arrives.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutdown requested; finishing in-flight work");
+}
+
+async fn serve(cfg: &Config, db: Db, listen: &str, with_worker: bool, ready: impl FnOnce(SocketAddr)) -> anyhow::Result<()> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let state = AppState::new(db.clone(), clock.clone(), cfg.http(), cascade_http::metrics_handle());
+    let app = cascade_http::router(state);
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
+    let addr = listener.local_addr()?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let worker = with_worker.then(|| {
+        let w = Worker::new(db.clone(), clock.clone(), Registry::with_builtin(), worker_config(cfg));
+        tokio::spawn(w.run(stop_rx.clone()))
+    });
+    tracing::info!(%addr, backend = db.backend().as_str(), worker = with_worker, "serving");
+    ready(addr);
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    let _ = stop_tx.send(true);
+    if let Some(w) = worker {
+        let _ = w.await;
+    }
+    db.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let mut cfg = Config::load(cli.config.as_deref())?;
+    if let Some(url) = &cli.database_url {
+        cfg.database_url = SecretString::from(url.clone());
+    }
+    if !matches!(cli.command, Command::Bench { .. }) {
+        init_tracing(&cfg);
+    }
+    match cli.command {
+        Command::Serve { listen, no_worker } => {
+            let db = connect(&cfg).await?;
+            let listen = listen.unwrap_or_else(|| cfg.listen.clone());
+            serve(&cfg, db, &listen, cfg.worker.in_process && !no_worker, |_| {}).await
+        }
+        Command::Worker => {
+            let db = connect(&cfg).await?;
+            let (tx, rx) = watch::channel(false);
+            let w = Worker::new(db.clone(), Arc::new(SystemClock), Registry::with_builtin(), worker_config(&cfg));
+            let handle = tokio::spawn(w.run(rx));
+            shutdown_signal().await;
+            let _ = tx.send(true);
+            let _ = handle.await;
+            db.close().await;
+            Ok(())
+        }
+        Command::Migrate => {
+            let db = Db::connect(cfg.database_url(), &PoolSettings::default()).await?;
+            let applied = cascade_store::migrate::run(&db).await?;
+            db.roles().sync_builtin(SystemClock.now()).await?;
+            println!("{} migration(s) applied on {}; schema is current", applied.len(), db.backend().as_str());
+            Ok(())
+        }
+        Command::Demo { data_dir, listen, seed_only } => {
+            std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+            let db_path = data_dir.join("cascade.db");
+            if cli.database_url.is_none() {
+                cfg.database_url = SecretString::from(format!("sqlite://{}", db_path.display()));
+            }
+            let db = connect(&cfg).await?;
+            let (fresh, logins) = demo::seed(&db, SystemClock.now()).await?;
+            let banner = move |addr: SocketAddr| {
+                println!();
+                println!("Cascade demo {}", if fresh { "(seeded just now)" } else { "(existing data)" });
+                println!("  data:     {}", db_path.display());
+                println!("  API:      http://{addr}/api/v1   (OpenAPI: http://{addr}/api/v1/openapi.json)");
+                println!("  password for every login below: {}", demo::DEMO_PASSWORD);
+                for l in &logins {
+                    println!("  {:<18} {} — {}", l.login, l.account, l.role);
+                }
+                println!();
+                println!("  try: curl -s -c /tmp/cascade.cookies -H 'content-type: application/json' \\");
+                println!("         -d '{{\"login\":\"provider-admin\",\"password\":\"{}\"}}' http://{addr}/api/v1/session", demo::DEMO_PASSWORD);
+                println!("       curl -s -b /tmp/cascade.cookies http://{addr}/api/v1/accounts/1/descendants");
+                println!();
+            };
+            if seed_only {
+                banner(listen.parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8080))));
+                return Ok(());
+            }
+            serve(&cfg, db, &listen, true, banner).await
+        }
+        Command::Admin { command: AdminCommand::CreateProvider { name, email, country, currency, language, admin_login, admin_name, admin_email, admin_password } } => {
+            use secrecy::ExposeSecret;
+            let db = connect(&cfg).await?;
+            let spec = admin::ProviderSpec {
+                name,
+                email,
+                country,
+                language,
+                currency,
+                admin_login,
+                admin_name,
+                admin_email,
+                admin_password: admin_password.expose_secret().to_string(),
+            };
+            let (p, u) = admin::create_provider(&db, &spec, SystemClock.now()).await?;
+            println!("created provider {} (account id {}) and administrator {} (user id {})", p.name, p.id, u.login.as_str(), u.id);
+            Ok(())
+        }
+        Command::Maintenance { command: MaintenanceCommand::CleanupEvents { retention_days, batch } } => {
+            let db = connect(&cfg).await?;
+            let s = cascade_worker::events_cleanup(
+                &db,
+                SystemClock.now(),
+                retention_days.unwrap_or(cfg.worker.cleanup_retention_days),
+                batch.unwrap_or(cfg.worker.cleanup_batch),
+            )
+            .await?;
+            println!("events cleanup: {} tasks and {} events removed in {} batches", s.tasks_removed, s.events_removed, s.batches);
+            Ok(())
+        }
+        Command::Bench { command: BenchCommand::Tree { accounts, chain, runs, backend, pg_url } } => {
+            bench::tree_bench(accounts, chain, runs.max(1), pg_url.as_deref(), &backend).await
+        }
+    }
+}

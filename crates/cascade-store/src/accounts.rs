@@ -272,3 +272,80 @@ pub fn escape_like(s: &str) -> String {
     }
     out
 }
+
+/// One account of a bulk load (benchmarks, imports). Accounts must come after their vendor.
+#[derive(Debug, Clone)]
+pub struct BulkAccount {
+    pub id: i64,
+    pub kind: AccountKind,
+    pub vendor_id: Option<i64>,
+    pub name: String,
+}
+
+/// Load many accounts at once with multi-row inserts, closure rows computed in memory.
+/// Meant for an empty tree (benchmarks and imports): ids are given, and on PostgreSQL
+/// the identity sequence is moved past them afterwards. `progress` is called with the
+/// number of accounts written so far.
+pub async fn bulk_load(
+    db: &Db,
+    accounts: &[BulkAccount],
+    country: &str,
+    language: &str,
+    currency: &str,
+    now: Timestamp,
+    progress: impl Fn(usize),
+) -> StoreResult<()> {
+    use std::collections::HashMap;
+    let mut ancestors: HashMap<i64, Vec<i64>> = HashMap::with_capacity(accounts.len());
+    const CHUNK: usize = 500;
+    let mut written = 0;
+    for chunk in accounts.chunks(CHUNK) {
+        let mut closure: Vec<(i64, i64, i32)> = Vec::with_capacity(chunk.len() * 5);
+        let mut depths = Vec::with_capacity(chunk.len());
+        for a in chunk {
+            let mut chain = match a.vendor_id {
+                Some(v) => ancestors.get(&v).cloned().ok_or_else(|| StoreError::Corrupt(format!("vendor {v} of {} not loaded first", a.id)))?,
+                None => Vec::new(),
+            };
+            if let Some(v) = a.vendor_id {
+                chain.insert(0, v);
+            }
+            closure.push((a.id, a.id, 0));
+            for (i, anc) in chain.iter().enumerate() {
+                closure.push((*anc, a.id, i as i32 + 1));
+            }
+            depths.push(chain.len() as i32);
+            ancestors.insert(a.id, chain);
+        }
+        let mut tx = db.begin().await?;
+        on_tx!(&mut tx, c => {
+            let mut qb = sqlx::QueryBuilder::new(
+                "INSERT INTO accounts (id, kind, vendor_id, name, country, language, currency, status, depth, created_at, updated_at) ");
+            qb.push_values(chunk.iter().zip(&depths), |mut b, (a, d)| {
+                b.push_bind(a.id).push_bind(a.kind.as_str()).push_bind(a.vendor_id).push_bind(&a.name).push_bind(country)
+                    .push_bind(language).push_bind(currency).push_bind("active").push_bind(*d).push_bind(now.0).push_bind(now.0);
+            });
+            qb.build().execute(&mut *c).await.map(|r| r.rows_affected())
+        })?;
+        for part in closure.chunks(3000) {
+            on_tx!(&mut tx, c => {
+                let mut qb = sqlx::QueryBuilder::new("INSERT INTO account_closure (ancestor_id, descendant_id, depth) ");
+                qb.push_values(part, |mut b, (anc, desc, d)| {
+                    b.push_bind(*anc).push_bind(*desc).push_bind(*d);
+                });
+                qb.build().execute(&mut *c).await.map(|r| r.rows_affected())
+            })?;
+        }
+        tx.commit().await?;
+        written += chunk.len();
+        progress(written);
+    }
+    if let Db::Postgres(p) = db {
+        sqlx::query("SELECT setval(pg_get_serial_sequence('accounts', 'id'), (SELECT MAX(id) FROM accounts))").execute(p).await?;
+        sqlx::query("ANALYZE accounts").execute(p).await?;
+        sqlx::query("ANALYZE account_closure").execute(p).await?;
+    } else if let Db::Sqlite { write, .. } = db {
+        sqlx::query("ANALYZE").execute(write).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,155 @@
+//! Configuration: defaults, then a TOML file, then `CASCADE_…` environment variables,
+//! then command-line flags (each overriding the one before). `figment` merges the
+//! sources and reports which one a bad value came from.
+//!
+//! Nested keys use a double underscore in the environment:
+//! `CASCADE_HTTP__BODY_LIMIT_BYTES=2097152` sets `http.body_limit_bytes`.
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// `sqlite://path/to/file.db` or `postgres://user:password@host/db`. Kept as a secret:
+    /// it may hold a password, so `Debug` and logs never show it.
+    #[serde(serialize_with = "ser_secret")]
+    pub database_url: SecretString,
+    /// Address the HTTP server listens on.
+    pub listen: String,
+    /// Where the embedded SQLite database and other local data live.
+    pub data_dir: PathBuf,
+    /// `text` or `json`.
+    pub log_format: String,
+    /// A `tracing` filter, e.g. `info` or `cascade=debug,sqlx=warn`; `RUST_LOG` overrides it.
+    pub log_level: String,
+    pub http: HttpSection,
+    pub worker: WorkerSection,
+}
+
+fn ser_secret<S: serde::Serializer>(s: &SecretString, ser: S) -> Result<S::Ok, S::Error> {
+    ser.serialize_str(s.expose_secret())
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSection {
+    pub body_limit_bytes: usize,
+    /// Mark session cookies `Secure` (set when served over TLS, e.g. behind a proxy).
+    pub secure_cookies: bool,
+    pub session_ttl_secs: i64,
+    pub login_max_failures: u32,
+    pub login_window_secs: i64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerSection {
+    /// Run the task worker inside `cascade serve`.
+    pub in_process: bool,
+    pub batch: i64,
+    pub poll_interval_ms: u64,
+    /// Events and tasks that finished more than this many days ago are deleted daily.
+    pub cleanup_retention_days: i64,
+    /// Rows deleted per cleanup transaction.
+    pub cleanup_batch: i64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            database_url: SecretString::from("sqlite://cascade-data/cascade.db"),
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("cascade-data"),
+            log_format: "text".into(),
+            log_level: "info".into(),
+            http: HttpSection::default(),
+            worker: WorkerSection::default(),
+        }
+    }
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        let d = cascade_http::HttpConfig::default();
+        Self {
+            body_limit_bytes: d.body_limit,
+            secure_cookies: d.secure_cookies,
+            session_ttl_secs: d.session_ttl_secs,
+            login_max_failures: d.login_max_failures,
+            login_window_secs: d.login_window_secs,
+        }
+    }
+}
+
+impl Default for WorkerSection {
+    fn default() -> Self {
+        Self { in_process: true, batch: 32, poll_interval_ms: 500, cleanup_retention_days: 90, cleanup_batch: 1000 }
+    }
+}
+
+impl Config {
+    /// Load from `file` (if given, it must exist; else `cascade.toml` if present) and the
+    /// environment.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Config> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(f) => {
+                anyhow::ensure!(f.exists(), "configuration file {} does not exist", f.display());
+                fig = fig.merge(Toml::file(f));
+            }
+            None if Path::new("cascade.toml").exists() => fig = fig.merge(Toml::file("cascade.toml")),
+            None => {}
+        }
+        fig = fig.merge(Env::prefixed("CASCADE_").split("__").ignore(&["config"]));
+        Ok(fig.extract()?)
+    }
+
+    pub fn http(&self) -> cascade_http::HttpConfig {
+        cascade_http::HttpConfig {
+            body_limit: self.http.body_limit_bytes,
+            secure_cookies: self.http.secure_cookies,
+            session_ttl_secs: self.http.session_ttl_secs,
+            login_max_failures: self.http.login_max_failures,
+            login_window_secs: self.http.login_window_secs,
+        }
+    }
+
+    pub fn database_url(&self) -> &str {
+        self.database_url.expose_secret()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_environment_and_secrets_stay_hidden() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "database_url = \"postgres://u:hunter2@db/x\"\nlisten = \"0.0.0.0:9000\"\n[http]\nbody_limit_bytes = 1234\n").unwrap();
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("CASCADE_LISTEN", "127.0.0.1:7000");
+            jail.set_env("CASCADE_WORKER__CLEANUP_RETENTION_DAYS", "30");
+            let c = Config::load(Some(&f)).map_err(|e| e.to_string())?;
+            assert_eq!(c.listen, "127.0.0.1:7000", "environment overrides the file");
+            assert_eq!(c.http.body_limit_bytes, 1234);
+            assert_eq!(c.worker.cleanup_retention_days, 30);
+            assert_eq!(c.database_url(), "postgres://u:hunter2@db/x");
+            assert!(!format!("{c:?}").contains("hunter2"), "Debug output must not show the password");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "listne = \"x\"\n").unwrap();
+        assert!(Config::load(Some(&f)).is_err());
+    }
+}
