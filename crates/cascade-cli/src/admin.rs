@@ -51,16 +51,18 @@ pub async fn create_account(db: &Db, vendor: Option<&Account>, spec: &AccountSpe
     Ok(a)
 }
 
-pub async fn create_user(
-    db: &Db,
-    account: &Account,
-    login: &str,
-    name: &str,
-    email: &str,
-    password: &str,
-    roles: &[BuiltinRole],
-    now: Timestamp,
-) -> anyhow::Result<User> {
+/// A user to create with a password and built-in roles.
+#[derive(Clone, Copy)]
+pub struct UserSpec<'a> {
+    pub login: &'a str,
+    pub name: &'a str,
+    pub email: &'a str,
+    pub password: &'a str,
+    pub roles: &'a [BuiltinRole],
+}
+
+pub async fn create_user(db: &Db, account: &Account, spec: &UserSpec<'_>, now: Timestamp) -> anyhow::Result<User> {
+    let UserSpec { login, name, email, password, roles } = *spec;
     let new = NewUserInput { login: login.into(), display_name: name.into(), email: email.into(), language: None, password: Some(password.into()) }
         .validate()
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -118,6 +120,13 @@ pub async fn create_provider(db: &Db, s: &ProviderSpec, now: Timestamp) -> anyho
         currency: Some(&s.currency),
     };
     let p = create_account(db, None, &spec, now).await?;
-    let u = create_user(db, &p, &s.admin_login, &s.admin_name, &s.admin_email, &s.admin_password, &[BuiltinRole::AccountAdmin], now).await?;
+    let admin = UserSpec {
+        login: &s.admin_login,
+        name: &s.admin_name,
+        email: &s.admin_email,
+        password: &s.admin_password,
+        roles: &[BuiltinRole::AccountAdmin],
+    };
+    let u = create_user(db, &p, &admin, now).await?;
     Ok((p, u))
 }

@@ -123,7 +123,7 @@ pub fn tree(n: usize, chain: usize) -> (Vec<BulkAccount>, i64, i64) {
     let deep = push(&mut v, AccountKind::Customer, Some(vendor), "Deep customer".into());
     let mut i = 0usize;
     while v.len() < n {
-        let vendor = if i % 10 == 0 { l1_ids[(i / 10) % l1] } else { l2_ids[i % l2] };
+        let vendor = if i.is_multiple_of(10) { l1_ids[(i / 10) % l1] } else { l2_ids[i % l2] };
         push(&mut v, AccountKind::Customer, Some(vendor), format!("Customer {i}"));
         i += 1;
     }

@@ -104,7 +104,10 @@ impl Config {
             None if Path::new("cascade.toml").exists() => fig = fig.merge(Toml::file("cascade.toml")),
             None => {}
         }
-        fig = fig.merge(Env::prefixed("CASCADE_").split("__").ignore(&["config"]));
+        // Only the configuration's own keys: other `CASCADE_…` variables (the admin
+        // password, test and bench URLs) belong to commands, not to this file.
+        const KEYS: [&str; 7] = ["database_url", "listen", "data_dir", "log_format", "log_level", "http__", "worker__"];
+        fig = fig.merge(Env::prefixed("CASCADE_").filter(|k| KEYS.iter().any(|p| k.as_str().to_ascii_lowercase().starts_with(p))).split("__"));
         Ok(fig.extract()?)
     }
 
@@ -128,6 +131,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::result_large_err)]
     fn file_then_environment_and_secrets_stay_hidden() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("c.toml");

@@ -2,7 +2,7 @@
 //! channel — a provider, two L1 resellers, an L2 reseller under one of them, customers
 //! under each, and users with logins.
 
-use crate::admin::{AccountSpec, ProviderSpec, create_account, create_provider, create_user};
+use crate::admin::{AccountSpec, ProviderSpec, UserSpec, create_account, create_provider, create_user};
 use cascade_domain::account::AccountKind;
 use cascade_domain::clock::Timestamp;
 use cascade_domain::privilege::BuiltinRole;
@@ -37,7 +37,7 @@ pub async fn seed(db: &Db, now: Timestamp) -> anyhow::Result<(bool, Vec<DemoLogi
             now,
         )
         .await?;
-        create_user(db, &provider, "provider-billing", "Bernd Billing", "billing@cascade-distribution.example", DEMO_PASSWORD, &[BuiltinRole::BillingStaff], now).await?;
+        create_user(db, &provider, &UserSpec { login: "provider-billing", name: "Bernd Billing", email: "billing@cascade-distribution.example", password: DEMO_PASSWORD, roles: &[BuiltinRole::BillingStaff] }, now).await?;
 
         let spec = |kind, name, email, country, language| AccountSpec { kind, name, email, country, language, currency: None };
         let northwind = create_account(db, Some(&provider), &spec(AccountKind::Reseller, "Northwind Resellers", "sales@northwind.example", "GB", "en"), now).await?;
@@ -50,14 +50,14 @@ pub async fn seed(db: &Db, now: Timestamp) -> anyhow::Result<(bool, Vec<DemoLogi
         let edelweiss = create_account(db, Some(&alpine), &spec(AccountKind::Customer, "Edelweiss AG", "it@edelweiss.example", "AT", "de"), now).await?;
 
         let admin = &[BuiltinRole::AccountAdmin];
-        create_user(db, &northwind, "northwind-admin", "Nora Northwind", "nora@northwind.example", DEMO_PASSWORD, admin, now).await?;
-        create_user(db, &bluebird, "bluebird-admin", "Bastien Bluebird", "bastien@bluebird.example", DEMO_PASSWORD, admin, now).await?;
-        create_user(db, &alpine, "alpine-admin", "Alois Alpine", "alois@alpine-var.example", DEMO_PASSWORD, admin, now).await?;
-        create_user(db, &direct, "direct-admin", "Dana Direct", "dana@direct.example", DEMO_PASSWORD, admin, now).await?;
-        create_user(db, &contoso, "contoso-admin", "Carl Contoso", "carl@contoso.example", DEMO_PASSWORD, admin, now).await?;
-        create_user(db, &fabrikam, "fabrikam-admin", "Fanny Fabrikam", "fanny@fabrikam.example", DEMO_PASSWORD, admin, now).await?;
-        create_user(db, &nile, "nile-admin", "Nadia Nile", "nadia@nile-trading.example", DEMO_PASSWORD, admin, now).await?;
-        create_user(db, &edelweiss, "edelweiss-admin", "Erika Edelweiss", "erika@edelweiss.example", DEMO_PASSWORD, admin, now).await?;
+        create_user(db, &northwind, &UserSpec { login: "northwind-admin", name: "Nora Northwind", email: "nora@northwind.example", password: DEMO_PASSWORD, roles: admin }, now).await?;
+        create_user(db, &bluebird, &UserSpec { login: "bluebird-admin", name: "Bastien Bluebird", email: "bastien@bluebird.example", password: DEMO_PASSWORD, roles: admin }, now).await?;
+        create_user(db, &alpine, &UserSpec { login: "alpine-admin", name: "Alois Alpine", email: "alois@alpine-var.example", password: DEMO_PASSWORD, roles: admin }, now).await?;
+        create_user(db, &direct, &UserSpec { login: "direct-admin", name: "Dana Direct", email: "dana@direct.example", password: DEMO_PASSWORD, roles: admin }, now).await?;
+        create_user(db, &contoso, &UserSpec { login: "contoso-admin", name: "Carl Contoso", email: "carl@contoso.example", password: DEMO_PASSWORD, roles: admin }, now).await?;
+        create_user(db, &fabrikam, &UserSpec { login: "fabrikam-admin", name: "Fanny Fabrikam", email: "fanny@fabrikam.example", password: DEMO_PASSWORD, roles: admin }, now).await?;
+        create_user(db, &nile, &UserSpec { login: "nile-admin", name: "Nadia Nile", email: "nadia@nile-trading.example", password: DEMO_PASSWORD, roles: admin }, now).await?;
+        create_user(db, &edelweiss, &UserSpec { login: "edelweiss-admin", name: "Erika Edelweiss", email: "erika@edelweiss.example", password: DEMO_PASSWORD, roles: admin }, now).await?;
     }
     let logins = vec![
         DemoLogin { login: "provider-admin", account: "Cascade Cloud Distribution (provider)".into(), role: "account administrator" },

@@ -148,13 +148,11 @@ fn init_tracing(cfg: &Config) {
 
 async fn connect(cfg: &Config) -> anyhow::Result<Db> {
     let url = cfg.database_url();
-    if let Some(path) = url.strip_prefix("sqlite://") {
-        if let Some(parent) = std::path::Path::new(path.split('?').next().unwrap_or(path)).parent() {
-            if !parent.as_os_str().is_empty() {
+    if let Some(path) = url.strip_prefix("sqlite://")
+        && let Some(parent) = std::path::Path::new(path.split('?').next().unwrap_or(path)).parent()
+            && !parent.as_os_str().is_empty() {
                 std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
             }
-        }
-    }
     let db = Db::connect_and_migrate(url, &PoolSettings::default()).await.with_context(|| format!("opening {}", redact_url(url)))?;
     db.roles().sync_builtin(SystemClock.now()).await?;
     Ok(db)

@@ -327,15 +327,14 @@ impl NewAccountInput {
         let currency = match (&self.currency, vendor) {
             (Some(c), v) => {
                 let c = errs.check("currency", Currency::parse(c));
-                if let (Some(c), Some(v)) = (c, v) {
-                    if c != v.currency {
+                if let (Some(c), Some(v)) = (c, v)
+                    && c != v.currency {
                         errs.push(FieldError::new(
                             "currency",
                             "currency_mismatch",
                             format!("an account trades in its vendor's currency ({})", v.currency),
                         ));
                     }
-                }
                 c
             }
             (None, Some(v)) => Some(v.currency),
@@ -403,11 +402,10 @@ impl AccountPatchInput {
     pub fn apply(self, current: &Account) -> Result<Account, ValidationErrors> {
         let mut errs = ValidationErrors::new();
         let mut next = current.clone();
-        if let Some(n) = &self.name {
-            if let Some(n) = errs.check("name", bounded_text(n, ACCOUNT_NAME_MAX)) {
+        if let Some(n) = &self.name
+            && let Some(n) = errs.check("name", bounded_text(n, ACCOUNT_NAME_MAX)) {
                 next.name = n;
             }
-        }
         if let Some(c) = &self.contact {
             // Fields not supplied keep their value.
             let merged = ContactInput {
@@ -421,16 +419,14 @@ impl AccountPatchInput {
             };
             next.contact = merged.parse(&mut errs, "contact");
         }
-        if let Some(c) = &self.country {
-            if let Some(c) = errs.check("country", Country::parse(c)) {
+        if let Some(c) = &self.country
+            && let Some(c) = errs.check("country", Country::parse(c)) {
                 next.country = c;
             }
-        }
-        if let Some(l) = &self.language {
-            if let Some(l) = errs.check("language", Language::parse(l)) {
+        if let Some(l) = &self.language
+            && let Some(l) = errs.check("language", Language::parse(l)) {
                 next.language = l;
             }
-        }
         if let Some(cc) = self.customer_class_id {
             next.customer_class_id = Some(cc);
         }

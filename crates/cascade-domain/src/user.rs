@@ -108,21 +108,18 @@ impl UserPatchInput {
     pub fn apply(&self, current: &User) -> Result<User, ValidationErrors> {
         let mut errs = ValidationErrors::new();
         let mut next = current.clone();
-        if let Some(v) = &self.display_name {
-            if let Some(v) = errs.check("display_name", bounded_text(v, 200)) {
+        if let Some(v) = &self.display_name
+            && let Some(v) = errs.check("display_name", bounded_text(v, 200)) {
                 next.display_name = v;
             }
-        }
-        if let Some(v) = &self.email {
-            if let Some(v) = errs.check("email", Email::parse(v)) {
+        if let Some(v) = &self.email
+            && let Some(v) = errs.check("email", Email::parse(v)) {
                 next.email = v;
             }
-        }
-        if let Some(v) = &self.language {
-            if let Some(v) = errs.check("language", Language::parse(v)) {
+        if let Some(v) = &self.language
+            && let Some(v) = errs.check("language", Language::parse(v)) {
                 next.language = Some(v);
             }
-        }
         errs.into_result().map(|_| next)
     }
 }

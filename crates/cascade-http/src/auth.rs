@@ -65,11 +65,10 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Optio
     if user.disabled {
         return Err(ApiError::unauthorized().detail("this user is disabled"));
     }
-    if let Some(v) = version {
-        if state.db.users().credentials_version(user_id).await? != v {
+    if let Some(v) = version
+        && state.db.users().credentials_version(user_id).await? != v {
             return Err(ApiError::unauthorized().detail("the session has ended; log in again"));
         }
-    }
     let account = state.db.accounts().get(user.account_id).await?;
     if account.status == cascade_domain::account::AccountStatus::Cancelled {
         return Err(ApiError::unauthorized().detail("this account is cancelled"));

@@ -183,7 +183,10 @@ CREATE TABLE outbox (
     recipient TEXT NOT NULL,
     language TEXT NOT NULL,
     payload TEXT NOT NULL,
+    -- Set by producers that must queue a message at most once (e.g. `welcome_user:42`).
+    dedup_key TEXT,
     created_at BIGINT NOT NULL,
     sent_at BIGINT
 );
 CREATE INDEX outbox_unsent ON outbox (sent_at, id);
+CREATE UNIQUE INDEX outbox_dedup ON outbox (dedup_key);

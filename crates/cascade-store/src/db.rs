@@ -178,13 +178,11 @@ impl Tx {
 /// A database URL with any password replaced, safe for logs and errors.
 pub fn redact_url(url: &str) -> String {
     // scheme://user:password@host/... → scheme://user:***@host/...
-    if let Some((scheme, rest)) = url.split_once("://") {
-        if let Some((creds, host)) = rest.split_once('@') {
-            if let Some((user, _)) = creds.split_once(':') {
+    if let Some((scheme, rest)) = url.split_once("://")
+        && let Some((creds, host)) = rest.split_once('@')
+            && let Some((user, _)) = creds.split_once(':') {
                 return format!("{scheme}://{user}:***@{host}");
             }
-        }
-    }
     url.to_string()
 }
 

@@ -24,7 +24,12 @@ pub struct CleanupStats {
 /// Delete finished tasks, then finished events, that finished before
 /// `now - retention_days`, `batch` rows per transaction, until a batch removes fewer
 /// than `batch`.
-pub async fn events_cleanup(db: &Db, now: Timestamp, retention_days: i64, batch: i64) -> Result<CleanupStats, StoreError> {
+pub async fn events_cleanup(
+    db: &Db,
+    now: Timestamp,
+    retention_days: i64,
+    batch: i64,
+) -> Result<CleanupStats, StoreError> {
     let cutoff = now.minus_days(retention_days);
     let batch = batch.max(1);
     let mut stats = CleanupStats::default();

@@ -92,7 +92,11 @@ impl Registry {
     /// Register `handler` for its kind. A later registration for the same kind replaces
     /// the earlier one, so tests and deployments can swap a built-in handler for a stub.
     pub fn register(&mut self, handler: Arc<dyn TaskHandler>) -> &mut Self {
-        if self.handlers.insert(handler.kind(), handler.clone()).is_some() {
+        if self
+            .handlers
+            .insert(handler.kind(), handler.clone())
+            .is_some()
+        {
             tracing::debug!(kind = handler.kind(), "task handler replaced");
         }
         self
@@ -112,6 +116,8 @@ impl Registry {
 
 impl fmt::Debug for Registry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Registry").field("kinds", &self.kinds()).finish()
+        f.debug_struct("Registry")
+            .field("kinds", &self.kinds())
+            .finish()
     }
 }

@@ -4,11 +4,9 @@
 //! mail" a database write that can be made idempotent.
 //!
 //! Idempotency: a retried or re-claimed task must not queue the mail twice, so
-//! [`queue_once`] inserts only when no row with the same (template, user) exists. The
-//! check and the insert run in one transaction; on SQLite the single write connection
-//! already serialises them, on PostgreSQL a transaction-scoped advisory lock on
-//! (template, user) does, so two workers racing on the same user cannot both insert.
-//! (The outbox has no unique index for this yet; if one is added, this still works.)
+//! [`queue_once`] inserts with a deduplication key (`<template>:<user id>`) under a
+//! unique index and `ON CONFLICT DO NOTHING`: two workers racing on the same user
+//! cannot both insert, on either backend, without any lock.
 
 use crate::handler::{TaskContext, TaskError, TaskHandler};
 use async_trait::async_trait;
@@ -32,19 +30,12 @@ pub struct OutboxMessage {
 /// Insert `msg` into the outbox unless a message with the same template for the same
 /// user is already there. Returns whether a row was inserted.
 pub async fn queue_once(tx: &mut Tx, msg: &OutboxMessage, now: Timestamp) -> StoreResult<bool> {
-    if let Tx::Postgres(t) = tx {
-        // Backend-specific: serialise concurrent inserts for one (template, user).
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-            .bind(format!("outbox/{}/{}", msg.template, msg.user_id))
-            .execute(&mut **t)
-            .await?;
-    }
+    let dedup = format!("{}:{}", msg.template, msg.user_id);
     let n = on_tx!(tx, c => sqlx::query(
-        "INSERT INTO outbox (account_id, user_id, template, recipient, language, payload, created_at)
-         SELECT $1, $2, $3, $4, $5, $6, $7
-         WHERE NOT EXISTS (SELECT 1 FROM outbox WHERE template = $3 AND user_id = $2)")
+        "INSERT INTO outbox (account_id, user_id, template, recipient, language, payload, dedup_key, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (dedup_key) DO NOTHING")
         .bind(msg.account_id.map(|a| a.0)).bind(msg.user_id.0).bind(msg.template).bind(&msg.recipient)
-        .bind(&msg.language).bind(msg.payload.to_string()).bind(now.0)
+        .bind(&msg.language).bind(msg.payload.to_string()).bind(dedup).bind(now.0)
         .execute(c).await.map(|r| r.rows_affected()))?;
     Ok(n > 0)
 }
@@ -69,13 +60,20 @@ impl TaskHandler for WelcomeUser {
     async fn run(&self, ctx: &TaskContext, task: &Task) -> Result<(), TaskError> {
         let p = &task.payload;
         // A malformed payload will not improve with retries: fail at once.
-        let user_id = p.get("user_id").and_then(Value::as_i64).ok_or_else(|| TaskError::permanent("payload has no integer `user_id`"))?;
+        let user_id = p
+            .get("user_id")
+            .and_then(Value::as_i64)
+            .ok_or_else(|| TaskError::permanent("payload has no integer `user_id`"))?;
         let email = p
             .get("email")
             .and_then(Value::as_str)
             .filter(|e| !e.trim().is_empty())
             .ok_or_else(|| TaskError::permanent("payload has no `email`"))?;
-        let language = p.get("language").and_then(Value::as_str).filter(|l| !l.trim().is_empty()).unwrap_or("en");
+        let language = p
+            .get("language")
+            .and_then(Value::as_str)
+            .filter(|l| !l.trim().is_empty())
+            .unwrap_or("en");
         let msg = OutboxMessage {
             account_id: task.account_id,
             user_id: UserId(user_id),

@@ -17,14 +17,22 @@ use cascade_store::tasks::NewTask;
 ///   `user_id`, `login`, `email`, `display_name` and `language`.
 /// - `account.created` → nothing yet; provisioning defaults for new accounts will hang
 ///   here. Listed so the choice is visible.
-pub const ROUTES: &[(&str, &[&str])] = &[("user.created", &["notify.welcome_user"]), ("account.created", &[])];
+pub const ROUTES: &[(&str, &[&str])] = &[
+    ("user.created", &["notify.welcome_user"]),
+    ("account.created", &[]),
+];
 
 /// The tasks to create for `event` (none for kinds not in [`ROUTES`]).
 pub fn route(event: &Event) -> Vec<NewTask> {
     ROUTES
         .iter()
         .find(|(kind, _)| *kind == event.kind)
-        .map(|(_, tasks)| tasks.iter().map(|t| NewTask::new(*t, event.account_id, event.payload.clone())).collect())
+        .map(|(_, tasks)| {
+            tasks
+                .iter()
+                .map(|t| NewTask::new(*t, event.account_id, event.payload.clone()))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -70,7 +78,10 @@ mod tests {
         let registry = Registry::with_builtin();
         for (event_kind, tasks) in ROUTES {
             for t in *tasks {
-                assert!(registry.get(t).is_some(), "{event_kind} routes to {t}, which has no built-in handler");
+                assert!(
+                    registry.get(t).is_some(),
+                    "{event_kind} routes to {t}, which has no built-in handler"
+                );
             }
         }
     }

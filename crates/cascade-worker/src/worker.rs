@@ -79,7 +79,12 @@ pub struct Worker {
 
 impl Worker {
     pub fn new(db: Db, clock: Arc<dyn Clock>, registry: Registry, config: WorkerConfig) -> Self {
-        Self { db, clock, registry, config }
+        Self {
+            db,
+            clock,
+            registry,
+            config,
+        }
     }
 
     pub fn config(&self) -> &WorkerConfig {
@@ -88,7 +93,10 @@ impl Worker {
 
     /// The context handed to handlers.
     pub fn context(&self) -> TaskContext {
-        TaskContext { db: self.db.clone(), clock: self.clock.clone() }
+        TaskContext {
+            db: self.db.clone(),
+            clock: self.clock.clone(),
+        }
     }
 
     /// One round: route up to `batch` pending events into tasks, then claim up to `batch`
@@ -97,13 +105,26 @@ impl Worker {
     pub async fn run_once(&self) -> Result<RunStats, StoreError> {
         let mut stats = RunStats::default();
         let now = self.clock.now();
-        stats.dispatched = self.db.events().dispatch_pending(self.config.batch, now, route).await?;
+        stats.dispatched = self
+            .db
+            .events()
+            .dispatch_pending(self.config.batch, now, route)
+            .await?;
         if stats.dispatched > 0 {
             metrics::counter!("cascade_events_dispatched_total").increment(stats.dispatched as u64);
             tracing::debug!(dispatched = stats.dispatched, "events dispatched");
         }
 
-        let tasks = self.db.tasks().claim(&self.config.worker_id, self.clock.now(), self.config.batch, self.config.lease_secs).await?;
+        let tasks = self
+            .db
+            .tasks()
+            .claim(
+                &self.config.worker_id,
+                self.clock.now(),
+                self.config.batch,
+                self.config.lease_secs,
+            )
+            .await?;
         if tasks.is_empty() {
             return Ok(stats);
         }
@@ -115,7 +136,8 @@ impl Worker {
         for task in tasks {
             match self.registry.get(&task.kind) {
                 None => {
-                    let err = TaskError::permanent(format!("no handler for task kind {}", task.kind));
+                    let err =
+                        TaskError::permanent(format!("no handler for task kind {}", task.kind));
                     results.push((task, Err(err)));
                 }
                 Some(handler) => {
@@ -133,7 +155,11 @@ impl Worker {
                     // A panic (or abort) fails this attempt like a transient error: the
                     // retry policy bounds how often a buggy handler is tried again.
                     let id = e.id();
-                    let msg = if e.is_panic() { format!("handler panicked: {}", panic_message(e.into_panic())) } else { format!("handler aborted: {e}") };
+                    let msg = if e.is_panic() {
+                        format!("handler panicked: {}", panic_message(e.into_panic()))
+                    } else {
+                        format!("handler aborted: {e}")
+                    };
                     (id, Err(TaskError::Retryable(msg)))
                 }
             };
@@ -160,7 +186,11 @@ impl Worker {
         }
     }
 
-    async fn record(&self, task: &Task, result: Result<(), TaskError>) -> Result<Outcome, StoreError> {
+    async fn record(
+        &self,
+        task: &Task,
+        result: Result<(), TaskError>,
+    ) -> Result<Outcome, StoreError> {
         let now = self.clock.now();
         let outcome = match result {
             Ok(()) => {
@@ -171,9 +201,16 @@ impl Worker {
             Err(err) => {
                 let after = match &err {
                     TaskError::Permanent(_) => AfterFailure::GiveUp,
-                    TaskError::Retryable(_) => RetryPolicy { max_attempts: task.max_attempts, ..self.config.retry }.after_failure(task.attempts, now),
+                    TaskError::Retryable(_) => RetryPolicy {
+                        max_attempts: task.max_attempts,
+                        ..self.config.retry
+                    }
+                    .after_failure(task.attempts, now),
                 };
-                self.db.tasks().fail(task.id, err.message(), after, now).await?;
+                self.db
+                    .tasks()
+                    .fail(task.id, err.message(), after, now)
+                    .await?;
                 match after {
                     AfterFailure::RetryAt(at) => {
                         tracing::warn!(task_id = %task.id, kind = %task.kind, attempt = task.attempts, max_attempts = task.max_attempts, retry_at = at.0, error = %err, "task failed; will retry");
@@ -202,13 +239,22 @@ impl Worker {
             }
             let now = self.clock.now();
             if next_cleanup.is_none_or(|at| now >= at) {
-                next_cleanup = Some(match events_cleanup(&self.db, now, self.config.cleanup_retention_days, self.config.cleanup_batch).await {
-                    Ok(_) => now.plus_secs(CLEANUP_EVERY_SECS),
-                    Err(e) => {
-                        tracing::error!(error = %e, "events cleanup failed; trying again in an hour");
-                        now.plus_secs(CLEANUP_RETRY_SECS)
-                    }
-                });
+                next_cleanup = Some(
+                    match events_cleanup(
+                        &self.db,
+                        now,
+                        self.config.cleanup_retention_days,
+                        self.config.cleanup_batch,
+                    )
+                    .await
+                    {
+                        Ok(_) => now.plus_secs(CLEANUP_EVERY_SECS),
+                        Err(e) => {
+                            tracing::error!(error = %e, "events cleanup failed; trying again in an hour");
+                            now.plus_secs(CLEANUP_RETRY_SECS)
+                        }
+                    },
+                );
             }
             let idle = match self.run_once().await {
                 Ok(stats) => stats.is_idle(),
@@ -237,5 +283,8 @@ impl Worker {
 }
 
 fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
-    p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_else(|| "(no message)".into())
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
 }
