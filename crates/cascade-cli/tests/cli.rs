@@ -49,7 +49,7 @@ fn migrate_reports_and_is_repeatable() {
     let url = format!("sqlite://{}", dir.path().join("m.db").display());
     let a = cascade().args(["--database-url", &url, "migrate"]).output().unwrap();
     assert!(a.status.success());
-    assert!(String::from_utf8_lossy(&a.stdout).starts_with("1 migration(s) applied"));
+    assert!(String::from_utf8_lossy(&a.stdout).starts_with("2 migration(s) applied"));
     let b = cascade().args(["--database-url", &url, "migrate"]).output().unwrap();
     assert!(String::from_utf8_lossy(&b.stdout).starts_with("0 migration(s) applied"));
 }
@@ -74,14 +74,17 @@ fn demo_seeds_once_and_serves_working_logins() {
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
-    let mut addr = None;
-    for line in BufReader::new(stdout).lines() {
-        let line = line.unwrap();
-        if let Some(rest) = line.trim().strip_prefix("API:") {
-            addr = rest.trim().strip_prefix("http://").and_then(|s| s.split('/').next()).map(str::to_string);
-            break;
+    // Keep draining the child's output after the address shows up: a closed pipe would
+    // make its next print fail.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(rest) = line.trim().strip_prefix("API:") {
+                let _ = tx.send(rest.trim().strip_prefix("http://").and_then(|s| s.split('/').next()).map(str::to_string));
+            }
         }
-    }
+    });
+    let addr = rx.recv_timeout(std::time::Duration::from_secs(60)).ok().flatten();
     let addr = addr.expect("the demo prints its address");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let result = rt.block_on(async {

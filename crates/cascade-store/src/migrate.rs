@@ -14,8 +14,10 @@ pub struct Migration {
     pub source: &'static str,
 }
 
-pub const MIGRATIONS: &[Migration] =
-    &[Migration { version: 1, name: "foundation", source: include_str!("../migrations/0001_foundation.sql") }];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "foundation", source: include_str!("../migrations/0001_foundation.sql") },
+    Migration { version: 2, name: "catalog", source: include_str!("../migrations/0002_catalog.sql") },
+];
 
 fn render(source: &str, db: &Db) -> String {
     let pk = match db {

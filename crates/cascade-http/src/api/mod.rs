@@ -9,6 +9,9 @@
 //! drift from the code.
 
 pub mod accounts;
+pub mod plans;
+pub mod resources;
+pub mod sales_categories;
 pub mod session;
 pub mod tasks;
 pub mod users;
@@ -33,6 +36,9 @@ use utoipa_axum::router::OpenApiRouter;
         (name = "roles", description = "Built-in and custom roles"),
         (name = "tokens", description = "Personal API tokens"),
         (name = "tasks", description = "Background tasks"),
+        (name = "catalog", description = "Resource types, resource categories, service templates, provisioning overrides"),
+        (name = "sales-categories", description = "A seller's store tree"),
+        (name = "plans", description = "Service plans, delegation down the channel, synchronization"),
     )
 )]
 struct ApiDoc;
@@ -62,6 +68,9 @@ pub fn api() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(accounts::router())
         .merge(users::router())
         .merge(tasks::router())
+        .merge(resources::router())
+        .merge(sales_categories::router())
+        .merge(plans::router())
         .split_for_parts()
 }
 
