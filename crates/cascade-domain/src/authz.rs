@@ -61,6 +61,12 @@ pub enum Action {
     ManageRoles,
     ViewTasks,
     ManageTasks,
+    /// Read a seller's catalog objects (plans, templates, resource types, categories).
+    ViewCatalog,
+    /// Create, change, delegate and synchronize catalog objects owned by the target.
+    ManageCatalog,
+    /// Set a reseller's synchronization restrictions and cascade stop: its vendor's job.
+    ManageSyncSettings,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -108,6 +114,11 @@ pub fn authorize(actor: &Actor, relation: Relation, action: Action) -> Result<()
         ManageRoles => Err(Denied::NotAllowed("custom roles are managed by their own account")),
         ViewTasks => need_any(TasksView, TasksManage),
         ManageTasks => need(TasksManage),
+        ViewCatalog if own => Ok(()),
+        ViewCatalog => need_any(CatalogManage, AccountsView),
+        ManageCatalog => need(CatalogManage),
+        ManageSyncSettings if own => Err(Denied::NotAllowed("a reseller's synchronization settings are set by its vendor")),
+        ManageSyncSettings => need(CatalogManage),
     }
 }
 
@@ -165,6 +176,18 @@ mod tests {
         let tech = actor(BuiltinRole::TechnicalStaff.grants());
         assert!(authorize(&tech, Relation::Descendant { depth: 1 }, Action::ManageTasks).is_ok());
         assert!(authorize(&tech, Relation::Own, Action::CreateUser).is_err());
+    }
+
+    #[test]
+    fn catalog_actions() {
+        let tech = actor(BuiltinRole::TechnicalStaff.grants());
+        assert!(authorize(&tech, Relation::Own, Action::ManageCatalog).is_ok());
+        assert!(authorize(&tech, Relation::Descendant { depth: 1 }, Action::ManageSyncSettings).is_ok());
+        assert!(authorize(&tech, Relation::Own, Action::ManageSyncSettings).is_err(), "a reseller cannot lift its own restrictions");
+        let billing = actor(BuiltinRole::BillingStaff.grants());
+        assert!(authorize(&billing, Relation::Own, Action::ViewCatalog).is_ok());
+        assert_eq!(authorize(&billing, Relation::Own, Action::ManageCatalog), Err(Denied::MissingPrivilege(Privilege::CatalogManage)));
+        assert_eq!(authorize(&billing, Relation::Unrelated, Action::ViewCatalog), Err(Denied::NotFound));
     }
 
     #[test]
