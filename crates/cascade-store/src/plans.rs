@@ -455,3 +455,41 @@ fn run_from(r: (i64, i64, i64, Option<i64>, String, String, i32, i32, i32, i64, 
         finished_at: r.10.map(Timestamp),
     }
 }
+
+/// Lookups the plan rules need from the rest of the catalog.
+impl Plans<'_> {
+    /// Owner of a service template, if it exists.
+    pub async fn template_owner(&self, template_id: i64) -> StoreResult<Option<AccountId>> {
+        let r: Option<(i64,)> = on_db!(self.0, p => sqlx::query_as("SELECT owner_account_id FROM service_templates WHERE id = $1")
+            .bind(template_id).fetch_optional(p).await)?;
+        Ok(r.map(|r| AccountId(r.0)))
+    }
+
+    /// Owner of a resource type, if it exists.
+    pub async fn resource_type_owner(&self, id: i64) -> StoreResult<Option<AccountId>> {
+        let r: Option<(i64,)> = on_db!(self.0, p => sqlx::query_as("SELECT owner_account_id FROM resource_types WHERE id = $1")
+            .bind(id).fetch_optional(p).await)?;
+        Ok(r.map(|r| AccountId(r.0)))
+    }
+
+    /// The owner's sales categories by code: (code, has sub-categories).
+    pub async fn sales_category_codes(&self, owner: AccountId) -> StoreResult<HashMap<String, bool>> {
+        let rows: Vec<(String, bool)> = on_db!(self.0, p => sqlx::query_as(
+            "SELECT c.code, EXISTS (SELECT 1 FROM sales_categories k WHERE k.parent_id = c.id) FROM sales_categories c WHERE c.owner_account_id = $1")
+            .bind(owner.0).fetch_all(p).await)?;
+        Ok(rows.into_iter().collect())
+    }
+
+    /// Period and rate uids used by any copy below the original `root`.
+    pub async fn uids_in_copies(&self, root: i64) -> StoreResult<(std::collections::HashSet<String>, std::collections::HashSet<String>)> {
+        let rows: Vec<(String,)> = on_db!(self.0, p => sqlx::query_as("SELECT content FROM plans WHERE root_plan_id = $1").bind(root).fetch_all(p).await)?;
+        let mut periods = std::collections::HashSet::new();
+        let mut rates = std::collections::HashSet::new();
+        for (c,) in rows {
+            let c: PlanContent = serde_json::from_str(&c).map_err(|e| StoreError::Corrupt(format!("plan content: {e}")))?;
+            periods.extend(c.periods.into_iter().map(|p| p.uid));
+            rates.extend(c.rates.into_iter().map(|r| r.uid));
+        }
+        Ok((periods, rates))
+    }
+}
