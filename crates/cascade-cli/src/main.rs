@@ -3,6 +3,7 @@
 
 mod admin;
 mod bench;
+mod bench_sync;
 mod config;
 mod demo;
 
@@ -130,6 +131,20 @@ enum BenchCommand {
         #[arg(long, default_value = "both")]
         backend: String,
         /// PostgreSQL database to benchmark in (a temporary schema is created and dropped).
+        #[arg(long, env = "CASCADE_BENCH_PG_URL", hide_env_values = true)]
+        pg_url: Option<String>,
+    },
+    /// Delegate a plan to many resellers over several levels, change it, and time one sync.
+    Sync {
+        #[arg(long, default_value_t = 10_000)]
+        resellers: usize,
+        #[arg(long, default_value_t = 3)]
+        depth: usize,
+        /// Share of resellers (percent) whose prices are locked against synchronization.
+        #[arg(long, default_value_t = 10)]
+        locked_percent: usize,
+        #[arg(long, default_value = "both")]
+        backend: String,
         #[arg(long, env = "CASCADE_BENCH_PG_URL", hide_env_values = true)]
         pg_url: Option<String>,
     },
@@ -305,6 +320,9 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Bench { command: BenchCommand::Tree { accounts, chain, runs, backend, pg_url } } => {
             bench::tree_bench(accounts, chain, runs.max(1), pg_url.as_deref(), &backend).await
+        }
+        Command::Bench { command: BenchCommand::Sync { resellers, depth, locked_percent, backend, pg_url } } => {
+            bench_sync::sync_bench(resellers, depth, locked_percent, pg_url.as_deref(), &backend).await
         }
     }
 }
