@@ -8,6 +8,7 @@
 
 pub mod account;
 pub mod authz;
+pub mod billing;
 pub mod catalog;
 pub mod clock;
 pub mod ids;
