@@ -24,7 +24,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
             .headers()
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| ct.starts_with("application/json") || ct.starts_with("application/merge-patch+json"));
+            .map(|ct| ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+            .is_some_and(|mt| mt == "application/json" || mt == "application/merge-patch+json");
         if !is_json {
             return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "Unsupported media type")
                 .detail("send the body as application/json"));
@@ -42,7 +43,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let value = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let field = if path == "." { String::new() } else { path };
@@ -52,13 +53,25 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         };
         let message = strip_position(&inner.to_string());
         if status == StatusCode::BAD_REQUEST {
-            ApiError::bad_request(code, format!("the body is not valid JSON: {message}"))
-        } else {
-            let mut err: ApiError = FieldError::new(field, code, message).into();
-            err.code = "validation_failed";
-            err
+            return ApiError::bad_request(code, format!("the body is not valid JSON: {message}"));
         }
-    })
+        // serde reports a missing field at its parent's path: name the field itself.
+        let (field, code) = match missing_field(&message) {
+            Some(name) if field.is_empty() => (name.to_string(), "required"),
+            Some(name) => (format!("{field}.{name}"), "required"),
+            None => (field, code),
+        };
+        let mut err: ApiError = FieldError::new(field, code, message).into();
+        err.code = "validation_failed";
+        err
+    })?;
+    // Anything after the JSON value makes the whole body invalid.
+    de.end().map_err(|e| ApiError::bad_request("malformed_json", format!("the body is not valid JSON: {}", strip_position(&e.to_string()))))?;
+    Ok(value)
+}
+
+fn missing_field(message: &str) -> Option<&str> {
+    message.strip_prefix("missing field `")?.split('`').next()
 }
 
 fn strip_position(msg: &str) -> String {
@@ -179,6 +192,10 @@ mod tests {
         let e = parse_json::<Outer>(br#"{"inner": "#).unwrap_err();
         assert_eq!((e.status, e.code), (StatusCode::BAD_REQUEST, "malformed_json"));
         let e = parse_json::<Outer>(br#"{}"#).unwrap_err();
-        assert!(e.errors[0].message.contains("missing field `inner`"));
+        assert_eq!((e.errors[0].field.as_str(), e.errors[0].code), ("inner", "required"));
+        let e = parse_json::<Outer>(br#"{"inner": {}}"#).unwrap_err();
+        assert_eq!(e.errors[0].field, "inner.n");
+        let e = parse_json::<Outer>(br#"{"inner": {"n": 1}} trailing"#).unwrap_err();
+        assert_eq!(e.code, "malformed_json");
     }
 }

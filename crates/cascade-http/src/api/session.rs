@@ -98,7 +98,12 @@ async fn login(
     let ok = tokio::task::spawn_blocking(move || verify_password(&password, hash.as_deref().unwrap_or(dummy_hash())))
         .await
         .unwrap_or(false);
-    let Some(creds) = creds.filter(|c| ok && c.password_hash.is_some() && !c.user.disabled) else {
+    // Users of a cancelled account are refused like a wrong password.
+    let account_open = match &creds {
+        Some(c) => st.db.accounts().get(c.user.account_id).await?.status != cascade_domain::account::AccountStatus::Cancelled,
+        None => false,
+    };
+    let Some(creds) = creds.filter(|c| ok && account_open && c.password_hash.is_some() && !c.user.disabled) else {
         st.throttle.record_failure(&keys, now);
         return Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "Login failed").detail("wrong login or password"));
     };

@@ -1,0 +1,229 @@
+//! Orders and subscriptions: their types and state machines.
+
+use crate::validation::FieldError;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum OrderType {
+    /// Sales: creates a subscription.
+    So,
+    /// Renewal.
+    Rn,
+    /// Billing: a periodic charge, nothing to provision.
+    Bo,
+    /// Change: resources added or removed, period or plan switched.
+    Ch,
+    /// Cancellation, with a refund or a cancellation charge.
+    Cl,
+}
+
+impl OrderType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderType::So => "SO",
+            OrderType::Rn => "RN",
+            OrderType::Bo => "BO",
+            OrderType::Ch => "CH",
+            OrderType::Cl => "CL",
+        }
+    }
+    pub fn parse(s: &str) -> Result<Self, FieldError> {
+        match s {
+            "SO" => Ok(Self::So),
+            "RN" => Ok(Self::Rn),
+            "BO" => Ok(Self::Bo),
+            "CH" => Ok(Self::Ch),
+            "CL" => Ok(Self::Cl),
+            _ => Err(FieldError::new("type", "invalid_order_type", format!("unknown order type `{s}`"))),
+        }
+    }
+    /// Whether completing the order needs the service to be provisioned or changed.
+    pub fn provisions(self) -> bool {
+        !matches!(self, OrderType::Bo | OrderType::Rn)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    New,
+    WaitingForPayment,
+    Paid,
+    Provisioning,
+    Completed,
+    /// Retryable.
+    Failed,
+    Cancelled,
+}
+
+impl OrderStatus {
+    pub const ALL: [OrderStatus; 7] = [
+        OrderStatus::New,
+        OrderStatus::WaitingForPayment,
+        OrderStatus::Paid,
+        OrderStatus::Provisioning,
+        OrderStatus::Completed,
+        OrderStatus::Failed,
+        OrderStatus::Cancelled,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::New => "new",
+            OrderStatus::WaitingForPayment => "waiting_for_payment",
+            OrderStatus::Paid => "paid",
+            OrderStatus::Provisioning => "provisioning",
+            OrderStatus::Completed => "completed",
+            OrderStatus::Failed => "failed",
+            OrderStatus::Cancelled => "cancelled",
+        }
+    }
+    pub fn parse(s: &str) -> Result<Self, FieldError> {
+        Self::ALL
+            .into_iter()
+            .find(|x| x.as_str() == s)
+            .ok_or_else(|| FieldError::new("status", "invalid_order_status", format!("unknown order status `{s}`")))
+    }
+    pub fn is_final(self) -> bool {
+        matches!(self, OrderStatus::Completed | OrderStatus::Cancelled)
+    }
+
+    /// new → waiting for payment → paid → provisioning → completed, or → failed
+    /// (retryable: back to provisioning) / cancelled (before provisioning finished).
+    pub fn transition(self, to: OrderStatus) -> Result<OrderStatus, FieldError> {
+        use OrderStatus::*;
+        let ok = matches!(
+            (self, to),
+            (New, WaitingForPayment)
+                | (New, Paid)
+                | (WaitingForPayment, Paid)
+                | (Paid, Provisioning)
+                | (Provisioning, Completed)
+                | (Provisioning, Failed)
+                | (Failed, Provisioning)
+                | (New, Cancelled)
+                | (WaitingForPayment, Cancelled)
+                | (Paid, Cancelled)
+                | (Failed, Cancelled)
+        );
+        if ok {
+            Ok(to)
+        } else {
+            Err(FieldError::new("status", "invalid_order_transition", format!("an order cannot go from `{}` to `{}`", self.as_str(), to.as_str())))
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubscriptionStatus {
+    Ordered,
+    Active,
+    Expired,
+    Graced,
+    CreditHold,
+    AdminHold,
+    Cancelled,
+    Terminated,
+}
+
+impl SubscriptionStatus {
+    pub const ALL: [SubscriptionStatus; 8] = [
+        SubscriptionStatus::Ordered,
+        SubscriptionStatus::Active,
+        SubscriptionStatus::Expired,
+        SubscriptionStatus::Graced,
+        SubscriptionStatus::CreditHold,
+        SubscriptionStatus::AdminHold,
+        SubscriptionStatus::Cancelled,
+        SubscriptionStatus::Terminated,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubscriptionStatus::Ordered => "ordered",
+            SubscriptionStatus::Active => "active",
+            SubscriptionStatus::Expired => "expired",
+            SubscriptionStatus::Graced => "graced",
+            SubscriptionStatus::CreditHold => "credit_hold",
+            SubscriptionStatus::AdminHold => "admin_hold",
+            SubscriptionStatus::Cancelled => "cancelled",
+            SubscriptionStatus::Terminated => "terminated",
+        }
+    }
+    pub fn parse(s: &str) -> Result<Self, FieldError> {
+        Self::ALL
+            .into_iter()
+            .find(|x| x.as_str() == s)
+            .ok_or_else(|| FieldError::new("status", "invalid_subscription_status", format!("unknown subscription status `{s}`")))
+    }
+    /// Billed by the daily run.
+    pub fn is_billable(self) -> bool {
+        matches!(self, SubscriptionStatus::Active | SubscriptionStatus::Graced)
+    }
+
+    /// ordered → active → (expired →) graced → on hold → cancelled / terminated;
+    /// holds are released back to active; a terminated subscription may be restored.
+    pub fn transition(self, to: SubscriptionStatus) -> Result<SubscriptionStatus, FieldError> {
+        use SubscriptionStatus::*;
+        let ok = match (self, to) {
+            (Ordered, Active) | (Ordered, Cancelled) => true,
+            (Active, Expired) | (Active, Graced) | (Active, CreditHold) | (Active, AdminHold) | (Active, Cancelled) => true,
+            (Expired, Graced) | (Expired, Active) | (Expired, Terminated) | (Expired, Cancelled) => true,
+            (Graced, Active) | (Graced, CreditHold) | (Graced, AdminHold) | (Graced, Terminated) | (Graced, Cancelled) => true,
+            (CreditHold, Active) | (AdminHold, Active) | (CreditHold, AdminHold) | (AdminHold, CreditHold) => true,
+            (CreditHold, Terminated) | (AdminHold, Terminated) | (CreditHold, Cancelled) | (AdminHold, Cancelled) => true,
+            (Cancelled, Terminated) => true,
+            // Restore (public API), when the service's data still exists.
+            (Terminated, Active) => true,
+            _ => false,
+        };
+        if ok {
+            Ok(to)
+        } else {
+            Err(FieldError::new(
+                "status",
+                "invalid_subscription_transition",
+                format!("a subscription cannot go from `{}` to `{}`", self.as_str(), to.as_str()),
+            ))
+        }
+    }
+}
+
+/// When a subscription renews by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "mode")]
+pub enum AutoRenew {
+    Off,
+    OnExpiry,
+    DaysBefore { days: u32 },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn order_flow() {
+        use OrderStatus::*;
+        let path = [New, WaitingForPayment, Paid, Provisioning, Failed, Provisioning, Completed];
+        for w in path.windows(2) {
+            assert!(w[0].transition(w[1]).is_ok(), "{:?} → {:?}", w[0], w[1]);
+        }
+        assert!(Completed.transition(Cancelled).is_err());
+        assert!(Provisioning.transition(Cancelled).is_err(), "provisioning must end first");
+        for s in OrderStatus::ALL {
+            assert_eq!(OrderStatus::parse(s.as_str()).unwrap(), s);
+        }
+    }
+
+    #[test]
+    fn subscription_flow() {
+        use SubscriptionStatus::*;
+        for (a, b) in [(Ordered, Active), (Active, Graced), (Graced, CreditHold), (CreditHold, Active), (Active, Cancelled), (Cancelled, Terminated), (Terminated, Active)] {
+            assert!(a.transition(b).is_ok(), "{a:?} → {b:?}");
+        }
+        assert!(Terminated.transition(Cancelled).is_err());
+        assert!(Ordered.transition(Graced).is_err());
+        assert!(Active.is_billable() && !CreditHold.is_billable());
+    }
+}
