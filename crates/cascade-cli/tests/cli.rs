@@ -49,7 +49,7 @@ fn migrate_reports_and_is_repeatable() {
     let url = format!("sqlite://{}", dir.path().join("m.db").display());
     let a = cascade().args(["--database-url", &url, "migrate"]).output().unwrap();
     assert!(a.status.success());
-    assert!(String::from_utf8_lossy(&a.stdout).starts_with("2 migration(s) applied"));
+    assert!(String::from_utf8_lossy(&a.stdout).starts_with("3 migration(s) applied"));
     let b = cascade().args(["--database-url", &url, "migrate"]).output().unwrap();
     assert!(String::from_utf8_lossy(&b.stdout).starts_with("0 migration(s) applied"));
 }

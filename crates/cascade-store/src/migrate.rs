@@ -17,6 +17,7 @@ pub struct Migration {
 pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "foundation", source: include_str!("../migrations/0001_foundation.sql") },
     Migration { version: 2, name: "catalog", source: include_str!("../migrations/0002_catalog.sql") },
+    Migration { version: 3, name: "billing", source: include_str!("../migrations/0003_billing.sql") },
 ];
 
 fn render(source: &str, db: &Db) -> String {
