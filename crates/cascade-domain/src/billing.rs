@@ -2,3 +2,5 @@
 
 pub mod amounts;
 pub mod calendar;
+pub mod charges;
+pub mod lifecycle;
