@@ -17,6 +17,7 @@
 pub mod accounts;
 pub mod auth;
 pub mod db;
+pub mod documents;
 pub mod events;
 pub mod idempotency;
 pub mod migrate;
@@ -24,6 +25,7 @@ pub mod plans;
 pub mod resources;
 pub mod sales_categories;
 pub mod schema;
+pub mod subscriptions;
 pub mod tasks;
 pub mod users;
 

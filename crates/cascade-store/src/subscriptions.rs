@@ -1,0 +1,280 @@
+//! Subscriptions and orders.
+
+use crate::{Db, Page, StoreError, StoreResult, Tx, on_db, on_tx};
+use cascade_domain::billing::lifecycle::{AutoRenew, OrderStatus, OrderType, SubscriptionStatus};
+use cascade_domain::clock::Timestamp;
+use cascade_domain::ids::AccountId;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone)]
+pub struct Subscription {
+    pub id: i64,
+    pub account_id: AccountId,
+    pub vendor_id: AccountId,
+    pub plan_id: i64,
+    pub period_uid: String,
+    pub status: SubscriptionStatus,
+    pub start_date: String,
+    pub expires_on: String,
+    pub next_bill_date: String,
+    pub auto_renew: AutoRenew,
+    pub quantities: BTreeMap<String, i64>,
+    pub attributes: serde_json::Value,
+    pub suspension_deadline: Option<String>,
+    pub data_removed: bool,
+    pub version: i64,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+#[derive(sqlx::FromRow)]
+struct SubRow {
+    id: i64,
+    account_id: i64,
+    vendor_id: i64,
+    plan_id: i64,
+    period_uid: String,
+    status: String,
+    start_date: String,
+    expires_on: String,
+    next_bill_date: String,
+    auto_renew: String,
+    quantities: String,
+    attributes: String,
+    suspension_deadline: Option<String>,
+    data_removed: bool,
+    version: i64,
+    created_at: i64,
+    updated_at: i64,
+}
+
+const SUB_COLUMNS: &str = "id, account_id, vendor_id, plan_id, period_uid, status, start_date, expires_on, next_bill_date, auto_renew, quantities, \
+     attributes, suspension_deadline, data_removed, version, created_at, updated_at";
+
+impl TryFrom<SubRow> for Subscription {
+    type Error = StoreError;
+    fn try_from(r: SubRow) -> StoreResult<Subscription> {
+        let bad = |what: &str, e: String| StoreError::Corrupt(format!("subscription {}: {what}: {e}", r.id));
+        Ok(Subscription {
+            id: r.id,
+            account_id: AccountId(r.account_id),
+            vendor_id: AccountId(r.vendor_id),
+            plan_id: r.plan_id,
+            period_uid: r.period_uid.clone(),
+            status: SubscriptionStatus::parse(&r.status).map_err(|e| bad("status", e.message))?,
+            start_date: r.start_date.clone(),
+            expires_on: r.expires_on.clone(),
+            next_bill_date: r.next_bill_date.clone(),
+            auto_renew: serde_json::from_str(&r.auto_renew).map_err(|e| bad("auto_renew", e.to_string()))?,
+            quantities: serde_json::from_str(&r.quantities).map_err(|e| bad("quantities", e.to_string()))?,
+            attributes: serde_json::from_str(&r.attributes).map_err(|e| bad("attributes", e.to_string()))?,
+            suspension_deadline: r.suspension_deadline.clone(),
+            data_removed: r.data_removed,
+            version: r.version,
+            created_at: Timestamp(r.created_at),
+            updated_at: Timestamp(r.updated_at),
+        })
+    }
+}
+
+/// A new subscription.
+#[derive(Debug, Clone)]
+pub struct NewSubscription {
+    pub account_id: AccountId,
+    pub vendor_id: AccountId,
+    pub plan_id: i64,
+    pub period_uid: String,
+    pub status: SubscriptionStatus,
+    pub start_date: String,
+    pub expires_on: String,
+    pub next_bill_date: String,
+    pub auto_renew: AutoRenew,
+    pub quantities: BTreeMap<String, i64>,
+    pub attributes: serde_json::Value,
+}
+
+pub struct Subscriptions<'a>(pub &'a Db);
+
+impl Db {
+    pub fn subscriptions(&self) -> Subscriptions<'_> {
+        Subscriptions(self)
+    }
+}
+
+impl Subscriptions<'_> {
+    pub async fn create(tx: &mut Tx, s: &NewSubscription, now: Timestamp) -> StoreResult<Subscription> {
+        let sql = format!(
+            "INSERT INTO subscriptions (account_id, vendor_id, plan_id, period_uid, status, start_date, expires_on, next_bill_date, auto_renew,
+                quantities, attributes, suspension_deadline, data_removed, version, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, FALSE, 1, $12, $12) RETURNING {SUB_COLUMNS}"
+        );
+        let r: SubRow = on_tx!(tx, c => sqlx::query_as(&sql)
+            .bind(s.account_id.0).bind(s.vendor_id.0).bind(s.plan_id).bind(&s.period_uid).bind(s.status.as_str()).bind(&s.start_date)
+            .bind(&s.expires_on).bind(&s.next_bill_date).bind(serde_json::to_string(&s.auto_renew).unwrap_or_default())
+            .bind(serde_json::to_string(&s.quantities).unwrap_or_default()).bind(s.attributes.to_string()).bind(now.0)
+            .fetch_one(c).await)?;
+        r.try_into()
+    }
+
+    pub async fn get(&self, id: i64) -> StoreResult<Subscription> {
+        let sql = format!("SELECT {SUB_COLUMNS} FROM subscriptions WHERE id = $1");
+        let r: SubRow = on_db!(self.0, p => sqlx::query_as(&sql).bind(id).fetch_one(p).await)?;
+        r.try_into()
+    }
+
+    pub async fn get_in(tx: &mut Tx, id: i64) -> StoreResult<Subscription> {
+        let sql = format!("SELECT {SUB_COLUMNS} FROM subscriptions WHERE id = $1");
+        let r: SubRow = on_tx!(tx, c => sqlx::query_as(&sql).bind(id).fetch_one(c).await)?;
+        r.try_into()
+    }
+
+    pub async fn of_account(&self, account: AccountId, after: Option<i64>, limit: i64) -> StoreResult<Page<Subscription>> {
+        let sql = format!("SELECT {SUB_COLUMNS} FROM subscriptions WHERE account_id = $1 AND id > $2 ORDER BY id LIMIT $3");
+        let rows: Vec<SubRow> = on_db!(self.0, p => sqlx::query_as(&sql).bind(account.0).bind(after.unwrap_or(0)).bind(limit + 1).fetch_all(p).await)?;
+        let subs = rows.into_iter().map(Subscription::try_from).collect::<StoreResult<Vec<_>>>()?;
+        Ok(Page::from_rows(subs, limit, |s| s.id))
+    }
+
+    /// Accounts with something to bill on or before `date`, after `after_account`, at
+    /// most `limit` of them (the daily run's batches).
+    pub async fn accounts_due(&self, date: &str, after_account: i64, limit: i64) -> StoreResult<Vec<AccountId>> {
+        let rows: Vec<(i64,)> = on_db!(self.0, p => sqlx::query_as(
+            "SELECT DISTINCT account_id FROM subscriptions
+             WHERE next_bill_date <= $1 AND account_id > $2 AND status IN ('active', 'graced', 'expired')
+             ORDER BY account_id LIMIT $3")
+            .bind(date).bind(after_account).bind(limit).fetch_all(p).await)?;
+        Ok(rows.into_iter().map(|r| AccountId(r.0)).collect())
+    }
+
+    /// An account's subscriptions due on or before `date`.
+    pub async fn due_of_account_in(tx: &mut Tx, account: AccountId, date: &str) -> StoreResult<Vec<Subscription>> {
+        let sql = format!(
+            "SELECT {SUB_COLUMNS} FROM subscriptions WHERE account_id = $1 AND next_bill_date <= $2 AND status IN ('active', 'graced', 'expired') ORDER BY id"
+        );
+        let rows: Vec<SubRow> = on_tx!(tx, c => sqlx::query_as(&sql).bind(account.0).bind(date).fetch_all(c).await)?;
+        rows.into_iter().map(Subscription::try_from).collect()
+    }
+
+    /// Record what billing did: the next date to bill, the term end, the status.
+    pub async fn after_billing(tx: &mut Tx, s: &Subscription, next_bill_date: &str, expires_on: &str, status: SubscriptionStatus, now: Timestamp) -> StoreResult<()> {
+        let n = on_tx!(tx, c => sqlx::query(
+            "UPDATE subscriptions SET next_bill_date = $3, expires_on = $4, status = $5, version = version + 1, updated_at = $6 WHERE id = $1 AND version = $2")
+            .bind(s.id).bind(s.version).bind(next_bill_date).bind(expires_on).bind(status.as_str()).bind(now.0)
+            .execute(c).await.map(|r| r.rows_affected()))?;
+        if n == 0 {
+            return Err(StoreError::Conflict { what: format!("subscription {} changed during billing", s.id) });
+        }
+        Ok(())
+    }
+
+    pub async fn set_status(tx: &mut Tx, id: i64, status: SubscriptionStatus, now: Timestamp) -> StoreResult<()> {
+        on_tx!(tx, c => sqlx::query("UPDATE subscriptions SET status = $2, version = version + 1, updated_at = $3 WHERE id = $1")
+            .bind(id).bind(status.as_str()).bind(now.0).execute(c).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// Usage per rate recorded for a subscription within [from, to) and not yet billed.
+    pub async fn unbilled_usage_in(tx: &mut Tx, sub: i64, from: &str, to: &str) -> StoreResult<BTreeMap<String, i64>> {
+        let rows: Vec<(String, i64)> = on_tx!(tx, c => sqlx::query_as(
+            "SELECT rate_uid, CAST(SUM(quantity) AS BIGINT) FROM usage_records
+             WHERE subscription_id = $1 AND usage_date >= $2 AND usage_date < $3 AND billed_line_id IS NULL GROUP BY rate_uid")
+            .bind(sub).bind(from).bind(to).fetch_all(c).await)?;
+        Ok(rows.into_iter().collect())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Order {
+    pub id: i64,
+    pub account_id: AccountId,
+    pub vendor_id: AccountId,
+    pub subscription_id: Option<i64>,
+    pub order_type: OrderType,
+    pub status: OrderStatus,
+    pub reason: Option<String>,
+    pub currency: String,
+    pub total_minor: i64,
+    pub details: serde_json::Value,
+    pub placed_by: Option<i64>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+type OrderRow = (i64, i64, i64, Option<i64>, String, String, Option<String>, String, i64, String, Option<i64>, i64, i64);
+const ORDER_COLUMNS: &str =
+    "id, account_id, vendor_id, subscription_id, order_type, status, reason, currency, total_minor, details, placed_by, created_at, updated_at";
+
+fn order_from(r: OrderRow) -> StoreResult<Order> {
+    Ok(Order {
+        id: r.0,
+        account_id: AccountId(r.1),
+        vendor_id: AccountId(r.2),
+        subscription_id: r.3,
+        order_type: OrderType::parse(&r.4).map_err(|e| StoreError::Corrupt(e.message))?,
+        status: OrderStatus::parse(&r.5).map_err(|e| StoreError::Corrupt(e.message))?,
+        reason: r.6,
+        currency: r.7,
+        total_minor: r.8,
+        details: serde_json::from_str(&r.9).unwrap_or_default(),
+        placed_by: r.10,
+        created_at: Timestamp(r.11),
+        updated_at: Timestamp(r.12),
+    })
+}
+
+pub struct Orders<'a>(pub &'a Db);
+
+impl Db {
+    pub fn orders(&self) -> Orders<'_> {
+        Orders(self)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NewOrder {
+    pub account_id: AccountId,
+    pub vendor_id: AccountId,
+    pub subscription_id: Option<i64>,
+    pub order_type: OrderType,
+    pub status: OrderStatus,
+    pub reason: Option<String>,
+    pub currency: String,
+    pub total_minor: i64,
+    pub details: serde_json::Value,
+    pub placed_by: Option<i64>,
+}
+
+impl Orders<'_> {
+    pub async fn create(tx: &mut Tx, o: &NewOrder, now: Timestamp) -> StoreResult<Order> {
+        let sql = format!(
+            "INSERT INTO orders (account_id, vendor_id, subscription_id, order_type, status, reason, currency, total_minor, details, placed_by, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) RETURNING {ORDER_COLUMNS}"
+        );
+        let r: OrderRow = on_tx!(tx, c => sqlx::query_as(&sql)
+            .bind(o.account_id.0).bind(o.vendor_id.0).bind(o.subscription_id).bind(o.order_type.as_str()).bind(o.status.as_str())
+            .bind(&o.reason).bind(&o.currency).bind(o.total_minor).bind(o.details.to_string()).bind(o.placed_by).bind(now.0)
+            .fetch_one(c).await)?;
+        order_from(r)
+    }
+
+    pub async fn get(&self, id: i64) -> StoreResult<Order> {
+        let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1");
+        order_from(on_db!(self.0, p => sqlx::query_as(&sql).bind(id).fetch_one(p).await)?)
+    }
+
+    pub async fn of_account(&self, account: AccountId, before: Option<i64>, limit: i64) -> StoreResult<Page<Order>> {
+        let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE account_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3");
+        let rows: Vec<OrderRow> =
+            on_db!(self.0, p => sqlx::query_as(&sql).bind(account.0).bind(before.unwrap_or(i64::MAX)).bind(limit + 1).fetch_all(p).await)?;
+        let orders = rows.into_iter().map(order_from).collect::<StoreResult<Vec<_>>>()?;
+        Ok(Page::from_rows(orders, limit, |o| o.id))
+    }
+
+    /// Move an order along its status machine (checked by the caller with
+    /// `OrderStatus::transition`); `from` guards against a concurrent move.
+    pub async fn set_status(tx: &mut Tx, id: i64, from: OrderStatus, to: OrderStatus, reason: Option<&str>, now: Timestamp) -> StoreResult<bool> {
+        let n = on_tx!(tx, c => sqlx::query("UPDATE orders SET status = $3, reason = $4, updated_at = $5 WHERE id = $1 AND status = $2")
+            .bind(id).bind(from.as_str()).bind(to.as_str()).bind(reason).bind(now.0).execute(c).await.map(|r| r.rows_affected()))?;
+        Ok(n > 0)
+    }
+}
