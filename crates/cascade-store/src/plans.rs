@@ -256,7 +256,7 @@ impl Plans<'_> {
     }
 
     async fn settings_for_root(&self, root: i64) -> StoreResult<HashMap<i64, SyncSettings>> {
-        type S = (i64, bool, bool, bool, bool, bool, bool, bool);
+        type S = SettingsRow;
         let rows: Vec<S> = on_db!(self.0, p => sqlx::query_as(
             "SELECT account_id, lock_prices, lock_terms, lock_plan_categories, lock_resource_categories, lock_sales_categories, lock_publication, cascade_stop
              FROM sync_settings WHERE account_id IN (SELECT owner_account_id FROM plans WHERE root_plan_id = $1)")
@@ -265,7 +265,7 @@ impl Plans<'_> {
     }
 
     pub async fn sync_settings(&self, account: AccountId) -> StoreResult<SyncSettings> {
-        type S = (i64, bool, bool, bool, bool, bool, bool, bool);
+        type S = SettingsRow;
         let r: Option<S> = on_db!(self.0, p => sqlx::query_as(
             "SELECT account_id, lock_prices, lock_terms, lock_plan_categories, lock_resource_categories, lock_sales_categories, lock_publication, cascade_stop
              FROM sync_settings WHERE account_id = $1").bind(account.0).fetch_optional(p).await)?;
@@ -355,7 +355,7 @@ impl Plans<'_> {
     }
 
     pub async fn run(&self, id: i64) -> StoreResult<SyncRun> {
-        type R = (i64, i64, i64, Option<i64>, String, String, i32, i32, i32, i64, Option<i64>);
+        type R = RunRow;
         let r: R = on_db!(self.0, p => sqlx::query_as(
             "SELECT id, plan_id, account_id, actor_user_id, options, scope, copies_total, copies_changed, copies_failed, created_at, finished_at
              FROM sync_runs WHERE id = $1").bind(id).fetch_one(p).await)?;
@@ -363,7 +363,7 @@ impl Plans<'_> {
     }
 
     pub async fn runs_of(&self, plan_id: i64, before: Option<i64>, limit: i64) -> StoreResult<Page<SyncRun>> {
-        type R = (i64, i64, i64, Option<i64>, String, String, i32, i32, i32, i64, Option<i64>);
+        type R = RunRow;
         let rows: Vec<R> = on_db!(self.0, p => sqlx::query_as(
             "SELECT id, plan_id, account_id, actor_user_id, options, scope, copies_total, copies_changed, copies_failed, created_at, finished_at
              FROM sync_runs WHERE plan_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3")
@@ -426,7 +426,9 @@ impl Plans<'_> {
     }
 }
 
-fn settings_from(r: (i64, bool, bool, bool, bool, bool, bool, bool)) -> SyncSettings {
+type SettingsRow = (i64, bool, bool, bool, bool, bool, bool, bool);
+
+fn settings_from(r: SettingsRow) -> SyncSettings {
     SyncSettings {
         restrictions: Restrictions {
             prices: r.1,
@@ -440,7 +442,9 @@ fn settings_from(r: (i64, bool, bool, bool, bool, bool, bool, bool)) -> SyncSett
     }
 }
 
-fn run_from(r: (i64, i64, i64, Option<i64>, String, String, i32, i32, i32, i64, Option<i64>)) -> SyncRun {
+type RunRow = (i64, i64, i64, Option<i64>, String, String, i32, i32, i32, i64, Option<i64>);
+
+fn run_from(r: RunRow) -> SyncRun {
     SyncRun {
         id: r.0,
         plan_id: r.1,

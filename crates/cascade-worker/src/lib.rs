@@ -20,6 +20,7 @@
 //! - **Time comes from a [`Clock`](cascade_domain::clock::Clock)**, so back-off and the
 //!   retention of the daily cleanup are tested by moving a manual clock, never by sleeping.
 
+pub mod billing_run;
 pub mod cleanup;
 pub mod config;
 pub mod handler;

@@ -302,10 +302,10 @@ impl PlanContent {
             }
         }
         for (f, v) in [("plan_category", &self.plan_category), ("unique_group", &self.unique_group)] {
-            if let Some(v) = v {
-                if !key_ok(v) {
-                    e.push(FieldError::new(f, "invalid_code", "a code of 1–64 letters, digits, `_ - .`"));
-                }
+            if let Some(v) = v
+                && !key_ok(v)
+            {
+                e.push(FieldError::new(f, "invalid_code", "a code of 1–64 letters, digits, `_ - .`"));
             }
         }
         for (i, c) in self.sales_categories.iter().enumerate() {
@@ -313,10 +313,10 @@ impl PlanContent {
                 e.push(FieldError::new(format!("sales_categories[{i}]"), "invalid_code", "a sales category code"));
             }
         }
-        if let BillingPeriodType::EveryNMonths { months } = self.period_type {
-            if !(1..=120).contains(&months) {
-                e.push(FieldError::new("period_type.months", "out_of_range", "between 1 and 120 months"));
-            }
+        if let BillingPeriodType::EveryNMonths { months } = self.period_type
+            && !(1..=120).contains(&months)
+        {
+            e.push(FieldError::new("period_type.months", "out_of_range", "between 1 and 120 months"));
         }
         if self.periods.is_empty() {
             e.push(FieldError::new("periods", "required", "a plan needs at least one subscription period"));
@@ -373,14 +373,14 @@ impl PlanContent {
                     e.push(x);
                 }
             }
-            if let DisplayType::Slider { min, max, step } = r.display {
-                if step <= 0 || min > max || min < r.min || (r.max != UNLIMITED && max > r.max) || (max - min) % step != 0 {
-                    e.push(FieldError::new(
-                        format!("{f}.display"),
-                        "invalid_slider",
-                        "a slider needs step > 0, min ≤ max within the rate's [min, max], and (max − min) a multiple of step",
-                    ));
-                }
+            if let DisplayType::Slider { min, max, step } = r.display
+                && (step <= 0 || min > max || min < r.min || (r.max != UNLIMITED && max > r.max) || (max - min) % step != 0)
+            {
+                e.push(FieldError::new(
+                    format!("{f}.display"),
+                    "invalid_slider",
+                    "a slider needs step > 0, min ≤ max within the rate's [min, max], and (max − min) a multiple of step",
+                ));
             }
         }
         for (list, attrs) in [("order_attributes", &self.order_attributes), ("service_parameters", &self.service_parameters)] {
@@ -394,10 +394,10 @@ impl PlanContent {
                 if a.kind == AttributeKind::Choice && a.options.is_empty() {
                     e.push(FieldError::new(format!("{f}.options"), "required", "a choice needs options"));
                 }
-                if let (Some(lo), Some(hi)) = (a.min, a.max) {
-                    if lo > hi {
-                        e.push(FieldError::new(format!("{f}.min"), "min_above_max", "min cannot exceed max"));
-                    }
+                if let (Some(lo), Some(hi)) = (a.min, a.max)
+                    && lo > hi
+                {
+                    e.push(FieldError::new(format!("{f}.min"), "min_above_max", "min cannot exceed max"));
                 }
             }
         }

@@ -111,8 +111,9 @@ pub struct CopySync {
     pub content: PlanContent,
     pub changes: Vec<Change>,
     pub blocked: Vec<Blocked>,
-    /// The sync added a period or rate whose price the copy's owner has not chosen
-    /// (its prices are locked): the plan is withdrawn from its store until confirmed.
+    /// The sync added a period or rate whose price the copy's owner has not chosen (its
+    /// prices are locked, or the original's own price is still unconfirmed): the plan
+    /// is withdrawn from its store until the owner confirms.
     pub withdrawn: bool,
 }
 
@@ -145,6 +146,7 @@ pub fn sync_copy(source: &PlanContent, copy: &PlanContent, o: &SyncOptions, r: &
     use Restriction::*;
     let mut c = copy.clone();
     let mut a = Acc { r, changes: vec![], blocked: vec![] };
+    let mut added_unconfirmed = false;
 
     if o.names_descriptions {
         a.set("name", &mut c.name, &source.name, None);
@@ -177,7 +179,9 @@ pub fn sync_copy(source: &PlanContent, copy: &PlanContent, o: &SyncOptions, r: &
         for sp in &source.periods {
             if copy.period(&sp.uid).is_none() {
                 let mut np = sp.clone();
-                np.unconfirmed = r.prices;
+                // Nobody may be sold something at a price nobody chose.
+                np.unconfirmed = r.prices || sp.unconfirmed;
+                added_unconfirmed |= np.unconfirmed;
                 a.changes.push(Change { field: format!("periods[{}]", sp.uid), from: Value::Null, to: json!(np) });
                 c.periods.push(np);
             }
@@ -207,7 +211,8 @@ pub fn sync_copy(source: &PlanContent, copy: &PlanContent, o: &SyncOptions, r: &
     if o.new_resources {
         for sr in &source.rates {
             if copy.rate(&sr.uid).is_none() {
-                let nr: Rate = Rate { unconfirmed: r.prices, ..sr.clone() };
+                let nr: Rate = Rate { unconfirmed: r.prices || sr.unconfirmed, ..sr.clone() };
+                added_unconfirmed |= nr.unconfirmed;
                 a.changes.push(Change { field: format!("rates[{}]", sr.uid), from: Value::Null, to: json!(nr) });
                 c.rates.push(nr);
             }
@@ -223,7 +228,7 @@ pub fn sync_copy(source: &PlanContent, copy: &PlanContent, o: &SyncOptions, r: &
         a.set("visible", &mut c.visible, &source.visible, Some(Publication));
         a.set("listing_priority", &mut c.listing_priority, &source.listing_priority, Some(Publication));
     }
-    let withdrawn = c.has_unconfirmed_prices() && !copy.has_unconfirmed_prices();
+    let withdrawn = added_unconfirmed;
     CopySync { content: c, changes: a.changes, blocked: a.blocked, withdrawn }
 }
 

@@ -50,10 +50,11 @@ impl Localized {
                 values.insert(l.as_str().to_string(), t);
             }
         }
-        if let Some(d) = &default {
-            if !values.contains_key(d.as_str()) && errs.is_empty() {
-                errs.push(FieldError::new("values", "default_missing", format!("a text in the default language `{d}` is required")));
-            }
+        if let Some(d) = &default
+            && !values.contains_key(d.as_str())
+            && errs.is_empty()
+        {
+            errs.push(FieldError::new("values", "default_missing", format!("a text in the default language `{d}` is required")));
         }
         errs.into_result()?;
         Ok(Localized { default: default.map(|d| d.as_str().to_string()).unwrap_or_default(), values })
