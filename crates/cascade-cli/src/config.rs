@@ -56,6 +56,8 @@ pub struct WorkerSection {
     pub cleanup_retention_days: i64,
     /// Rows deleted per cleanup transaction.
     pub cleanup_batch: i64,
+    /// Run the daily billing run inside the worker, once per UTC day.
+    pub daily_billing: bool,
 }
 
 impl Default for Config {
@@ -87,7 +89,7 @@ impl Default for HttpSection {
 
 impl Default for WorkerSection {
     fn default() -> Self {
-        Self { in_process: true, batch: 32, poll_interval_ms: 500, cleanup_retention_days: 90, cleanup_batch: 1000 }
+        Self { in_process: true, batch: 32, poll_interval_ms: 500, cleanup_retention_days: 90, cleanup_batch: 1000, daily_billing: true }
     }
 }
 

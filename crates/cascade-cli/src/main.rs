@@ -70,6 +70,11 @@ enum Command {
         #[command(subcommand)]
         command: MaintenanceCommand,
     },
+    /// Billing.
+    Billing {
+        #[command(subcommand)]
+        command: BillingCommand,
+    },
     /// Benchmarks that print their figures.
     Bench {
         #[command(subcommand)]
@@ -102,6 +107,19 @@ enum AdminCommand {
         /// The administrator's password; read from the environment so it stays out of shell history.
         #[arg(long, env = "CASCADE_ADMIN_PASSWORD", hide_env_values = true)]
         admin_password: SecretString,
+    },
+}
+
+#[derive(Subcommand)]
+enum BillingCommand {
+    /// Run the daily billing for a date (default: today, UTC). Safe to re-run: nothing is charged twice.
+    Run {
+        /// YYYY-MM-DD
+        #[arg(long)]
+        date: Option<String>,
+        /// Accounts fetched per batch.
+        #[arg(long, default_value_t = 500)]
+        batch: i64,
     },
 }
 
@@ -179,8 +197,14 @@ fn worker_config(cfg: &Config) -> WorkerConfig {
         poll_interval: Duration::from_millis(cfg.worker.poll_interval_ms),
         cleanup_retention_days: cfg.worker.cleanup_retention_days,
         cleanup_batch: cfg.worker.cleanup_batch,
+        daily_billing: cfg.worker.daily_billing,
         ..WorkerConfig::default()
     }
+}
+
+/// Today's date in UTC from a clock.
+fn today_utc(clock: &dyn Clock) -> chrono::NaiveDate {
+    chrono::DateTime::from_timestamp_micros(clock.now().0).map(|d| d.date_naive()).unwrap_or_default()
 }
 
 /// Resolves when SIGINT or SIGTERM arrives.
@@ -304,6 +328,27 @@ async fn main() -> anyhow::Result<()> {
             };
             let (p, u) = admin::create_provider(&db, &spec, SystemClock.now()).await?;
             println!("created provider {} (account id {}) and administrator {} (user id {})", p.name, p.id, u.login.as_str(), u.id);
+            Ok(())
+        }
+        Command::Billing { command: BillingCommand::Run { date, batch } } => {
+            let db = connect(&cfg).await?;
+            let today = match date {
+                Some(d) => chrono::NaiveDate::parse_from_str(&d, "%Y-%m-%d").with_context(|| format!("--date {d}: expected YYYY-MM-DD"))?,
+                None => today_utc(&SystemClock),
+            };
+            let due = db.subscriptions().accounts_due(&today.to_string(), 0, i64::MAX).await?.len() as u64;
+            let pb = bench::progress(due, "billing");
+            let started = std::time::Instant::now();
+            let opts = cascade_worker::billing_run::RunOptions { batch, crash: None };
+            let r = cascade_worker::billing_run::run(&db, &SystemClock, today, &opts, |done, failed| pb.set_position(done + failed))
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            pb.finish_and_clear();
+            println!(
+                "billing run {} for {today}: {} accounts billed, {} failed (retried next run), {} subscriptions, {} invoices, {} lines in {:.1} s",
+                r.run_id, r.accounts_done, r.accounts_failed, r.subscriptions_billed, r.documents_written, r.lines_written, started.elapsed().as_secs_f64()
+            );
+            db.close().await;
             Ok(())
         }
         Command::Maintenance { command: MaintenanceCommand::CleanupEvents { retention_days, batch } } => {

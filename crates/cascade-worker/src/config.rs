@@ -22,6 +22,8 @@ pub struct WorkerConfig {
     pub cleanup_retention_days: i64,
     /// Rows deleted per cleanup transaction, so the cleanup never holds a long lock.
     pub cleanup_batch: i64,
+    /// Run the daily billing run once per UTC day, in the background of this worker.
+    pub daily_billing: bool,
 }
 
 impl Default for WorkerConfig {
@@ -34,6 +36,7 @@ impl Default for WorkerConfig {
             retry: RetryPolicy::default(),
             cleanup_retention_days: 90,
             cleanup_batch: 1000,
+            daily_billing: false,
         }
     }
 }

@@ -233,11 +233,28 @@ impl Worker {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         tracing::info!(worker_id = %self.config.worker_id, handlers = ?self.registry.kinds(), "worker started");
         let mut next_cleanup: Option<Timestamp> = None;
+        let mut billed_day: Option<chrono::NaiveDate> = None;
+        let mut billing: Option<tokio::task::JoinHandle<()>> = None;
         loop {
             if *shutdown.borrow() {
                 break;
             }
             let now = self.clock.now();
+            // The daily billing run goes in a task of its own, so tasks (provisioning,
+            // notices) keep flowing while it runs; one run at a time.
+            if self.config.daily_billing && billing.as_ref().is_none_or(|h| h.is_finished()) {
+                let today = chrono::DateTime::from_timestamp_micros(now.0).map(|d| d.date_naive()).unwrap_or_default();
+                if billed_day.is_none_or(|d| d < today) {
+                    billed_day = Some(today);
+                    let (db, clock) = (self.db.clone(), self.clock.clone());
+                    billing = Some(tokio::spawn(async move {
+                        let opts = crate::billing_run::RunOptions::default();
+                        if let Err(e) = crate::billing_run::run(&db, clock.as_ref(), today, &opts, |_, _| {}).await {
+                            tracing::error!(error = %e, %today, "daily billing run failed; re-running it is safe");
+                        }
+                    }));
+                }
+            }
             if next_cleanup.is_none_or(|at| now >= at) {
                 next_cleanup = Some(
                     match events_cleanup(
@@ -277,6 +294,11 @@ impl Worker {
                     }
                 }
             }
+        }
+        if let Some(h) = billing {
+            // Stop an in-flight billing run: the account in progress rolls back (one
+            // transaction each) and the next start re-runs the day; nothing is charged twice.
+            h.abort();
         }
         tracing::info!(worker_id = %self.config.worker_id, "worker stopped");
     }
