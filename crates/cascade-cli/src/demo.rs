@@ -21,7 +21,7 @@ pub struct DemoLogin {
 pub async fn seed(db: &Db, now: Timestamp) -> anyhow::Result<(bool, Vec<DemoLogin>)> {
     let fresh = db.accounts().provider().await?.is_none();
     if fresh {
-        let (provider, _) = create_provider(
+        let (provider, provider_admin) = create_provider(
             db,
             &ProviderSpec {
                 name: "Cascade Cloud Distribution".into(),
@@ -50,14 +50,21 @@ pub async fn seed(db: &Db, now: Timestamp) -> anyhow::Result<(bool, Vec<DemoLogi
         let edelweiss = create_account(db, Some(&alpine), &spec(AccountKind::Customer, "Edelweiss AG", "it@edelweiss.example", "AT", "de"), now).await?;
 
         let admin = &[BuiltinRole::AccountAdmin];
-        create_user(db, &northwind, &UserSpec { login: "northwind-admin", name: "Nora Northwind", email: "nora@northwind.example", password: DEMO_PASSWORD, roles: admin }, now).await?;
-        create_user(db, &bluebird, &UserSpec { login: "bluebird-admin", name: "Bastien Bluebird", email: "bastien@bluebird.example", password: DEMO_PASSWORD, roles: admin }, now).await?;
-        create_user(db, &alpine, &UserSpec { login: "alpine-admin", name: "Alois Alpine", email: "alois@alpine-var.example", password: DEMO_PASSWORD, roles: admin }, now).await?;
+        let northwind_admin = create_user(db, &northwind, &UserSpec { login: "northwind-admin", name: "Nora Northwind", email: "nora@northwind.example", password: DEMO_PASSWORD, roles: admin }, now).await?;
+        let bluebird_admin = create_user(db, &bluebird, &UserSpec { login: "bluebird-admin", name: "Bastien Bluebird", email: "bastien@bluebird.example", password: DEMO_PASSWORD, roles: admin }, now).await?;
+        let alpine_admin = create_user(db, &alpine, &UserSpec { login: "alpine-admin", name: "Alois Alpine", email: "alois@alpine-var.example", password: DEMO_PASSWORD, roles: admin }, now).await?;
         create_user(db, &direct, &UserSpec { login: "direct-admin", name: "Dana Direct", email: "dana@direct.example", password: DEMO_PASSWORD, roles: admin }, now).await?;
         create_user(db, &contoso, &UserSpec { login: "contoso-admin", name: "Carl Contoso", email: "carl@contoso.example", password: DEMO_PASSWORD, roles: admin }, now).await?;
         create_user(db, &fabrikam, &UserSpec { login: "fabrikam-admin", name: "Fanny Fabrikam", email: "fanny@fabrikam.example", password: DEMO_PASSWORD, roles: admin }, now).await?;
         create_user(db, &nile, &UserSpec { login: "nile-admin", name: "Nadia Nile", email: "nadia@nile-trading.example", password: DEMO_PASSWORD, roles: admin }, now).await?;
         create_user(db, &edelweiss, &UserSpec { login: "edelweiss-admin", name: "Erika Edelweiss", email: "erika@edelweiss.example", password: DEMO_PASSWORD, roles: admin }, now).await?;
+        let channel = crate::demo_catalog::DemoChannel {
+            provider: (provider.id, provider_admin.id),
+            northwind: (northwind.id, northwind_admin.id),
+            bluebird: (bluebird.id, bluebird_admin.id),
+            alpine: (alpine.id, alpine_admin.id),
+        };
+        crate::demo_catalog::seed(db, &channel).await?;
     }
     let logins = vec![
         DemoLogin { login: "provider-admin", account: "Cascade Cloud Distribution (provider)".into(), role: "account administrator" },

@@ -6,6 +6,7 @@ mod bench;
 mod bench_sync;
 mod config;
 mod demo;
+mod demo_catalog;
 
 use anyhow::Context;
 use cascade_domain::clock::{Clock, SystemClock};
