@@ -21,17 +21,27 @@ pub struct AccountSpec<'a> {
     pub currency: Option<&'a str>,
 }
 
-pub async fn create_account(db: &Db, vendor: Option<&Account>, spec: &AccountSpec<'_>, now: Timestamp) -> anyhow::Result<Account> {
+pub async fn create_account(
+    db: &Db,
+    vendor: Option<&Account>,
+    spec: &AccountSpec<'_>,
+    now: Timestamp,
+) -> anyhow::Result<Account> {
     let input = NewAccountInput {
         kind: spec.kind,
         name: spec.name.into(),
-        contact: ContactInput { email: Some(spec.email.into()), ..Default::default() },
+        contact: ContactInput {
+            email: Some(spec.email.into()),
+            ..Default::default()
+        },
         country: spec.country.into(),
         language: spec.language.into(),
         currency: spec.currency.map(Into::into),
         customer_class_id: None,
     };
-    let new = input.validate(vendor.map(|v| v.facts()).as_ref()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let new = input
+        .validate(vendor.map(|v| v.facts()).as_ref())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut tx = db.begin().await?;
     let a = Accounts::create(&mut tx, &new, now).await?;
     Events::emit(
@@ -61,18 +71,37 @@ pub struct UserSpec<'a> {
     pub roles: &'a [BuiltinRole],
 }
 
-pub async fn create_user(db: &Db, account: &Account, spec: &UserSpec<'_>, now: Timestamp) -> anyhow::Result<User> {
-    let UserSpec { login, name, email, password, roles } = *spec;
-    let new = NewUserInput { login: login.into(), display_name: name.into(), email: email.into(), language: None, password: Some(password.into()) }
-        .validate()
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+pub async fn create_user(
+    db: &Db,
+    account: &Account,
+    spec: &UserSpec<'_>,
+    now: Timestamp,
+) -> anyhow::Result<User> {
+    let UserSpec {
+        login,
+        name,
+        email,
+        password,
+        roles,
+    } = *spec;
+    let new = NewUserInput {
+        login: login.into(),
+        display_name: name.into(),
+        email: email.into(),
+        language: None,
+        password: Some(password.into()),
+    }
+    .validate()
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     let hash = cascade_http::password::hash_password(password);
     let mut role_ids = Vec::new();
     for r in roles {
         role_ids.push(db.roles().builtin(*r).await?.id);
     }
     let mut tx = db.begin().await?;
-    let u = Users::create(&mut tx, account.id, &new, Some(&hash), now).await.with_context(|| format!("creating user {login}"))?;
+    let u = Users::create(&mut tx, account.id, &new, Some(&hash), now)
+        .await
+        .with_context(|| format!("creating user {login}"))?;
     for r in role_ids {
         Users::attach_role(&mut tx, u.id, r).await?;
     }
@@ -106,11 +135,20 @@ pub struct ProviderSpec {
 }
 
 /// Create the provider and its first account administrator. Refuses when a provider exists.
-pub async fn create_provider(db: &Db, s: &ProviderSpec, now: Timestamp) -> anyhow::Result<(Account, User)> {
+pub async fn create_provider(
+    db: &Db,
+    s: &ProviderSpec,
+    now: Timestamp,
+) -> anyhow::Result<(Account, User)> {
     if let Some(p) = db.accounts().provider().await? {
-        bail!("this installation already has its provider: {} (id {})", p.name, p.id);
+        bail!(
+            "this installation already has its provider: {} (id {})",
+            p.name,
+            p.id
+        );
     }
-    check_password(&s.admin_password).map_err(|e| anyhow::anyhow!("admin password: {}", e.message))?;
+    check_password(&s.admin_password)
+        .map_err(|e| anyhow::anyhow!("admin password: {}", e.message))?;
     let spec = AccountSpec {
         kind: AccountKind::Provider,
         name: &s.name,

@@ -5,7 +5,8 @@
 use crate::bench::{BenchDb, backends, peak_rss_mib, progress};
 use cascade_domain::account::AccountKind;
 use cascade_domain::catalog::plan::{
-    BillingModel, BillingPeriodType, DisplayType, Fee, Period, PeriodUnit, PlanContent, Price, Rate, RecurringBasis, RefundRules,
+    BillingModel, BillingPeriodType, DisplayType, Fee, Period, PeriodUnit, PlanContent, Price,
+    Rate, RecurringBasis, RefundRules,
 };
 use cascade_domain::catalog::sync::{Scope, SyncOptions, plan_sync};
 use cascade_domain::catalog::text::Localized;
@@ -19,17 +20,33 @@ use std::time::Instant;
 /// Resellers spread over `depth` levels below the provider, as evenly as a fan-out allows.
 fn channel(resellers: usize, depth: usize) -> (Vec<BulkAccount>, Vec<Vec<i64>>) {
     let depth = depth.max(1);
-    let fan = ((resellers as f64).powf(1.0 / depth as f64)).ceil().max(1.0) as usize;
-    let mut rows = vec![BulkAccount { id: 1, kind: AccountKind::Provider, vendor_id: None, name: "Provider".into() }];
+    let fan = ((resellers as f64).powf(1.0 / depth as f64))
+        .ceil()
+        .max(1.0) as usize;
+    let mut rows = vec![BulkAccount {
+        id: 1,
+        kind: AccountKind::Provider,
+        vendor_id: None,
+        name: "Provider".into(),
+    }];
     let mut levels: Vec<Vec<i64>> = vec![vec![1]];
     let mut next_id = 2i64;
     let mut left = resellers;
     for level in 1..=depth {
         let parents = levels[level - 1].clone();
-        let want = if level == depth { left } else { (parents.len() * fan).min(left) };
+        let want = if level == depth {
+            left
+        } else {
+            (parents.len() * fan).min(left)
+        };
         let mut ids = Vec::with_capacity(want);
         for i in 0..want {
-            rows.push(BulkAccount { id: next_id, kind: AccountKind::Reseller, vendor_id: Some(parents[i % parents.len()]), name: format!("Reseller L{level}-{i}") });
+            rows.push(BulkAccount {
+                id: next_id,
+                kind: AccountKind::Reseller,
+                vendor_id: Some(parents[i % parents.len()]),
+                name: format!("Reseller L{level}-{i}"),
+            });
             ids.push(next_id);
             next_id += 1;
         }
@@ -57,7 +74,9 @@ fn content(rate_types: &[i64]) -> PlanContent {
         unconfirmed: false,
     };
     PlanContent {
-        name: Localized::new("en", "Bench Cloud Suite").with("fr", "Suite cloud").with("ar", "حزمة سحابية"),
+        name: Localized::new("en", "Bench Cloud Suite")
+            .with("fr", "Suite cloud")
+            .with("ar", "حزمة سحابية"),
         short_description: Some(Localized::new("en", "Twenty resources, three periods")),
         long_description: None,
         terms: None,
@@ -70,7 +89,11 @@ fn content(rate_types: &[i64]) -> PlanContent {
         billing_model: BillingModel::ChargeBeforeBillingPeriod,
         period_type: BillingPeriodType::MonthlyOnStatementDay,
         recurring_basis: RecurringBasis::BillingPeriod,
-        periods: vec![period("m1", 1, 10), period("m12", 12, 100), period("m36", 36, 270)],
+        periods: vec![
+            period("m1", 1, 10),
+            period("m12", 12, 100),
+            period("m36", 36, 270),
+        ],
         rates: rate_types
             .iter()
             .enumerate()
@@ -113,7 +136,13 @@ async fn seed_catalog(db: &Db) -> anyhow::Result<(i64, Vec<i64>)> {
     Ok((template, types))
 }
 
-pub async fn sync_bench(resellers: usize, depth: usize, locked_percent: usize, pg_url: Option<&str>, which: &str) -> anyhow::Result<()> {
+pub async fn sync_bench(
+    resellers: usize,
+    depth: usize,
+    locked_percent: usize,
+    pg_url: Option<&str>,
+    which: &str,
+) -> anyhow::Result<()> {
     let (rows, levels) = channel(resellers, depth);
     let per_level: Vec<usize> = levels.iter().skip(1).map(Vec::len).collect();
     println!(
@@ -133,22 +162,42 @@ pub async fn sync_bench(resellers: usize, depth: usize, locked_percent: usize, p
     Ok(())
 }
 
-async fn run_one(b: &BenchDb, rows: &[BulkAccount], levels: &[Vec<i64>], locked_percent: usize) -> anyhow::Result<()> {
+async fn run_one(
+    b: &BenchDb,
+    rows: &[BulkAccount],
+    levels: &[Vec<i64>],
+    locked_percent: usize,
+) -> anyhow::Result<()> {
     let db = &b.db;
     let now = SystemClock.now();
     let t = Instant::now();
     bulk_load(db, rows, "DE", "en", "EUR", now, |_| {}).await?;
     let (template, types) = seed_catalog(db).await?;
     let mut tx = db.begin().await?;
-    let original = Plans::create(&mut tx, AccountId(1), template, "EUR", &content(&types), now).await?;
+    let original = Plans::create(
+        &mut tx,
+        AccountId(1),
+        template,
+        "EUR",
+        &content(&types),
+        now,
+    )
+    .await?;
     tx.commit().await?;
     // Delegate level by level: each reseller gets a copy of its vendor's copy.
-    let mut copy_of: std::collections::HashMap<i64, i64> = std::collections::HashMap::from([(1, original.id)]);
-    let vendor: std::collections::HashMap<i64, i64> = rows.iter().filter_map(|r| r.vendor_id.map(|v| (r.id, v))).collect();
+    let mut copy_of: std::collections::HashMap<i64, i64> =
+        std::collections::HashMap::from([(1, original.id)]);
+    let vendor: std::collections::HashMap<i64, i64> = rows
+        .iter()
+        .filter_map(|r| r.vendor_id.map(|v| (r.id, v)))
+        .collect();
     let total: usize = levels.iter().skip(1).map(Vec::len).sum();
     let pb = progress(total as u64, "delegating");
     for level in levels.iter().skip(1) {
-        let pairs: Vec<(i64, AccountId)> = level.iter().map(|r| (copy_of[&vendor[r]], AccountId(*r))).collect();
+        let pairs: Vec<(i64, AccountId)> = level
+            .iter()
+            .map(|r| (copy_of[&vendor[r]], AccountId(*r)))
+            .collect();
         let ids = db.plans().bulk_delegate(&pairs, now).await?;
         for (r, id) in level.iter().zip(ids) {
             copy_of.insert(*r, id);
@@ -179,15 +228,35 @@ async fn run_one(b: &BenchDb, rows: &[BulkAccount], levels: &[Vec<i64>], locked_
         r.max = 2000;
     }
     let mut tx = db.begin().await?;
-    let original = Plans::update(&mut tx, original.id, original.version, &changed, false, false, now).await?;
+    let original = Plans::update(
+        &mut tx,
+        original.id,
+        original.version,
+        &changed,
+        false,
+        false,
+        now,
+    )
+    .await?;
     tx.commit().await?;
 
-    let options = SyncOptions { plan_fees: true, resource_prices: true, resource_limits: true, ..Default::default() };
+    let options = SyncOptions {
+        plan_fees: true,
+        resource_prices: true,
+        resource_limits: true,
+        ..Default::default()
+    };
     let t_load = Instant::now();
     let nodes = db.plans().subtree(&original).await?;
     let load = t_load.elapsed();
     let t_compute = Instant::now();
-    let outcomes = plan_sync(original.id, &original.content, &nodes, Scope::AllResellers, &options);
+    let outcomes = plan_sync(
+        original.id,
+        &original.content,
+        &nodes,
+        Scope::AllResellers,
+        &options,
+    );
     let compute = t_compute.elapsed();
     drop(nodes);
     let changed_copies = outcomes.iter().filter(|o| !o.changes.is_empty()).count();
@@ -196,15 +265,31 @@ async fn run_one(b: &BenchDb, rows: &[BulkAccount], levels: &[Vec<i64>], locked_
     let pb = progress(outcomes.len() as u64, "syncing");
     let run = db
         .plans()
-        .apply_sync(original.id, AccountId(1), None, &serde_json::json!(options), &serde_json::json!(Scope::AllResellers), &outcomes, now, 500, |n| {
-            pb.set_position(n as u64)
-        })
+        .apply_sync(
+            original.id,
+            AccountId(1),
+            None,
+            &serde_json::json!(options),
+            &serde_json::json!(Scope::AllResellers),
+            &outcomes,
+            now,
+            500,
+            |n| pb.set_position(n as u64),
+        )
         .await?;
     pb.finish_and_clear();
     let apply = t_apply.elapsed();
     let total = load + compute + apply;
-    anyhow::ensure!(run.copies_total as usize == outcomes.len() && run.copies_failed == 0, "sync reported failures: {run:?}");
-    println!("[{}] set-up (tree, catalog, {} copies): {:.1} s", b.label, outcomes.len(), setup.as_secs_f64());
+    anyhow::ensure!(
+        run.copies_total as usize == outcomes.len() && run.copies_failed == 0,
+        "sync reported failures: {run:?}"
+    );
+    println!(
+        "[{}] set-up (tree, catalog, {} copies): {:.1} s",
+        b.label,
+        outcomes.len(),
+        setup.as_secs_f64()
+    );
     println!(
         "[{}] sync: {} copies reached, {} changed, {} changes blocked by restrictions",
         b.label,

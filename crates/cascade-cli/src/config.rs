@@ -89,7 +89,14 @@ impl Default for HttpSection {
 
 impl Default for WorkerSection {
     fn default() -> Self {
-        Self { in_process: true, batch: 32, poll_interval_ms: 500, cleanup_retention_days: 90, cleanup_batch: 1000, daily_billing: true }
+        Self {
+            in_process: true,
+            batch: 32,
+            poll_interval_ms: 500,
+            cleanup_retention_days: 90,
+            cleanup_batch: 1000,
+            daily_billing: true,
+        }
     }
 }
 
@@ -100,16 +107,37 @@ impl Config {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
         match file {
             Some(f) => {
-                anyhow::ensure!(f.exists(), "configuration file {} does not exist", f.display());
+                anyhow::ensure!(
+                    f.exists(),
+                    "configuration file {} does not exist",
+                    f.display()
+                );
                 fig = fig.merge(Toml::file(f));
             }
-            None if Path::new("cascade.toml").exists() => fig = fig.merge(Toml::file("cascade.toml")),
+            None if Path::new("cascade.toml").exists() => {
+                fig = fig.merge(Toml::file("cascade.toml"))
+            }
             None => {}
         }
         // Only the configuration's own keys: other `CASCADE_…` variables (the admin
         // password, test and bench URLs) belong to commands, not to this file.
-        const KEYS: [&str; 7] = ["database_url", "listen", "data_dir", "log_format", "log_level", "http__", "worker__"];
-        fig = fig.merge(Env::prefixed("CASCADE_").filter(|k| KEYS.iter().any(|p| k.as_str().to_ascii_lowercase().starts_with(p))).split("__"));
+        const KEYS: [&str; 7] = [
+            "database_url",
+            "listen",
+            "data_dir",
+            "log_format",
+            "log_level",
+            "http__",
+            "worker__",
+        ];
+        fig = fig.merge(
+            Env::prefixed("CASCADE_")
+                .filter(|k| {
+                    KEYS.iter()
+                        .any(|p| k.as_str().to_ascii_lowercase().starts_with(p))
+                })
+                .split("__"),
+        );
         Ok(fig.extract()?)
     }
 
@@ -146,7 +174,10 @@ mod tests {
             assert_eq!(c.http.body_limit_bytes, 1234);
             assert_eq!(c.worker.cleanup_retention_days, 30);
             assert_eq!(c.database_url(), "postgres://u:hunter2@db/x");
-            assert!(!format!("{c:?}").contains("hunter2"), "Debug output must not show the password");
+            assert!(
+                !format!("{c:?}").contains("hunter2"),
+                "Debug output must not show the password"
+            );
             Ok(())
         });
     }

@@ -23,19 +23,38 @@ struct Api {
 }
 
 impl Api {
-    async fn call(&self, token: &str, method: Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
-        let mut req = Request::builder().method(method.clone()).uri(path).header("authorization", format!("Bearer {token}"));
+    async fn call(
+        &self,
+        token: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
+        let mut req = Request::builder()
+            .method(method.clone())
+            .uri(path)
+            .header("authorization", format!("Bearer {token}"));
         if body.is_some() {
             req = req.header("content-type", "application/json");
         }
-        let req = req.body(body.map(|b| Body::from(b.to_string())).unwrap_or_else(Body::empty))?;
+        let req = req.body(
+            body.map(|b| Body::from(b.to_string()))
+                .unwrap_or_else(Body::empty),
+        )?;
         let res = self.app.clone().oneshot(req).await?;
         let status = res.status();
         let bytes = axum::body::to_bytes(res.into_body(), usize::MAX).await?;
         if !status.is_success() {
-            bail!("{method} {path} answered {status}: {}", String::from_utf8_lossy(&bytes));
+            bail!(
+                "{method} {path} answered {status}: {}",
+                String::from_utf8_lossy(&bytes)
+            );
         }
-        Ok(if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes)? })
+        Ok(if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)?
+        })
     }
     async fn post(&self, token: &str, path: &str, body: Value) -> anyhow::Result<Value> {
         self.call(token, Method::POST, path, Some(body)).await
@@ -68,8 +87,22 @@ fn period(uid: &str, months: u32, recurring: i64, setup: i64) -> Value {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn rate(uid: &str, rt: i64, included: i64, min: i64, max: i64, recurring: i64, overuse: i64, measurable: bool, slider: bool) -> Value {
-    let display = if slider { json!({"type": "slider", "min": min, "max": max, "step": 1}) } else { json!({"type": "spinner"}) };
+fn rate(
+    uid: &str,
+    rt: i64,
+    included: i64,
+    min: i64,
+    max: i64,
+    recurring: i64,
+    overuse: i64,
+    measurable: bool,
+    slider: bool,
+) -> Value {
+    let display = if slider {
+        json!({"type": "slider", "min": min, "max": max, "step": 1})
+    } else {
+        json!({"type": "spinner"})
+    };
     json!({"uid": uid, "resource_type_id": rt, "included": included, "min": min, "max": max, "setup_fee": 0,
         "recurring_fee": recurring * 10_000, "overuse_fee": overuse * 10_000, "per_unit": true, "measurable": measurable,
         "show_in_store": true, "show_in_panel": true, "display": display})
@@ -113,13 +146,33 @@ pub async fn seed(db: &Db, ch: &DemoChannel) -> anyhow::Result<()> {
     let mut tx = db.begin().await?;
     for (_, user) in [ch.provider, ch.northwind, ch.bluebird, ch.alpine] {
         let secret = cascade_http::auth::new_secret("cat_");
-        Auth::create_token(&mut tx, user, "demo seed", &secret, now, Some(now.plus_secs(3600))).await?;
+        Auth::create_token(
+            &mut tx,
+            user,
+            "demo seed",
+            &secret,
+            now,
+            Some(now.plus_secs(3600)),
+        )
+        .await?;
         tokens.push(secret);
     }
     tx.commit().await?;
     let (p, n, b, a) = (&tokens[0], &tokens[1], &tokens[2], &tokens[3]);
-    let (pid, nid, bid, aid) = (ch.provider.0.0, ch.northwind.0.0, ch.bluebird.0.0, ch.alpine.0.0);
-    let api = Api { app: cascade_http::router(AppState::new(db.clone(), Arc::new(SystemClock), HttpConfig::default(), None)) };
+    let (pid, nid, bid, aid) = (
+        ch.provider.0.0,
+        ch.northwind.0.0,
+        ch.bluebird.0.0,
+        ch.alpine.0.0,
+    );
+    let api = Api {
+        app: cascade_http::router(AppState::new(
+            db.clone(),
+            Arc::new(SystemClock),
+            HttpConfig::default(),
+            None,
+        )),
+    };
 
     // Resource categories and types.
     let mut cat = std::collections::HashMap::new();
@@ -129,18 +182,80 @@ pub async fn seed(db: &Db, ch: &DemoChannel) -> anyhow::Result<()> {
         ("hosting", "Hosting", "Hébergement", "الاستضافة"),
         ("domains", "Domains", "Domaines", "النطاقات"),
     ] {
-        let v = api.post(p, &format!("/api/v1/accounts/{pid}/resource-categories"), json!({"code": code, "name": text(en, fr, ar)})).await?;
+        let v = api
+            .post(
+                p,
+                &format!("/api/v1/accounts/{pid}/resource-categories"),
+                json!({"code": code, "name": text(en, fr, ar)}),
+            )
+            .await?;
         cat.insert(code, id(&v)?);
     }
     let mut rt = std::collections::HashMap::new();
     for (code, service, unit, en, fr, ar, c) in [
-        ("office-seat", "office", "seat", "Office seat", "Poste Office", "مقعد مكتبي", "productivity"),
-        ("mail-storage", "office", "GB", "Mailbox storage", "Stockage de messagerie", "تخزين البريد", "productivity"),
-        ("vcpu", "compute", "vCPU-hour", "vCPU hours", "Heures vCPU", "ساعات المعالج", "compute"),
-        ("ram", "compute", "GB-hour", "Memory (GB-hours)", "Mémoire (Go-heures)", "الذاكرة", "compute"),
-        ("disk", "compute", "GB", "Disk space", "Espace disque", "مساحة القرص", "compute"),
-        ("website", "hosting", "site", "Websites", "Sites web", "مواقع الويب", "hosting"),
-        ("domain-year", "domains", "year", "Domain registration", "Enregistrement de domaine", "تسجيل النطاق", "domains"),
+        (
+            "office-seat",
+            "office",
+            "seat",
+            "Office seat",
+            "Poste Office",
+            "مقعد مكتبي",
+            "productivity",
+        ),
+        (
+            "mail-storage",
+            "office",
+            "GB",
+            "Mailbox storage",
+            "Stockage de messagerie",
+            "تخزين البريد",
+            "productivity",
+        ),
+        (
+            "vcpu",
+            "compute",
+            "vCPU-hour",
+            "vCPU hours",
+            "Heures vCPU",
+            "ساعات المعالج",
+            "compute",
+        ),
+        (
+            "ram",
+            "compute",
+            "GB-hour",
+            "Memory (GB-hours)",
+            "Mémoire (Go-heures)",
+            "الذاكرة",
+            "compute",
+        ),
+        (
+            "disk",
+            "compute",
+            "GB",
+            "Disk space",
+            "Espace disque",
+            "مساحة القرص",
+            "compute",
+        ),
+        (
+            "website",
+            "hosting",
+            "site",
+            "Websites",
+            "Sites web",
+            "مواقع الويب",
+            "hosting",
+        ),
+        (
+            "domain-year",
+            "domains",
+            "year",
+            "Domain registration",
+            "Enregistrement de domaine",
+            "تسجيل النطاق",
+            "domains",
+        ),
     ] {
         let v = api
             .post(p, &format!("/api/v1/accounts/{pid}/resource-types"), json!({"code": code, "service": service, "unit": unit, "name": text(en, fr, ar), "category_id": cat[c]}))
@@ -168,7 +283,12 @@ pub async fn seed(db: &Db, ch: &DemoChannel) -> anyhow::Result<()> {
             "settings": {"registrar": {"type": "string", "value": "provider-registrar"}}}))
         .await?)?;
     // Bluebird runs its customers in France: a country-specific configuration.
-    api.put(b, &format!("/api/v1/service-templates/{t_office}/overrides/{bid}"), json!({"settings": {"region": {"type": "string", "value": "fr-paris"}}})).await?;
+    api.put(
+        b,
+        &format!("/api/v1/service-templates/{t_office}/overrides/{bid}"),
+        json!({"settings": {"region": {"type": "string", "value": "fr-paris"}}}),
+    )
+    .await?;
 
     // Store trees: the same codes in every seller's store, each seller its own names/order.
     for (token, owner) in [(p, pid), (n, nid), (b, bid), (a, aid)] {
@@ -176,7 +296,12 @@ pub async fn seed(db: &Db, ch: &DemoChannel) -> anyhow::Result<()> {
         let infra = api.post(token, &format!("/api/v1/accounts/{owner}/sales-categories"), json!({"code": "infrastructure", "name": text("Infrastructure", "Infrastructure", "البنية التحتية")})).await?;
         api.post(token, &format!("/api/v1/accounts/{owner}/sales-categories"), json!({"code": "compute", "name": text("Cloud compute", "Calcul cloud", "الحوسبة السحابية"), "parent_id": id(&infra)?})).await?;
         api.post(token, &format!("/api/v1/accounts/{owner}/sales-categories"), json!({"code": "hosting", "name": text("Web hosting", "Hébergement web", "استضافة المواقع"), "parent_id": id(&infra)?})).await?;
-        api.post(token, &format!("/api/v1/accounts/{owner}/sales-categories"), json!({"code": "domains", "name": text("Domains", "Domaines", "النطاقات")})).await?;
+        api.post(
+            token,
+            &format!("/api/v1/accounts/{owner}/sales-categories"),
+            json!({"code": "domains", "name": text("Domains", "Domaines", "النطاقات")}),
+        )
+        .await?;
         let _ = prod;
     }
 
@@ -188,25 +313,54 @@ pub async fn seed(db: &Db, ch: &DemoChannel) -> anyhow::Result<()> {
             "periods": periods, "rates": rates})
     };
     let mut office = base(
-        text("Office Suite Business", "Suite Office Business", "حزمة المكتب للأعمال"),
+        text(
+            "Office Suite Business",
+            "Suite Office Business",
+            "حزمة المكتب للأعمال",
+        ),
         "productivity",
         "charge_before_billing_period",
         json!([period("m1", 1, 1000, 0), period("y1", 12, 10000, 0)]),
-        json!([rate("seats", rt["office-seat"], 1, 1, 300, 600, 0, false, true), rate("storage", rt["mail-storage"], 50, 50, 1000, 10, 0, false, false)]),
+        json!([
+            rate("seats", rt["office-seat"], 1, 1, 300, 600, 0, false, true),
+            rate(
+                "storage",
+                rt["mail-storage"],
+                50,
+                50,
+                1000,
+                10,
+                0,
+                false,
+                false
+            )
+        ]),
         10,
     );
     office["unique_group"] = json!("office-suite");
     office["service_parameters"] = json!([{"key": "admin_login", "label": text("Administrator login", "Identifiant administrateur", "اسم المسؤول"), "kind": "text", "required": true, "max_length": 64}]);
     let compute = base(
-        text("Cloud Compute Pay-as-you-go", "Calcul cloud à l'usage", "حوسبة سحابية حسب الاستخدام"),
+        text(
+            "Cloud Compute Pay-as-you-go",
+            "Calcul cloud à l'usage",
+            "حوسبة سحابية حسب الاستخدام",
+        ),
         "compute",
         "external_rating",
         json!([period("m1", 1, 0, 0)]),
-        json!([rate("vcpu", rt["vcpu"], 0, 0, -1, 0, 2, true, false), rate("ram", rt["ram"], 0, 0, -1, 0, 1, true, false), rate("disk", rt["disk"], 0, 0, -1, 0, 4, true, false)]),
+        json!([
+            rate("vcpu", rt["vcpu"], 0, 0, -1, 0, 2, true, false),
+            rate("ram", rt["ram"], 0, 0, -1, 0, 1, true, false),
+            rate("disk", rt["disk"], 0, 0, -1, 0, 4, true, false)
+        ]),
         20,
     );
     let mut hosting = base(
-        text("Web Hosting Starter", "Hébergement Starter", "استضافة المبتدئين"),
+        text(
+            "Web Hosting Starter",
+            "Hébergement Starter",
+            "استضافة المبتدئين",
+        ),
         "hosting",
         "charge_before_billing_period",
         json!([period("m1", 1, 500, 0), period("y1", 12, 5000, 0)]),
@@ -223,34 +377,81 @@ pub async fn seed(db: &Db, ch: &DemoChannel) -> anyhow::Result<()> {
         plans.push((
             t_domains,
             base(
-                text(&format!("Domain {tld}"), &format!("Domaine {tld}"), &format!("نطاق {tld}")),
+                text(
+                    &format!("Domain {tld}"),
+                    &format!("Domaine {tld}"),
+                    &format!("نطاق {tld}"),
+                ),
                 "domains",
                 "charge_before_subscription_period",
                 json!([period("y1", 12, price, 0)]),
-                json!([rate("years", rt["domain-year"], 1, 1, 10, 0, 0, false, false)]),
+                json!([rate(
+                    "years",
+                    rt["domain-year"],
+                    1,
+                    1,
+                    10,
+                    0,
+                    0,
+                    false,
+                    false
+                )]),
                 prio,
             ),
         ));
     }
     let mut first = None;
     for (template, content) in plans {
-        let plan = api.post(p, &format!("/api/v1/accounts/{pid}/plans"), json!({"template_id": template, "content": content})).await?;
+        let plan = api
+            .post(
+                p,
+                &format!("/api/v1/accounts/{pid}/plans"),
+                json!({"template_id": template, "content": content}),
+            )
+            .await?;
         let plan_id = id(&plan)?;
         first.get_or_insert(plan_id);
         // Down the channel, each tier with its own retail prices.
         for (token, reseller, markup) in [(n, nid, 120), (b, bid, 115)] {
-            let copy = api.post(p, &format!("/api/v1/plans/{plan_id}/copies"), json!({"reseller_id": reseller})).await?;
+            let copy = api
+                .post(
+                    p,
+                    &format!("/api/v1/plans/{plan_id}/copies"),
+                    json!({"reseller_id": reseller}),
+                )
+                .await?;
             let copy_id = id(&copy)?;
-            api.put(token, &format!("/api/v1/plans/{copy_id}"), json!({"content": marked_up(&copy["content"], markup)})).await?;
+            api.put(
+                token,
+                &format!("/api/v1/plans/{copy_id}"),
+                json!({"content": marked_up(&copy["content"], markup)}),
+            )
+            .await?;
             if reseller == nid {
-                let sub = api.post(n, &format!("/api/v1/plans/{copy_id}/copies"), json!({"reseller_id": aid})).await?;
+                let sub = api
+                    .post(
+                        n,
+                        &format!("/api/v1/plans/{copy_id}/copies"),
+                        json!({"reseller_id": aid}),
+                    )
+                    .await?;
                 let sub_id = id(&sub)?;
-                api.put(a, &format!("/api/v1/plans/{sub_id}"), json!({"content": marked_up(&sub["content"], 135)})).await?;
+                api.put(
+                    a,
+                    &format!("/api/v1/plans/{sub_id}"),
+                    json!({"content": marked_up(&sub["content"], 135)}),
+                )
+                .await?;
             }
         }
     }
     // Bluebird's prices are locked against synchronization; one sync is in the audit trail.
-    api.put(p, &format!("/api/v1/accounts/{bid}/sync-settings"), json!({"restrictions": {"prices": true}, "cascade_stop": false})).await?;
+    api.put(
+        p,
+        &format!("/api/v1/accounts/{bid}/sync-settings"),
+        json!({"restrictions": {"prices": true}, "cascade_stop": false}),
+    )
+    .await?;
     if let Some(plan_id) = first {
         let plan = api.get(p, &format!("/api/v1/plans/{plan_id}")).await?;
         let mut content = plan["content"].clone();
@@ -259,9 +460,18 @@ pub async fn seed(db: &Db, ch: &DemoChannel) -> anyhow::Result<()> {
             "Messagerie, agendas et documents pour les équipes, gérés par votre fournisseur.",
             "البريد والتقويمات والمستندات للفرق، يديرها مزودك.",
         );
-        api.put(p, &format!("/api/v1/plans/{plan_id}"), json!({"content": content})).await?;
-        api.post(p, &format!("/api/v1/plans/{plan_id}/sync"), json!({"options": {"names_descriptions": true}, "scope": {"type": "all_resellers"}}))
-            .await?;
+        api.put(
+            p,
+            &format!("/api/v1/plans/{plan_id}"),
+            json!({"content": content}),
+        )
+        .await?;
+        api.post(
+            p,
+            &format!("/api/v1/plans/{plan_id}/sync"),
+            json!({"options": {"names_descriptions": true}, "scope": {"type": "all_resellers"}}),
+        )
+        .await?;
     }
     // The seed tokens are not needed any more.
     let mut tx = db.begin().await?;

@@ -24,13 +24,22 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 #[derive(Parser)]
-#[command(name = "cascade", version, about = "Cascade: a multi-tier cloud marketplace platform")]
+#[command(
+    name = "cascade",
+    version,
+    about = "Cascade: a multi-tier cloud marketplace platform"
+)]
 struct Cli {
     /// Configuration file (TOML). Default: ./cascade.toml when present.
     #[arg(long, global = true, env = "CASCADE_CONFIG")]
     config: Option<PathBuf>,
     /// Database URL: sqlite://path or postgres://user:password@host/db (overrides the configuration).
-    #[arg(long, global = true, env = "CASCADE_DATABASE_URL", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "CASCADE_DATABASE_URL",
+        hide_env_values = true
+    )]
     database_url: Option<String>,
     #[command(subcommand)]
     command: Command,
@@ -171,8 +180,11 @@ enum BenchCommand {
 
 fn init_tracing(cfg: &Config) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("{},sqlx=warn", cfg.log_level)));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("{},sqlx=warn", cfg.log_level)));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if cfg.log_format == "json" {
         builder.json().init();
     } else {
@@ -184,10 +196,14 @@ async fn connect(cfg: &Config) -> anyhow::Result<Db> {
     let url = cfg.database_url();
     if let Some(path) = url.strip_prefix("sqlite://")
         && let Some(parent) = std::path::Path::new(path.split('?').next().unwrap_or(path)).parent()
-            && !parent.as_os_str().is_empty() {
-                std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-            }
-    let db = Db::connect_and_migrate(url, &PoolSettings::default()).await.with_context(|| format!("opening {}", redact_url(url)))?;
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    let db = Db::connect_and_migrate(url, &PoolSettings::default())
+        .await
+        .with_context(|| format!("opening {}", redact_url(url)))?;
     db.roles().sync_builtin(SystemClock.now()).await?;
     Ok(db)
 }
@@ -205,7 +221,9 @@ fn worker_config(cfg: &Config) -> WorkerConfig {
 
 /// Today's date in UTC from a clock.
 fn today_utc(clock: &dyn Clock) -> chrono::NaiveDate {
-    chrono::DateTime::from_timestamp_micros(clock.now().0).map(|d| d.date_naive()).unwrap_or_default()
+    chrono::DateTime::from_timestamp_micros(clock.now().0)
+        .map(|d| d.date_naive())
+        .unwrap_or_default()
 }
 
 /// Resolves when SIGINT or SIGTERM arrives.
@@ -215,7 +233,8 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };
@@ -225,22 +244,43 @@ async fn shutdown_signal() {
     tracing::info!("shutdown requested; finishing in-flight work");
 }
 
-async fn serve(cfg: &Config, db: Db, listen: &str, with_worker: bool, ready: impl FnOnce(SocketAddr)) -> anyhow::Result<()> {
+async fn serve(
+    cfg: &Config,
+    db: Db,
+    listen: &str,
+    with_worker: bool,
+    ready: impl FnOnce(SocketAddr),
+) -> anyhow::Result<()> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let state = AppState::new(db.clone(), clock.clone(), cfg.http(), cascade_http::metrics_handle());
+    let state = AppState::new(
+        db.clone(),
+        clock.clone(),
+        cfg.http(),
+        cascade_http::metrics_handle(),
+    );
     let app = cascade_http::router(state);
-    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
     let addr = listener.local_addr()?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let worker = with_worker.then(|| {
-        let w = Worker::new(db.clone(), clock.clone(), Registry::with_builtin(), worker_config(cfg));
+        let w = Worker::new(
+            db.clone(),
+            clock.clone(),
+            Registry::with_builtin(),
+            worker_config(cfg),
+        );
         tokio::spawn(w.run(stop_rx.clone()))
     });
     tracing::info!(%addr, backend = db.backend().as_str(), worker = with_worker, "serving");
     ready(addr);
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
     let _ = stop_tx.send(true);
     if let Some(w) = worker {
         let _ = w.await;
@@ -264,12 +304,24 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve { listen, no_worker } => {
             let db = connect(&cfg).await?;
             let listen = listen.unwrap_or_else(|| cfg.listen.clone());
-            serve(&cfg, db, &listen, cfg.worker.in_process && !no_worker, |_| {}).await
+            serve(
+                &cfg,
+                db,
+                &listen,
+                cfg.worker.in_process && !no_worker,
+                |_| {},
+            )
+            .await
         }
         Command::Worker => {
             let db = connect(&cfg).await?;
             let (tx, rx) = watch::channel(false);
-            let w = Worker::new(db.clone(), Arc::new(SystemClock), Registry::with_builtin(), worker_config(&cfg));
+            let w = Worker::new(
+                db.clone(),
+                Arc::new(SystemClock),
+                Registry::with_builtin(),
+                worker_config(&cfg),
+            );
             let handle = tokio::spawn(w.run(rx));
             shutdown_signal().await;
             let _ = tx.send(true);
@@ -281,11 +333,20 @@ async fn main() -> anyhow::Result<()> {
             let db = Db::connect(cfg.database_url(), &PoolSettings::default()).await?;
             let applied = cascade_store::migrate::run(&db).await?;
             db.roles().sync_builtin(SystemClock.now()).await?;
-            println!("{} migration(s) applied on {}; schema is current", applied.len(), db.backend().as_str());
+            println!(
+                "{} migration(s) applied on {}; schema is current",
+                applied.len(),
+                db.backend().as_str()
+            );
             Ok(())
         }
-        Command::Demo { data_dir, listen, seed_only } => {
-            std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+        Command::Demo {
+            data_dir,
+            listen,
+            seed_only,
+        } => {
+            std::fs::create_dir_all(&data_dir)
+                .with_context(|| format!("creating {}", data_dir.display()))?;
             let db_path = data_dir.join("cascade.db");
             if cli.database_url.is_none() {
                 cfg.database_url = SecretString::from(format!("sqlite://{}", db_path.display()));
@@ -294,26 +355,59 @@ async fn main() -> anyhow::Result<()> {
             let (fresh, logins) = demo::seed(&db, SystemClock.now()).await?;
             let banner = move |addr: SocketAddr| {
                 println!();
-                println!("Cascade demo {}", if fresh { "(seeded just now)" } else { "(existing data)" });
+                println!(
+                    "Cascade demo {}",
+                    if fresh {
+                        "(seeded just now)"
+                    } else {
+                        "(existing data)"
+                    }
+                );
                 println!("  data:     {}", db_path.display());
-                println!("  API:      http://{addr}/api/v1   (OpenAPI: http://{addr}/api/v1/openapi.json)");
+                println!(
+                    "  API:      http://{addr}/api/v1   (OpenAPI: http://{addr}/api/v1/openapi.json)"
+                );
                 println!("  password for every login below: {}", demo::DEMO_PASSWORD);
                 for l in &logins {
                     println!("  {:<18} {} — {}", l.login, l.account, l.role);
                 }
                 println!();
-                println!("  try: curl -s -c /tmp/cascade.cookies -H 'content-type: application/json' \\");
-                println!("         -d '{{\"login\":\"provider-admin\",\"password\":\"{}\"}}' http://{addr}/api/v1/session", demo::DEMO_PASSWORD);
-                println!("       curl -s -b /tmp/cascade.cookies http://{addr}/api/v1/accounts/1/descendants");
+                println!(
+                    "  try: curl -s -c /tmp/cascade.cookies -H 'content-type: application/json' \\"
+                );
+                println!(
+                    "         -d '{{\"login\":\"provider-admin\",\"password\":\"{}\"}}' http://{addr}/api/v1/session",
+                    demo::DEMO_PASSWORD
+                );
+                println!(
+                    "       curl -s -b /tmp/cascade.cookies http://{addr}/api/v1/accounts/1/descendants"
+                );
                 println!();
             };
             if seed_only {
-                banner(listen.parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8080))));
+                banner(
+                    listen
+                        .parse()
+                        .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8080))),
+                );
                 return Ok(());
             }
             serve(&cfg, db, &listen, true, banner).await
         }
-        Command::Admin { command: AdminCommand::CreateProvider { name, email, country, currency, language, admin_login, admin_name, admin_email, admin_password } } => {
+        Command::Admin {
+            command:
+                AdminCommand::CreateProvider {
+                    name,
+                    email,
+                    country,
+                    currency,
+                    language,
+                    admin_login,
+                    admin_name,
+                    admin_email,
+                    admin_password,
+                },
+        } => {
             use secrecy::ExposeSecret;
             let db = connect(&cfg).await?;
             let spec = admin::ProviderSpec {
@@ -328,31 +422,62 @@ async fn main() -> anyhow::Result<()> {
                 admin_password: admin_password.expose_secret().to_string(),
             };
             let (p, u) = admin::create_provider(&db, &spec, SystemClock.now()).await?;
-            println!("created provider {} (account id {}) and administrator {} (user id {})", p.name, p.id, u.login.as_str(), u.id);
+            println!(
+                "created provider {} (account id {}) and administrator {} (user id {})",
+                p.name,
+                p.id,
+                u.login.as_str(),
+                u.id
+            );
             Ok(())
         }
-        Command::Billing { command: BillingCommand::Run { date, batch } } => {
+        Command::Billing {
+            command: BillingCommand::Run { date, batch },
+        } => {
             let db = connect(&cfg).await?;
             let today = match date {
-                Some(d) => chrono::NaiveDate::parse_from_str(&d, "%Y-%m-%d").with_context(|| format!("--date {d}: expected YYYY-MM-DD"))?,
+                Some(d) => chrono::NaiveDate::parse_from_str(&d, "%Y-%m-%d")
+                    .with_context(|| format!("--date {d}: expected YYYY-MM-DD"))?,
                 None => today_utc(&SystemClock),
             };
-            let due = db.subscriptions().accounts_due(&today.to_string(), 0, i64::MAX).await?.len() as u64;
+            let due = db
+                .subscriptions()
+                .accounts_due(&today.to_string(), 0, i64::MAX)
+                .await?
+                .len() as u64;
             let pb = bench::progress(due, "billing");
             let started = std::time::Instant::now();
             let opts = cascade_worker::billing_run::RunOptions { batch, crash: None };
-            let r = cascade_worker::billing_run::run(&db, &SystemClock, today, &opts, |done, failed| pb.set_position(done + failed))
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let r = cascade_worker::billing_run::run(
+                &db,
+                &SystemClock,
+                today,
+                &opts,
+                |done, failed| pb.set_position(done + failed),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
             pb.finish_and_clear();
             println!(
                 "billing run {} for {today}: {} accounts billed, {} failed (retried next run), {} subscriptions, {} invoices, {} lines in {:.1} s",
-                r.run_id, r.accounts_done, r.accounts_failed, r.subscriptions_billed, r.documents_written, r.lines_written, started.elapsed().as_secs_f64()
+                r.run_id,
+                r.accounts_done,
+                r.accounts_failed,
+                r.subscriptions_billed,
+                r.documents_written,
+                r.lines_written,
+                started.elapsed().as_secs_f64()
             );
             db.close().await;
             Ok(())
         }
-        Command::Maintenance { command: MaintenanceCommand::CleanupEvents { retention_days, batch } } => {
+        Command::Maintenance {
+            command:
+                MaintenanceCommand::CleanupEvents {
+                    retention_days,
+                    batch,
+                },
+        } => {
             let db = connect(&cfg).await?;
             let s = cascade_worker::events_cleanup(
                 &db,
@@ -361,14 +486,40 @@ async fn main() -> anyhow::Result<()> {
                 batch.unwrap_or(cfg.worker.cleanup_batch),
             )
             .await?;
-            println!("events cleanup: {} tasks and {} events removed in {} batches", s.tasks_removed, s.events_removed, s.batches);
+            println!(
+                "events cleanup: {} tasks and {} events removed in {} batches",
+                s.tasks_removed, s.events_removed, s.batches
+            );
             Ok(())
         }
-        Command::Bench { command: BenchCommand::Tree { accounts, chain, runs, backend, pg_url } } => {
-            bench::tree_bench(accounts, chain, runs.max(1), pg_url.as_deref(), &backend).await
-        }
-        Command::Bench { command: BenchCommand::Sync { resellers, depth, locked_percent, backend, pg_url } } => {
-            bench_sync::sync_bench(resellers, depth, locked_percent, pg_url.as_deref(), &backend).await
+        Command::Bench {
+            command:
+                BenchCommand::Tree {
+                    accounts,
+                    chain,
+                    runs,
+                    backend,
+                    pg_url,
+                },
+        } => bench::tree_bench(accounts, chain, runs.max(1), pg_url.as_deref(), &backend).await,
+        Command::Bench {
+            command:
+                BenchCommand::Sync {
+                    resellers,
+                    depth,
+                    locked_percent,
+                    backend,
+                    pg_url,
+                },
+        } => {
+            bench_sync::sync_bench(
+                resellers,
+                depth,
+                locked_percent,
+                pg_url.as_deref(),
+                &backend,
+            )
+            .await
         }
     }
 }

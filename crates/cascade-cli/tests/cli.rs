@@ -6,14 +6,34 @@ use std::process::{Command, Stdio};
 
 fn cascade() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_cascade"));
-    c.env_remove("CASCADE_DATABASE_URL").env_remove("CASCADE_CONFIG").env("RUST_LOG", "warn");
+    c.env_remove("CASCADE_DATABASE_URL")
+        .env_remove("CASCADE_CONFIG")
+        .env("RUST_LOG", "warn");
     c
 }
 
 fn create_provider(url: &str) -> std::process::Output {
     cascade()
-        .args(["--database-url", url, "admin", "create-provider", "--name", "Acme Distribution", "--email", "ops@acme.example",
-            "--country", "DE", "--currency", "EUR", "--admin-login", "root-admin", "--admin-name", "Root", "--admin-email", "root@acme.example"])
+        .args([
+            "--database-url",
+            url,
+            "admin",
+            "create-provider",
+            "--name",
+            "Acme Distribution",
+            "--email",
+            "ops@acme.example",
+            "--country",
+            "DE",
+            "--currency",
+            "EUR",
+            "--admin-login",
+            "root-admin",
+            "--admin-name",
+            "Root",
+            "--admin-email",
+            "root@acme.example",
+        ])
         .env("CASCADE_ADMIN_PASSWORD", "a long enough password")
         .output()
         .unwrap()
@@ -21,10 +41,17 @@ fn create_provider(url: &str) -> std::process::Output {
 
 fn bootstrap_twice(url: &str) {
     let first = create_provider(url);
-    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
     assert!(String::from_utf8_lossy(&first.stdout).contains("created provider Acme Distribution"));
     let second = create_provider(url);
-    assert!(!second.status.success(), "a second provider must be refused");
+    assert!(
+        !second.status.success(),
+        "a second provider must be refused"
+    );
     assert!(String::from_utf8_lossy(&second.stderr).contains("already has its provider"));
 }
 
@@ -38,8 +65,16 @@ fn admin_bootstrap_on_sqlite() {
 fn admin_bootstrap_on_postgres() {
     let url = std::env::var("CASCADE_TEST_PG_URL").expect("CASCADE_TEST_PG_URL: run scripts/test");
     let schema = format!("cli_{}", std::process::id());
-    let out = Command::new("psql").arg(&url).args(["-q", "-c", &format!("CREATE SCHEMA {schema}")]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("psql")
+        .arg(&url)
+        .args(["-q", "-c", &format!("CREATE SCHEMA {schema}")])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     bootstrap_twice(&format!("{url}?options=-csearch_path%3D{schema}"));
 }
 
@@ -47,10 +82,16 @@ fn admin_bootstrap_on_postgres() {
 fn migrate_reports_and_is_repeatable() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("m.db").display());
-    let a = cascade().args(["--database-url", &url, "migrate"]).output().unwrap();
+    let a = cascade()
+        .args(["--database-url", &url, "migrate"])
+        .output()
+        .unwrap();
     assert!(a.status.success());
     assert!(String::from_utf8_lossy(&a.stdout).starts_with("3 migration(s) applied"));
-    let b = cascade().args(["--database-url", &url, "migrate"]).output().unwrap();
+    let b = cascade()
+        .args(["--database-url", &url, "migrate"])
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&b.stdout).starts_with("0 migration(s) applied"));
 }
 
@@ -58,11 +99,27 @@ fn migrate_reports_and_is_repeatable() {
 fn demo_seeds_once_and_serves_working_logins() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("demo");
-    let seed = cascade().args(["demo", "--seed-only", "--data-dir"]).arg(&data).output().unwrap();
-    assert!(seed.status.success(), "{}", String::from_utf8_lossy(&seed.stderr));
+    let seed = cascade()
+        .args(["demo", "--seed-only", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        seed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&seed.stderr)
+    );
     let text = String::from_utf8_lossy(&seed.stdout);
-    assert!(text.contains("(seeded just now)") && text.contains("northwind-admin") && text.contains("alpine-admin"));
-    let again = cascade().args(["demo", "--seed-only", "--data-dir"]).arg(&data).output().unwrap();
+    assert!(
+        text.contains("(seeded just now)")
+            && text.contains("northwind-admin")
+            && text.contains("alpine-admin")
+    );
+    let again = cascade()
+        .args(["demo", "--seed-only", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&again.stdout).contains("(existing data)"));
 
     // Serve on a free port and log in with a printed login.
@@ -80,11 +137,19 @@ fn demo_seeds_once_and_serves_working_logins() {
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             if let Some(rest) = line.trim().strip_prefix("API:") {
-                let _ = tx.send(rest.trim().strip_prefix("http://").and_then(|s| s.split('/').next()).map(str::to_string));
+                let _ = tx.send(
+                    rest.trim()
+                        .strip_prefix("http://")
+                        .and_then(|s| s.split('/').next())
+                        .map(str::to_string),
+                );
             }
         }
     });
-    let addr = rx.recv_timeout(std::time::Duration::from_secs(60)).ok().flatten();
+    let addr = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .ok()
+        .flatten();
     let addr = addr.expect("the demo prints its address");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let result = rt.block_on(async {
@@ -102,6 +167,9 @@ fn demo_seeds_once_and_serves_working_logins() {
     let _ = child.wait();
     let resp = result.unwrap();
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
-    assert!(resp.to_lowercase().contains("set-cookie: cascade_session="), "{resp}");
+    assert!(
+        resp.to_lowercase().contains("set-cookie: cascade_session="),
+        "{resp}"
+    );
     assert!(resp.contains("Northwind Resellers"), "{resp}");
 }

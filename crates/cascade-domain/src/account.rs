@@ -37,7 +37,11 @@ impl FromStr for AccountKind {
             "provider" => Ok(Self::Provider),
             "reseller" => Ok(Self::Reseller),
             "customer" => Ok(Self::Customer),
-            _ => Err(FieldError::new("kind", "invalid_kind", format!("unknown account kind `{s}`"))),
+            _ => Err(FieldError::new(
+                "kind",
+                "invalid_kind",
+                format!("unknown account kind `{s}`"),
+            )),
         }
     }
 }
@@ -72,9 +76,15 @@ impl AccountStatus {
         use AccountStatus::*;
         let ok = matches!(
             (self, to),
-            (Active, CreditHold) | (Active, AdminHold) | (CreditHold, Active) | (AdminHold, Active)
-                | (CreditHold, AdminHold) | (AdminHold, CreditHold)
-                | (Active, Cancelled) | (CreditHold, Cancelled) | (AdminHold, Cancelled)
+            (Active, CreditHold)
+                | (Active, AdminHold)
+                | (CreditHold, Active)
+                | (AdminHold, Active)
+                | (CreditHold, AdminHold)
+                | (AdminHold, CreditHold)
+                | (Active, Cancelled)
+                | (CreditHold, Cancelled)
+                | (AdminHold, Cancelled)
         );
         if ok {
             Ok(to)
@@ -82,7 +92,11 @@ impl AccountStatus {
             Err(FieldError::new(
                 "status",
                 "invalid_status_transition",
-                format!("an account cannot go from `{}` to `{}`", self.as_str(), to.as_str()),
+                format!(
+                    "an account cannot go from `{}` to `{}`",
+                    self.as_str(),
+                    to.as_str()
+                ),
             ))
         }
     }
@@ -96,7 +110,11 @@ impl FromStr for AccountStatus {
             "credit_hold" => Ok(Self::CreditHold),
             "admin_hold" => Ok(Self::AdminHold),
             "cancelled" => Ok(Self::Cancelled),
-            _ => Err(FieldError::new("status", "invalid_status", format!("unknown account status `{s}`"))),
+            _ => Err(FieldError::new(
+                "status",
+                "invalid_status",
+                format!("unknown account status `{s}`"),
+            )),
         }
     }
 }
@@ -110,10 +128,18 @@ impl Email {
     pub fn parse(s: &str) -> Result<Self, FieldError> {
         let s = s.trim();
         if s.len() > 254 {
-            return Err(FieldError::new("", "too_long", "an email address has at most 254 characters"));
+            return Err(FieldError::new(
+                "",
+                "too_long",
+                "an email address has at most 254 characters",
+            ));
         }
         if !email_address::EmailAddress::is_valid(s) || !s.contains('.') {
-            return Err(FieldError::new("", "invalid_email", format!("`{s}` is not a valid email address")));
+            return Err(FieldError::new(
+                "",
+                "invalid_email",
+                format!("`{s}` is not a valid email address"),
+            ));
         }
         Ok(Self(s.to_string()))
     }
@@ -130,10 +156,17 @@ pub struct Country(String);
 impl Country {
     pub fn parse(s: &str) -> Result<Self, FieldError> {
         let s = s.trim();
-        if s.len() == 2 && s.chars().all(|c| c.is_ascii_uppercase()) && isocountry::CountryCode::for_alpha2(s).is_ok() {
+        if s.len() == 2
+            && s.chars().all(|c| c.is_ascii_uppercase())
+            && isocountry::CountryCode::for_alpha2(s).is_ok()
+        {
             Ok(Self(s.to_string()))
         } else {
-            Err(FieldError::new("", "invalid_country", format!("`{s}` is not an ISO 3166-1 alpha-2 country code, e.g. DE")))
+            Err(FieldError::new(
+                "",
+                "invalid_country",
+                format!("`{s}` is not an ISO 3166-1 alpha-2 country code, e.g. DE"),
+            ))
         }
     }
     pub fn as_str(&self) -> &str {
@@ -149,7 +182,13 @@ pub struct Language(String);
 impl Language {
     pub fn parse(s: &str) -> Result<Self, FieldError> {
         let s = s.trim();
-        let err = || FieldError::new("", "invalid_language", format!("`{s}` is not a BCP 47 language tag, e.g. en or fr-CA"));
+        let err = || {
+            FieldError::new(
+                "",
+                "invalid_language",
+                format!("`{s}` is not a BCP 47 language tag, e.g. en or fr-CA"),
+            )
+        };
         if s.is_empty() || s.len() > 35 {
             return Err(err());
         }
@@ -184,7 +223,10 @@ impl Language {
     }
     /// Whether text in this language is written right to left.
     pub fn is_rtl(&self) -> bool {
-        matches!(self.primary(), "ar" | "he" | "fa" | "ur" | "ps" | "yi" | "dv" | "ku" | "sd" | "ug")
+        matches!(
+            self.primary(),
+            "ar" | "he" | "fa" | "ur" | "ps" | "yi" | "dv" | "ku" | "sd" | "ug"
+        )
     }
 }
 
@@ -204,12 +246,18 @@ impl Phone {
         let s = s.trim();
         let digits = s.chars().filter(char::is_ascii_digit).count();
         let ok = s.starts_with('+')
-            && s[1..].chars().all(|c| c.is_ascii_digit() || matches!(c, ' ' | '-' | '.' | '(' | ')'))
+            && s[1..]
+                .chars()
+                .all(|c| c.is_ascii_digit() || matches!(c, ' ' | '-' | '.' | '(' | ')'))
             && (6..=15).contains(&digits);
         if ok {
             Ok(Self(s.to_string()))
         } else {
-            Err(FieldError::new("", "invalid_phone", "must be an international number such as +49 30 1234567"))
+            Err(FieldError::new(
+                "",
+                "invalid_phone",
+                "must be an international number such as +49 30 1234567",
+            ))
         }
     }
     pub fn as_str(&self) -> &str {
@@ -243,15 +291,48 @@ pub struct ContactInput {
 
 impl ContactInput {
     pub fn parse(&self, errs: &mut ValidationErrors, prefix: &str) -> Contact {
-        let f = |name: &str| if prefix.is_empty() { name.to_string() } else { format!("{prefix}.{name}") };
+        let f = |name: &str| {
+            if prefix.is_empty() {
+                name.to_string()
+            } else {
+                format!("{prefix}.{name}")
+            }
+        };
         Contact {
-            email: self.email.as_deref().filter(|s| !s.trim().is_empty()).and_then(|s| errs.check(&f("email"), Email::parse(s))),
-            phone: self.phone.as_deref().filter(|s| !s.trim().is_empty()).and_then(|s| errs.check(&f("phone"), Phone::parse(s))),
-            address_line1: errs.check(&f("address_line1"), optional_text(self.address_line1.as_deref(), 200)).flatten(),
-            address_line2: errs.check(&f("address_line2"), optional_text(self.address_line2.as_deref(), 200)).flatten(),
-            city: errs.check(&f("city"), optional_text(self.city.as_deref(), 100)).flatten(),
-            postal_code: errs.check(&f("postal_code"), optional_text(self.postal_code.as_deref(), 20)).flatten(),
-            tax_id: errs.check(&f("tax_id"), optional_text(self.tax_id.as_deref(), 50)).flatten(),
+            email: self
+                .email
+                .as_deref()
+                .filter(|s| !s.trim().is_empty())
+                .and_then(|s| errs.check(&f("email"), Email::parse(s))),
+            phone: self
+                .phone
+                .as_deref()
+                .filter(|s| !s.trim().is_empty())
+                .and_then(|s| errs.check(&f("phone"), Phone::parse(s))),
+            address_line1: errs
+                .check(
+                    &f("address_line1"),
+                    optional_text(self.address_line1.as_deref(), 200),
+                )
+                .flatten(),
+            address_line2: errs
+                .check(
+                    &f("address_line2"),
+                    optional_text(self.address_line2.as_deref(), 200),
+                )
+                .flatten(),
+            city: errs
+                .check(&f("city"), optional_text(self.city.as_deref(), 100))
+                .flatten(),
+            postal_code: errs
+                .check(
+                    &f("postal_code"),
+                    optional_text(self.postal_code.as_deref(), 20),
+                )
+                .flatten(),
+            tax_id: errs
+                .check(&f("tax_id"), optional_text(self.tax_id.as_deref(), 50))
+                .flatten(),
         }
     }
 }
@@ -328,18 +409,26 @@ impl NewAccountInput {
             (Some(c), v) => {
                 let c = errs.check("currency", Currency::parse(c));
                 if let (Some(c), Some(v)) = (c, v)
-                    && c != v.currency {
-                        errs.push(FieldError::new(
-                            "currency",
-                            "currency_mismatch",
-                            format!("an account trades in its vendor's currency ({})", v.currency),
-                        ));
-                    }
+                    && c != v.currency
+                {
+                    errs.push(FieldError::new(
+                        "currency",
+                        "currency_mismatch",
+                        format!(
+                            "an account trades in its vendor's currency ({})",
+                            v.currency
+                        ),
+                    ));
+                }
                 c
             }
             (None, Some(v)) => Some(v.currency),
             (None, None) => {
-                errs.push(FieldError::new("currency", "required", "the provider needs a currency"));
+                errs.push(FieldError::new(
+                    "currency",
+                    "required",
+                    "the provider needs a currency",
+                ));
                 None
             }
         };
@@ -382,7 +471,12 @@ pub struct Account {
 
 impl Account {
     pub fn facts(&self) -> VendorFacts {
-        VendorFacts { id: self.id, kind: self.kind, status: self.status, currency: self.currency }
+        VendorFacts {
+            id: self.id,
+            kind: self.kind,
+            status: self.status,
+            currency: self.currency,
+        }
     }
 }
 
@@ -403,30 +497,54 @@ impl AccountPatchInput {
         let mut errs = ValidationErrors::new();
         let mut next = current.clone();
         if let Some(n) = &self.name
-            && let Some(n) = errs.check("name", bounded_text(n, ACCOUNT_NAME_MAX)) {
-                next.name = n;
-            }
+            && let Some(n) = errs.check("name", bounded_text(n, ACCOUNT_NAME_MAX))
+        {
+            next.name = n;
+        }
         if let Some(c) = &self.contact {
             // Fields not supplied keep their value.
             let merged = ContactInput {
-                email: c.email.clone().or_else(|| current.contact.email.as_ref().map(|e| e.as_str().to_string())),
-                phone: c.phone.clone().or_else(|| current.contact.phone.as_ref().map(|e| e.as_str().to_string())),
-                address_line1: c.address_line1.clone().or_else(|| current.contact.address_line1.clone()),
-                address_line2: c.address_line2.clone().or_else(|| current.contact.address_line2.clone()),
+                email: c.email.clone().or_else(|| {
+                    current
+                        .contact
+                        .email
+                        .as_ref()
+                        .map(|e| e.as_str().to_string())
+                }),
+                phone: c.phone.clone().or_else(|| {
+                    current
+                        .contact
+                        .phone
+                        .as_ref()
+                        .map(|e| e.as_str().to_string())
+                }),
+                address_line1: c
+                    .address_line1
+                    .clone()
+                    .or_else(|| current.contact.address_line1.clone()),
+                address_line2: c
+                    .address_line2
+                    .clone()
+                    .or_else(|| current.contact.address_line2.clone()),
                 city: c.city.clone().or_else(|| current.contact.city.clone()),
-                postal_code: c.postal_code.clone().or_else(|| current.contact.postal_code.clone()),
+                postal_code: c
+                    .postal_code
+                    .clone()
+                    .or_else(|| current.contact.postal_code.clone()),
                 tax_id: c.tax_id.clone().or_else(|| current.contact.tax_id.clone()),
             };
             next.contact = merged.parse(&mut errs, "contact");
         }
         if let Some(c) = &self.country
-            && let Some(c) = errs.check("country", Country::parse(c)) {
-                next.country = c;
-            }
+            && let Some(c) = errs.check("country", Country::parse(c))
+        {
+            next.country = c;
+        }
         if let Some(l) = &self.language
-            && let Some(l) = errs.check("language", Language::parse(l)) {
-                next.language = l;
-            }
+            && let Some(l) = errs.check("language", Language::parse(l))
+        {
+            next.language = l;
+        }
         if let Some(cc) = self.customer_class_id {
             next.customer_class_id = Some(cc);
         }
@@ -439,14 +557,22 @@ mod tests {
     use super::*;
 
     fn vendor(kind: AccountKind) -> VendorFacts {
-        VendorFacts { id: AccountId(1), kind, status: AccountStatus::Active, currency: Currency::parse("EUR").unwrap() }
+        VendorFacts {
+            id: AccountId(1),
+            kind,
+            status: AccountStatus::Active,
+            currency: Currency::parse("EUR").unwrap(),
+        }
     }
 
     fn input(kind: AccountKind) -> NewAccountInput {
         NewAccountInput {
             kind,
             name: "  Acme GmbH ".into(),
-            contact: ContactInput { email: Some("ops@acme.example".into()), ..Default::default() },
+            contact: ContactInput {
+                email: Some("ops@acme.example".into()),
+                ..Default::default()
+            },
             country: "DE".into(),
             language: "de".into(),
             currency: None,
@@ -464,7 +590,11 @@ mod tests {
         assert!(Language::parse("ar").unwrap().is_rtl());
         assert!(!Language::parse("fr").unwrap().is_rtl());
         for bad in ["", "e", "english!", "12", "en--US"] {
-            assert_eq!(Language::parse(bad).unwrap_err().code, "invalid_language", "{bad}");
+            assert_eq!(
+                Language::parse(bad).unwrap_err().code,
+                "invalid_language",
+                "{bad}"
+            );
         }
     }
 
@@ -481,7 +611,9 @@ mod tests {
 
     #[test]
     fn customer_takes_vendor_currency_and_trims_name() {
-        let a = input(AccountKind::Customer).validate(Some(&vendor(AccountKind::Reseller))).unwrap();
+        let a = input(AccountKind::Customer)
+            .validate(Some(&vendor(AccountKind::Reseller)))
+            .unwrap();
         assert_eq!(a.currency.code(), "EUR");
         assert_eq!(a.name, "Acme GmbH");
         assert_eq!(a.vendor_id, Some(AccountId(1)));
@@ -489,15 +621,25 @@ mod tests {
 
     #[test]
     fn tree_rules() {
-        let e = input(AccountKind::Customer).validate(Some(&vendor(AccountKind::Customer))).unwrap_err();
+        let e = input(AccountKind::Customer)
+            .validate(Some(&vendor(AccountKind::Customer)))
+            .unwrap_err();
         assert_eq!(e.0[0].code, "vendor_not_seller");
-        let e = input(AccountKind::Provider).validate(Some(&vendor(AccountKind::Provider))).unwrap_err();
+        let e = input(AccountKind::Provider)
+            .validate(Some(&vendor(AccountKind::Provider)))
+            .unwrap_err();
         assert_eq!(e.0[0].code, "provider_is_root");
         let e = input(AccountKind::Reseller).validate(None).unwrap_err();
         assert_eq!(e.0[0].field, "vendor_id");
         let mut i = input(AccountKind::Reseller);
         i.currency = Some("USD".into());
-        assert_eq!(i.validate(Some(&vendor(AccountKind::Provider))).unwrap_err().0[0].code, "currency_mismatch");
+        assert_eq!(
+            i.validate(Some(&vendor(AccountKind::Provider)))
+                .unwrap_err()
+                .0[0]
+                .code,
+            "currency_mismatch"
+        );
     }
 
     #[test]
@@ -507,7 +649,9 @@ mod tests {
         i.country = "Germany".into();
         i.language = "??".into();
         i.contact.email = Some("nope".into());
-        let e = i.validate(Some(&vendor(AccountKind::Provider))).unwrap_err();
+        let e = i
+            .validate(Some(&vendor(AccountKind::Provider)))
+            .unwrap_err();
         let fields: Vec<_> = e.0.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, vec!["name", "contact.email", "country", "language"]);
     }

@@ -21,13 +21,19 @@ impl Timestamp {
         self.0
     }
     pub fn plus_secs(self, secs: i64) -> Self {
-        Self(self.0.saturating_add(secs.saturating_mul(Self::MICROS_PER_SEC)))
+        Self(
+            self.0
+                .saturating_add(secs.saturating_mul(Self::MICROS_PER_SEC)),
+        )
     }
     pub fn plus_millis(self, ms: i64) -> Self {
         Self(self.0.saturating_add(ms.saturating_mul(1000)))
     }
     pub fn minus_days(self, days: i64) -> Self {
-        Self(self.0.saturating_sub(days.saturating_mul(Self::MICROS_PER_DAY)))
+        Self(
+            self.0
+                .saturating_sub(days.saturating_mul(Self::MICROS_PER_DAY)),
+        )
     }
 }
 
@@ -62,7 +68,8 @@ impl ManualClock {
         self.0.store(at.0, Ordering::SeqCst);
     }
     pub fn advance_secs(&self, secs: i64) {
-        self.0.fetch_add(secs * Timestamp::MICROS_PER_SEC, Ordering::SeqCst);
+        self.0
+            .fetch_add(secs * Timestamp::MICROS_PER_SEC, Ordering::SeqCst);
     }
 }
 

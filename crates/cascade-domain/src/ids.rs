@@ -18,4 +18,12 @@ macro_rules! id_type {
     )*};
 }
 
-id_type!(AccountId, UserId, RoleId, TaskId, EventId, TokenId, CustomerClassId);
+id_type!(
+    AccountId,
+    UserId,
+    RoleId,
+    TaskId,
+    EventId,
+    TokenId,
+    CustomerClassId
+);

@@ -15,11 +15,21 @@ impl Currency {
     pub fn parse(code: &str) -> Result<Self, FieldError> {
         let code = code.trim();
         if code.len() != 3 || !code.chars().all(|c| c.is_ascii_uppercase()) {
-            return Err(FieldError::new("", "invalid_currency", "must be an ISO 4217 code in upper case, e.g. EUR"));
+            return Err(FieldError::new(
+                "",
+                "invalid_currency",
+                "must be an ISO 4217 code in upper case, e.g. EUR",
+            ));
         }
         iso_currency::Currency::from_code(code)
             .map(Currency)
-            .ok_or_else(|| FieldError::new("", "invalid_currency", format!("unknown ISO 4217 currency `{code}`")))
+            .ok_or_else(|| {
+                FieldError::new(
+                    "",
+                    "invalid_currency",
+                    format!("unknown ISO 4217 currency `{code}`"),
+                )
+            })
     }
     pub fn code(&self) -> &'static str {
         self.0.code()
@@ -82,14 +92,24 @@ impl Money {
     }
     pub fn checked_add(self, other: Money) -> Result<Money, MoneyError> {
         self.same_currency(other)?;
-        self.minor.checked_add(other.minor).map(|m| Money::new(m, self.currency)).ok_or(MoneyError::Overflow)
+        self.minor
+            .checked_add(other.minor)
+            .map(|m| Money::new(m, self.currency))
+            .ok_or(MoneyError::Overflow)
     }
     pub fn checked_sub(self, other: Money) -> Result<Money, MoneyError> {
         self.same_currency(other)?;
-        self.minor.checked_sub(other.minor).map(|m| Money::new(m, self.currency)).ok_or(MoneyError::Overflow)
+        self.minor
+            .checked_sub(other.minor)
+            .map(|m| Money::new(m, self.currency))
+            .ok_or(MoneyError::Overflow)
     }
     fn same_currency(self, other: Money) -> Result<(), MoneyError> {
-        if self.currency == other.currency { Ok(()) } else { Err(MoneyError::CurrencyMismatch(self.currency, other.currency)) }
+        if self.currency == other.currency {
+            Ok(())
+        } else {
+            Err(MoneyError::CurrencyMismatch(self.currency, other.currency))
+        }
     }
 }
 
@@ -103,7 +123,14 @@ impl fmt::Display for Money {
         let scale = 10i64.pow(digits);
         let sign = if self.minor < 0 { "-" } else { "" };
         let abs = self.minor.unsigned_abs();
-        write!(f, "{sign}{}.{:0width$} {}", abs / scale as u64, abs % scale as u64, self.currency, width = digits as usize)
+        write!(
+            f,
+            "{sign}{}.{:0width$} {}",
+            abs / scale as u64,
+            abs % scale as u64,
+            self.currency,
+            width = digits as usize
+        )
     }
 }
 
@@ -127,14 +154,23 @@ mod tests {
     #[test]
     fn display_is_exact() {
         assert_eq!(Money::new(-1205, eur()).to_string(), "-12.05 EUR");
-        assert_eq!(Money::new(7, Currency::parse("KWD").unwrap()).to_string(), "0.007 KWD");
-        assert_eq!(Money::new(1500, Currency::parse("JPY").unwrap()).to_string(), "1500 JPY");
+        assert_eq!(
+            Money::new(7, Currency::parse("KWD").unwrap()).to_string(),
+            "0.007 KWD"
+        );
+        assert_eq!(
+            Money::new(1500, Currency::parse("JPY").unwrap()).to_string(),
+            "1500 JPY"
+        );
     }
 
     #[test]
     fn mixing_currencies_is_an_error() {
         let usd = Currency::parse("USD").unwrap();
-        assert!(matches!(Money::new(1, eur()).checked_add(Money::new(1, usd)), Err(MoneyError::CurrencyMismatch(..))));
+        assert!(matches!(
+            Money::new(1, eur()).checked_add(Money::new(1, usd)),
+            Err(MoneyError::CurrencyMismatch(..))
+        ));
     }
 
     proptest! {

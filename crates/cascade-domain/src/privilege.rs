@@ -95,7 +95,13 @@ impl FromStr for Privilege {
         Privilege::ALL
             .into_iter()
             .find(|p| p.as_str() == s)
-            .ok_or_else(|| FieldError::new("privilege", "unknown_privilege", format!("unknown privilege `{s}`")))
+            .ok_or_else(|| {
+                FieldError::new(
+                    "privilege",
+                    "unknown_privilege",
+                    format!("unknown privilege `{s}`"),
+                )
+            })
     }
 }
 
@@ -139,7 +145,13 @@ impl FromStr for DomainLevel {
         DomainLevel::ALL
             .into_iter()
             .find(|l| l.as_str() == s)
-            .ok_or_else(|| FieldError::new("level", "unknown_level", format!("unknown MANAGE_DOMAINS level `{s}`")))
+            .ok_or_else(|| {
+                FieldError::new(
+                    "level",
+                    "unknown_level",
+                    format!("unknown MANAGE_DOMAINS level `{s}`"),
+                )
+            })
     }
 }
 
@@ -153,17 +165,31 @@ pub struct Grant {
 
 impl Grant {
     pub fn plain(privilege: Privilege) -> Self {
-        Self { privilege, level: None }
+        Self {
+            privilege,
+            level: None,
+        }
     }
 
     /// Validate a grant: levelled privileges need a level, others must not have one.
     pub fn parse(privilege: &str, level: Option<&str>) -> Result<Grant, FieldError> {
         let privilege: Privilege = privilege.parse()?;
         match (privilege.is_levelled(), level) {
-            (true, Some(l)) => Ok(Grant { privilege, level: Some(l.parse()?) }),
-            (true, None) => Err(FieldError::new("level", "level_required", format!("{privilege} needs a level"))),
+            (true, Some(l)) => Ok(Grant {
+                privilege,
+                level: Some(l.parse()?),
+            }),
+            (true, None) => Err(FieldError::new(
+                "level",
+                "level_required",
+                format!("{privilege} needs a level"),
+            )),
             (false, None) => Ok(Grant::plain(privilege)),
-            (false, Some(_)) => Err(FieldError::new("level", "level_not_allowed", format!("{privilege} has no levels"))),
+            (false, Some(_)) => Err(FieldError::new(
+                "level",
+                "level_not_allowed",
+                format!("{privilege} has no levels"),
+            )),
         }
     }
 }
@@ -188,7 +214,11 @@ impl PrivilegeSet {
     pub fn add(&mut self, g: Grant) {
         // For plain privileges the level is meaningless; store the top level so that
         // `covers` compares only levelled privileges by level.
-        let level = if g.privilege.is_levelled() { g.level.unwrap_or(DomainLevel::Disabled) } else { DomainLevel::PlaceOrders };
+        let level = if g.privilege.is_levelled() {
+            g.level.unwrap_or(DomainLevel::Disabled)
+        } else {
+            DomainLevel::PlaceOrders
+        };
         let e = self.0.entry(g.privilege).or_insert(level);
         if level > *e {
             *e = level;
@@ -204,7 +234,10 @@ impl PrivilegeSet {
 
     /// The level of `MANAGE_DOMAINS` (`Disabled` when not granted).
     pub fn domain_level(&self) -> DomainLevel {
-        self.0.get(&Privilege::ManageDomains).copied().unwrap_or(DomainLevel::Disabled)
+        self.0
+            .get(&Privilege::ManageDomains)
+            .copied()
+            .unwrap_or(DomainLevel::Disabled)
     }
 
     /// Whether the user may act on domains at `needed` or above.
@@ -226,7 +259,10 @@ impl PrivilegeSet {
     pub fn grants(&self) -> Vec<Grant> {
         self.0
             .iter()
-            .map(|(p, l)| Grant { privilege: *p, level: if p.is_levelled() { Some(*l) } else { None } })
+            .map(|(p, l)| Grant {
+                privilege: *p,
+                level: if p.is_levelled() { Some(*l) } else { None },
+            })
             .collect()
     }
 }
@@ -240,7 +276,11 @@ pub enum BuiltinRole {
 }
 
 impl BuiltinRole {
-    pub const ALL: [BuiltinRole; 3] = [BuiltinRole::AccountAdmin, BuiltinRole::BillingStaff, BuiltinRole::TechnicalStaff];
+    pub const ALL: [BuiltinRole; 3] = [
+        BuiltinRole::AccountAdmin,
+        BuiltinRole::BillingStaff,
+        BuiltinRole::TechnicalStaff,
+    ];
 
     pub fn key(self) -> &'static str {
         match self {
@@ -263,14 +303,26 @@ impl BuiltinRole {
         let plain = |ps: &[Privilege]| ps.iter().map(|p| Grant::plain(*p)).collect::<Vec<_>>();
         match self {
             BuiltinRole::AccountAdmin => {
-                let mut g: Vec<Grant> = Privilege::ALL.iter().filter(|p| !p.is_levelled()).map(|p| Grant::plain(*p)).collect();
-                g.push(Grant { privilege: ManageDomains, level: Some(DomainLevel::PlaceOrders) });
+                let mut g: Vec<Grant> = Privilege::ALL
+                    .iter()
+                    .filter(|p| !p.is_levelled())
+                    .map(|p| Grant::plain(*p))
+                    .collect();
+                g.push(Grant {
+                    privilege: ManageDomains,
+                    level: Some(DomainLevel::PlaceOrders),
+                });
                 g
             }
-            BuiltinRole::BillingStaff => plain(&[AccountsView, BillingView, BillingManage, ShowPrices]),
+            BuiltinRole::BillingStaff => {
+                plain(&[AccountsView, BillingView, BillingManage, ShowPrices])
+            }
             BuiltinRole::TechnicalStaff => {
                 let mut g = plain(&[AccountsView, TasksView, TasksManage, CatalogManage]);
-                g.push(Grant { privilege: ManageDomains, level: Some(DomainLevel::ManageSettings) });
+                g.push(Grant {
+                    privilege: ManageDomains,
+                    level: Some(DomainLevel::ManageSettings),
+                });
                 g
             }
         }
@@ -283,12 +335,18 @@ mod tests {
 
     #[test]
     fn domain_levels_are_ordered_and_cumulative() {
-        let s = PrivilegeSet::from_grants([Grant { privilege: Privilege::ManageDomains, level: Some(DomainLevel::ManageContacts) }]);
+        let s = PrivilegeSet::from_grants([Grant {
+            privilege: Privilege::ManageDomains,
+            level: Some(DomainLevel::ManageContacts),
+        }]);
         assert!(s.allows_domains(DomainLevel::ManageSettings));
         assert!(s.allows_domains(DomainLevel::ManageContacts));
         assert!(!s.allows_domains(DomainLevel::AllowTransferOut));
         assert!(!s.allows_domains(DomainLevel::PlaceOrders));
-        let disabled = PrivilegeSet::from_grants([Grant { privilege: Privilege::ManageDomains, level: Some(DomainLevel::Disabled) }]);
+        let disabled = PrivilegeSet::from_grants([Grant {
+            privilege: Privilege::ManageDomains,
+            level: Some(DomainLevel::Disabled),
+        }]);
         assert!(!disabled.has(Privilege::ManageDomains));
         assert!(!disabled.allows_domains(DomainLevel::ManageSettings));
     }
@@ -296,7 +354,10 @@ mod tests {
     #[test]
     fn union_takes_highest_level() {
         let s = PrivilegeSet::from_grants(
-            BuiltinRole::TechnicalStaff.grants().into_iter().chain(BuiltinRole::AccountAdmin.grants()),
+            BuiltinRole::TechnicalStaff
+                .grants()
+                .into_iter()
+                .chain(BuiltinRole::AccountAdmin.grants()),
         );
         assert_eq!(s.domain_level(), DomainLevel::PlaceOrders);
     }
@@ -318,8 +379,16 @@ mod tests {
     fn grant_parsing() {
         assert!(Grant::parse("MANAGE_DOMAINS", None).is_err());
         assert!(Grant::parse("SHOW_PRICES", Some("place_orders")).is_err());
-        assert_eq!(Grant::parse("MANAGE_DOMAINS", Some("manage_contacts")).unwrap().level, Some(DomainLevel::ManageContacts));
-        assert_eq!(Grant::parse("FLY", None).unwrap_err().code, "unknown_privilege");
+        assert_eq!(
+            Grant::parse("MANAGE_DOMAINS", Some("manage_contacts"))
+                .unwrap()
+                .level,
+            Some(DomainLevel::ManageContacts)
+        );
+        assert_eq!(
+            Grant::parse("FLY", None).unwrap_err().code,
+            "unknown_privilege"
+        );
         for p in Privilege::ALL {
             assert_eq!(p.as_str().parse::<Privilege>().unwrap(), p);
         }

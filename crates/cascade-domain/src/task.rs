@@ -18,7 +18,13 @@ pub enum TaskState {
 }
 
 impl TaskState {
-    pub const ALL: [TaskState; 5] = [TaskState::Pending, TaskState::Running, TaskState::Done, TaskState::Failed, TaskState::Cancelled];
+    pub const ALL: [TaskState; 5] = [
+        TaskState::Pending,
+        TaskState::Running,
+        TaskState::Done,
+        TaskState::Failed,
+        TaskState::Cancelled,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             TaskState::Pending => "pending",
@@ -29,7 +35,10 @@ impl TaskState {
         }
     }
     pub fn is_final(self) -> bool {
-        matches!(self, TaskState::Done | TaskState::Failed | TaskState::Cancelled)
+        matches!(
+            self,
+            TaskState::Done | TaskState::Failed | TaskState::Cancelled
+        )
     }
 }
 
@@ -39,7 +48,13 @@ impl FromStr for TaskState {
         TaskState::ALL
             .into_iter()
             .find(|t| t.as_str() == s)
-            .ok_or_else(|| FieldError::new("state", "invalid_state", format!("unknown task state `{s}`")))
+            .ok_or_else(|| {
+                FieldError::new(
+                    "state",
+                    "invalid_state",
+                    format!("unknown task state `{s}`"),
+                )
+            })
     }
 }
 
@@ -53,7 +68,11 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        Self { max_attempts: 8, base_delay_secs: 5, max_delay_secs: 3600 }
+        Self {
+            max_attempts: 8,
+            base_delay_secs: 5,
+            max_delay_secs: 3600,
+        }
     }
 }
 
@@ -71,7 +90,10 @@ impl RetryPolicy {
             return AfterFailure::GiveUp;
         }
         let exp = attempts.saturating_sub(1).min(30);
-        let delay = self.base_delay_secs.saturating_mul(1i64 << exp).min(self.max_delay_secs);
+        let delay = self
+            .base_delay_secs
+            .saturating_mul(1i64 << exp)
+            .min(self.max_delay_secs);
         AfterFailure::RetryAt(now.plus_secs(delay))
     }
 }
@@ -83,7 +105,11 @@ mod tests {
 
     #[test]
     fn backoff_doubles_and_caps() {
-        let p = RetryPolicy { max_attempts: 20, base_delay_secs: 5, max_delay_secs: 60 };
+        let p = RetryPolicy {
+            max_attempts: 20,
+            base_delay_secs: 5,
+            max_delay_secs: 60,
+        };
         let t = Timestamp(0);
         let delays: Vec<i64> = (1..=6)
             .map(|n| match p.after_failure(n, t) {

@@ -16,10 +16,21 @@ impl Login {
     pub fn parse(s: &str) -> Result<Self, FieldError> {
         let s = s.trim().to_lowercase();
         if !(3..=100).contains(&s.chars().count()) {
-            return Err(FieldError::new("", "invalid_login", "a login has 3 to 100 characters"));
+            return Err(FieldError::new(
+                "",
+                "invalid_login",
+                "a login has 3 to 100 characters",
+            ));
         }
-        if !s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@' | '+')) {
-            return Err(FieldError::new("", "invalid_login", "a login uses letters, digits and . _ - @ + only"));
+        if !s
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@' | '+'))
+        {
+            return Err(FieldError::new(
+                "",
+                "invalid_login",
+                "a login uses letters, digits and . _ - @ + only",
+            ));
         }
         Ok(Self(s))
     }
@@ -35,10 +46,18 @@ pub const PASSWORD_MAX: usize = 1024;
 pub fn check_password(p: &str) -> Result<(), FieldError> {
     let n = p.chars().count();
     if n < PASSWORD_MIN {
-        return Err(FieldError::new("", "password_too_short", format!("a password has at least {PASSWORD_MIN} characters")));
+        return Err(FieldError::new(
+            "",
+            "password_too_short",
+            format!("a password has at least {PASSWORD_MIN} characters"),
+        ));
     }
     if n > PASSWORD_MAX {
-        return Err(FieldError::new("", "too_long", format!("a password has at most {PASSWORD_MAX} characters")));
+        return Err(FieldError::new(
+            "",
+            "too_long",
+            format!("a password has at most {PASSWORD_MAX} characters"),
+        ));
     }
     Ok(())
 }
@@ -91,7 +110,12 @@ impl NewUserInput {
         }
         errs.into_result()?;
         match (login, display_name, email) {
-            (Some(login), Some(display_name), Some(email)) => Ok(NewUser { login, display_name, email, language }),
+            (Some(login), Some(display_name), Some(email)) => Ok(NewUser {
+                login,
+                display_name,
+                email,
+                language,
+            }),
             _ => Err(FieldError::new("", "invalid", "invalid user").into()),
         }
     }
@@ -109,17 +133,20 @@ impl UserPatchInput {
         let mut errs = ValidationErrors::new();
         let mut next = current.clone();
         if let Some(v) = &self.display_name
-            && let Some(v) = errs.check("display_name", bounded_text(v, 200)) {
-                next.display_name = v;
-            }
+            && let Some(v) = errs.check("display_name", bounded_text(v, 200))
+        {
+            next.display_name = v;
+        }
         if let Some(v) = &self.email
-            && let Some(v) = errs.check("email", Email::parse(v)) {
-                next.email = v;
-            }
+            && let Some(v) = errs.check("email", Email::parse(v))
+        {
+            next.email = v;
+        }
         if let Some(v) = &self.language
-            && let Some(v) = errs.check("language", Language::parse(v)) {
-                next.language = Some(v);
-            }
+            && let Some(v) = errs.check("language", Language::parse(v))
+        {
+            next.language = Some(v);
+        }
         errs.into_result().map(|_| next)
     }
 }
@@ -130,7 +157,10 @@ mod tests {
 
     #[test]
     fn logins_are_normalised_and_checked() {
-        assert_eq!(Login::parse(" Alice@Example.com ").unwrap().as_str(), "alice@example.com");
+        assert_eq!(
+            Login::parse(" Alice@Example.com ").unwrap().as_str(),
+            "alice@example.com"
+        );
         assert!(Login::parse("ab").is_err());
         assert!(Login::parse("a b c").is_err());
         assert!(Login::parse(&"a".repeat(101)).is_err());
@@ -140,7 +170,10 @@ mod tests {
     fn password_policy() {
         assert!(check_password("short").is_err());
         assert!(check_password("long enough pass").is_ok());
-        assert_eq!(check_password(&"x".repeat(1025)).unwrap_err().code, "too_long");
+        assert_eq!(
+            check_password(&"x".repeat(1025)).unwrap_err().code,
+            "too_long"
+        );
     }
 
     #[test]
@@ -155,6 +188,9 @@ mod tests {
         .validate()
         .unwrap_err();
         let f: Vec<_> = e.0.iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(f, vec!["login", "display_name", "email", "language", "password"]);
+        assert_eq!(
+            f,
+            vec!["login", "display_name", "email", "language", "password"]
+        );
     }
 }

@@ -17,12 +17,20 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, code: &'static str, message: impl Into<String>) -> Self {
-        Self { field: field.into(), code, message: message.into() }
+        Self {
+            field: field.into(),
+            code,
+            message: message.into(),
+        }
     }
 
     /// Re-root the error under a parent field (`email` → `contact.email`).
     pub fn under(mut self, parent: &str) -> Self {
-        self.field = if self.field.is_empty() { parent.to_string() } else { format!("{parent}.{}", self.field) };
+        self.field = if self.field.is_empty() {
+            parent.to_string()
+        } else {
+            format!("{parent}.{}", self.field)
+        };
         self
     }
 }
@@ -51,7 +59,10 @@ impl ValidationErrors {
         match r {
             Ok(v) => Some(v),
             Err(e) => {
-                self.0.push(FieldError { field: field.to_string(), ..e });
+                self.0.push(FieldError {
+                    field: field.to_string(),
+                    ..e
+                });
                 None
             }
         }
@@ -86,10 +97,18 @@ pub fn bounded_text(value: &str, max_chars: usize) -> Result<String, FieldError>
         return Err(FieldError::new("", "required", "must not be empty"));
     }
     if v.chars().count() > max_chars {
-        return Err(FieldError::new("", "too_long", format!("must be at most {max_chars} characters")));
+        return Err(FieldError::new(
+            "",
+            "too_long",
+            format!("must be at most {max_chars} characters"),
+        ));
     }
     if v.chars().any(|c| c.is_control()) {
-        return Err(FieldError::new("", "control_characters", "must not contain control characters"));
+        return Err(FieldError::new(
+            "",
+            "control_characters",
+            "must not contain control characters",
+        ));
     }
     Ok(v.to_string())
 }

@@ -606,12 +606,21 @@ fn check_withdrawn(
         .collect();
     prop_assert_eq!(&added, &want.added, "added items");
     for p in &new_periods {
-        prop_assert!(p.unconfirmed || !r.prices, "added period {} under locked prices must be unconfirmed", &p.uid);
+        prop_assert!(
+            p.unconfirmed || !r.prices,
+            "added period {} under locked prices must be unconfirmed",
+            &p.uid
+        );
     }
     for x in &new_rates {
-        prop_assert!(x.unconfirmed || !r.prices, "added rate {} under locked prices must be unconfirmed", &x.uid);
+        prop_assert!(
+            x.unconfirmed || !r.prices,
+            "added rate {} under locked prices must be unconfirmed",
+            &x.uid
+        );
     }
-    let any_unconfirmed = new_periods.iter().any(|p| p.unconfirmed) || new_rates.iter().any(|x| x.unconfirmed);
+    let any_unconfirmed =
+        new_periods.iter().any(|p| p.unconfirmed) || new_rates.iter().any(|x| x.unconfirmed);
     prop_assert_eq!(want.withdrawn, any_unconfirmed);
     prop_assert_eq!(
         withdrawn,

@@ -43,7 +43,13 @@ pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, title: &'static str) -> Self {
-        Self { status, code, title, detail: None, errors: vec![] }
+        Self {
+            status,
+            code,
+            title,
+            detail: None,
+            errors: vec![],
+        }
     }
     pub fn detail(mut self, d: impl Into<String>) -> Self {
         self.detail = Some(d.into());
@@ -53,8 +59,14 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "not_found", "Not found")
     }
     pub fn unauthorized() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", "Authentication required")
-            .detail("log in with POST /api/v1/session or send an API token as `Authorization: Bearer …`")
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "Authentication required",
+        )
+        .detail(
+            "log in with POST /api/v1/session or send an API token as `Authorization: Bearer …`",
+        )
     }
     pub fn forbidden(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden").detail(detail)
@@ -70,8 +82,12 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, code, "Bad request").detail(detail)
     }
     pub fn internal() -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal server error")
-            .detail("the error was logged; quote the x-request-id header when reporting it")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Internal server error",
+        )
+        .detail("the error was logged; quote the x-request-id header when reporting it")
     }
 }
 
@@ -98,7 +114,9 @@ impl From<Denied> for ApiError {
     fn from(d: Denied) -> Self {
         match d {
             Denied::NotFound => ApiError::not_found(),
-            Denied::MissingPrivilege(p) => ApiError::forbidden(format!("this needs the {p} privilege")),
+            Denied::MissingPrivilege(p) => {
+                ApiError::forbidden(format!("this needs the {p} privilege"))
+            }
             Denied::NotAllowed(why) => ApiError::forbidden(why),
         }
     }
@@ -135,7 +153,10 @@ impl IntoResponse for ApiError {
             errors: self.errors,
         };
         let mut res = (self.status, axum::Json(body)).into_response();
-        res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
         res
     }
 }

@@ -24,15 +24,30 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
             .headers()
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .map(|ct| ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+            .map(|ct| {
+                ct.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase()
+            })
             .is_some_and(|mt| mt == "application/json" || mt == "application/merge-patch+json");
         if !is_json {
-            return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "Unsupported media type")
-                .detail("send the body as application/json"));
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "Unsupported media type",
+            )
+            .detail("send the body as application/json"));
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "Request body too large").detail(e.body_text())
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    "Request body too large",
+                )
+                .detail(e.body_text())
             } else {
                 ApiError::bad_request("unreadable_body", e.body_text())
             }
@@ -48,7 +63,9 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let inner = e.into_inner();
         let field = if path == "." { String::new() } else { path };
         let (code, status) = match inner.classify() {
-            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => ("malformed_json", StatusCode::BAD_REQUEST),
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                ("malformed_json", StatusCode::BAD_REQUEST)
+            }
             _ => ("invalid_field", StatusCode::UNPROCESSABLE_ENTITY),
         };
         let message = strip_position(&inner.to_string());
@@ -66,7 +83,15 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         err
     })?;
     // Anything after the JSON value makes the whole body invalid.
-    de.end().map_err(|e| ApiError::bad_request("malformed_json", format!("the body is not valid JSON: {}", strip_position(&e.to_string()))))?;
+    de.end().map_err(|e| {
+        ApiError::bad_request(
+            "malformed_json",
+            format!(
+                "the body is not valid JSON: {}",
+                strip_position(&e.to_string())
+            ),
+        )
+    })?;
     Ok(value)
 }
 
@@ -94,12 +119,16 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
 
 fn serde_urlencoded_compat<T: DeserializeOwned>(q: &str) -> Result<T, ApiError> {
     // axum's Query uses serde_urlencoded; reuse it through axum to avoid another dependency.
-    let uri: axum::http::Uri = format!("/?{q}").parse().map_err(|_| ApiError::bad_request("invalid_query", "malformed query string"))?;
-    axum::extract::Query::<T>::try_from_uri(&uri).map(|q| q.0).map_err(|e| {
-        let mut err: ApiError = FieldError::new("query", "invalid_query", e.body_text()).into();
-        err.code = "validation_failed";
-        err
-    })
+    let uri: axum::http::Uri = format!("/?{q}")
+        .parse()
+        .map_err(|_| ApiError::bad_request("invalid_query", "malformed query string"))?;
+    axum::extract::Query::<T>::try_from_uri(&uri)
+        .map(|q| q.0)
+        .map_err(|e| {
+            let mut err: ApiError = FieldError::new("query", "invalid_query", e.body_text()).into();
+            err.code = "validation_failed";
+            err
+        })
 }
 
 /// The socket address of the client, when the server was started with connect info.
@@ -108,7 +137,12 @@ pub struct PeerAddr(pub Option<std::net::SocketAddr>);
 impl<S: Send + Sync> FromRequestParts<S> for PeerAddr {
     type Rejection = std::convert::Infallible;
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(PeerAddr(parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0)))
+        Ok(PeerAddr(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0),
+        ))
     }
 }
 
@@ -129,7 +163,11 @@ impl PageParams {
         match self.limit {
             None => Ok(DEFAULT_LIMIT),
             Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
-            Some(_) => Err(ApiError::field("limit", "out_of_range", format!("limit must be between 1 and {MAX_LIMIT}"))),
+            Some(_) => Err(ApiError::field(
+                "limit",
+                "out_of_range",
+                format!("limit must be between 1 and {MAX_LIMIT}"),
+            )),
         }
     }
     pub fn after(&self) -> Result<Option<i64>, ApiError> {
@@ -142,10 +180,20 @@ pub fn encode_cursor(id: i64) -> String {
 }
 
 pub fn decode_cursor(c: &str) -> Result<i64, ApiError> {
-    let bad = || ApiError::field("cursor", "invalid_cursor", "the cursor is not one this API returned");
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(c).map_err(|_| bad())?;
+    let bad = || {
+        ApiError::field(
+            "cursor",
+            "invalid_cursor",
+            "the cursor is not one this API returned",
+        )
+    };
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(c)
+        .map_err(|_| bad())?;
     let s = String::from_utf8(raw).map_err(|_| bad())?;
-    s.strip_prefix("c1:").and_then(|n| n.parse().ok()).ok_or_else(bad)
+    s.strip_prefix("c1:")
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(bad)
 }
 
 /// One page of a list.
@@ -158,7 +206,10 @@ pub struct PageOut<T: ToSchema> {
 
 impl<T: ToSchema> PageOut<T> {
     pub fn new(items: Vec<T>, next: Option<i64>) -> Self {
-        Self { items, next_cursor: next.map(encode_cursor) }
+        Self {
+            items,
+            next_cursor: next.map(encode_cursor),
+        }
     }
 }
 
@@ -170,7 +221,9 @@ mod tests {
     fn cursors_round_trip_and_reject_garbage() {
         assert_eq!(decode_cursor(&encode_cursor(42)).unwrap(), 42);
         assert!(decode_cursor("nope").is_err());
-        assert!(decode_cursor(&base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("x:1")).is_err());
+        assert!(
+            decode_cursor(&base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("x:1")).is_err()
+        );
     }
 
     #[derive(Debug, Deserialize)]
@@ -190,9 +243,15 @@ mod tests {
         assert_eq!(e.status, StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(e.errors[0].field, "inner.n");
         let e = parse_json::<Outer>(br#"{"inner": "#).unwrap_err();
-        assert_eq!((e.status, e.code), (StatusCode::BAD_REQUEST, "malformed_json"));
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::BAD_REQUEST, "malformed_json")
+        );
         let e = parse_json::<Outer>(br#"{}"#).unwrap_err();
-        assert_eq!((e.errors[0].field.as_str(), e.errors[0].code), ("inner", "required"));
+        assert_eq!(
+            (e.errors[0].field.as_str(), e.errors[0].code),
+            ("inner", "required")
+        );
         let e = parse_json::<Outer>(br#"{"inner": {}}"#).unwrap_err();
         assert_eq!(e.errors[0].field, "inner.n");
         let e = parse_json::<Outer>(br#"{"inner": {"n": 1}} trailing"#).unwrap_err();

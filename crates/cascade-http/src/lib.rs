@@ -28,7 +28,9 @@ pub use state::HttpConfig;
 /// The process-wide Prometheus recorder (installed once; later calls share it).
 pub fn metrics_handle() -> Option<PrometheusHandle> {
     static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
-    HANDLE.get_or_init(|| PrometheusBuilder::new().install_recorder().ok()).clone()
+    HANDLE
+        .get_or_init(|| PrometheusBuilder::new().install_recorder().ok())
+        .clone()
 }
 
 /// The whole HTTP application.
@@ -67,14 +69,28 @@ async fn readyz(State(st): State<AppState>) -> Response {
         Ok(()) => (StatusCode::OK, "ready").into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "Database unavailable").into_response()
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_ready",
+                "Database unavailable",
+            )
+            .into_response()
         }
     }
 }
 
 async fn prometheus(State(st): State<AppState>) -> Response {
     match &st.metrics {
-        Some(h) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], h.render()).into_response(),
-        None => ApiError::new(StatusCode::NOT_FOUND, "metrics_disabled", "Metrics are not enabled").into_response(),
+        Some(h) => (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            h.render(),
+        )
+            .into_response(),
+        None => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "metrics_disabled",
+            "Metrics are not enabled",
+        )
+        .into_response(),
     }
 }

@@ -36,16 +36,27 @@ async fn idempotent(st: AppState, req: Request, next: Next) -> Result<Response, 
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
         .filter(|k| !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic()))
-        .ok_or_else(|| ApiError::bad_request("invalid_idempotency_key", "Idempotency-Key must be 1 to 255 visible ASCII characters"))?;
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_idempotency_key",
+                "Idempotency-Key must be 1 to 255 visible ASCII characters",
+            )
+        })?;
     let Some(auth) = authenticate(&st, req.headers()).await? else {
         // Unauthenticated requests are refused by the handler anyway.
         return Ok(next.run(req).await);
     };
     let (parts, body) = req.into_parts();
-    let bytes = axum::body::to_bytes(body, st.config.body_limit).await.map_err(|_| {
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "Request body too large")
+    let bytes = axum::body::to_bytes(body, st.config.body_limit)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "Request body too large",
+            )
             .detail(format!("the limit is {} bytes", st.config.body_limit))
-    })?;
+        })?;
     let path = parts.uri.path().to_string();
     let mut h = Sha256::new();
     h.update(parts.method.as_str());
@@ -55,20 +66,42 @@ async fn idempotent(st: AppState, req: Request, next: Next) -> Result<Response, 
     h.update(&bytes);
     let hash = hex::encode(h.finalize());
     let now = st.clock.now();
-    match st.db.idempotency().reserve(auth.actor.user_id, &key, parts.method.as_str(), &path, &hash, now).await? {
+    match st
+        .db
+        .idempotency()
+        .reserve(
+            auth.actor.user_id,
+            &key,
+            parts.method.as_str(),
+            &path,
+            &hash,
+            now,
+        )
+        .await?
+    {
         Reservation::Existing(rec) => {
             if rec.request_hash != hash {
-                return Err(ApiError::field("Idempotency-Key", "idempotency_key_reused", "this key was used with a different request"));
+                return Err(ApiError::field(
+                    "Idempotency-Key",
+                    "idempotency_key_reused",
+                    "this key was used with a different request",
+                ));
             }
             let (Some(status), Some(body)) = (rec.status_code, rec.response_body) else {
-                return Err(ApiError::conflict("a request with this Idempotency-Key is still being processed"));
+                return Err(ApiError::conflict(
+                    "a request with this Idempotency-Key is still being processed",
+                ));
             };
             let mut res = Response::new(Body::from(body));
             *res.status_mut() = StatusCode::from_u16(status as u16).unwrap_or(StatusCode::OK);
-            if let Some(ct) = rec.response_content_type.and_then(|c| HeaderValue::from_str(&c).ok()) {
+            if let Some(ct) = rec
+                .response_content_type
+                .and_then(|c| HeaderValue::from_str(&c).ok())
+            {
                 res.headers_mut().insert(header::CONTENT_TYPE, ct);
             }
-            res.headers_mut().insert("idempotency-replayed", HeaderValue::from_static("true"));
+            res.headers_mut()
+                .insert("idempotency-replayed", HeaderValue::from_static("true"));
             Ok(res)
         }
         Reservation::Reserved(id) => {
@@ -80,9 +113,22 @@ async fn idempotent(st: AppState, req: Request, next: Next) -> Result<Response, 
                 return Ok(res);
             }
             let (parts, body) = res.into_parts();
-            let bytes = axum::body::to_bytes(body, usize::MAX).await.map_err(|_| ApiError::internal())?;
-            let ct = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-            st.db.idempotency().complete(id, i32::from(parts.status.as_u16()), &String::from_utf8_lossy(&bytes), ct).await?;
+            let bytes = axum::body::to_bytes(body, usize::MAX)
+                .await
+                .map_err(|_| ApiError::internal())?;
+            let ct = parts
+                .headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok());
+            st.db
+                .idempotency()
+                .complete(
+                    id,
+                    i32::from(parts.status.as_u16()),
+                    &String::from_utf8_lossy(&bytes),
+                    ct,
+                )
+                .await?;
             Ok(Response::from_parts(parts, Body::from(bytes)))
         }
     }
@@ -91,7 +137,11 @@ async fn idempotent(st: AppState, req: Request, next: Next) -> Result<Response, 
 /// Prometheus metrics per route template and status.
 pub async fn metrics(req: Request, next: Next) -> Response {
     let start = Instant::now();
-    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
     let method = req.method().to_string();
     let res = next.run(req).await;
     let status = res.status().as_u16().to_string();

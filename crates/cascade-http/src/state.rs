@@ -22,7 +22,13 @@ pub struct HttpConfig {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { body_limit: 1024 * 1024, secure_cookies: false, session_ttl_secs: 12 * 3600, login_max_failures: 5, login_window_secs: 900 }
+        Self {
+            body_limit: 1024 * 1024,
+            secure_cookies: false,
+            session_ttl_secs: 12 * 3600,
+            login_max_failures: 5,
+            login_window_secs: 900,
+        }
     }
 }
 
@@ -36,8 +42,23 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(db: Db, clock: Arc<dyn Clock>, config: HttpConfig, metrics: Option<PrometheusHandle>) -> Self {
-        let throttle = Arc::new(LoginThrottle::new(config.login_max_failures, config.login_window_secs, 100_000));
-        Self { db, clock, config: Arc::new(config), throttle, metrics }
+    pub fn new(
+        db: Db,
+        clock: Arc<dyn Clock>,
+        config: HttpConfig,
+        metrics: Option<PrometheusHandle>,
+    ) -> Self {
+        let throttle = Arc::new(LoginThrottle::new(
+            config.login_max_failures,
+            config.login_window_secs,
+            100_000,
+        ));
+        Self {
+            db,
+            clock,
+            config: Arc::new(config),
+            throttle,
+            metrics,
+        }
     }
 }

@@ -20,7 +20,12 @@ pub struct LoginThrottle {
 
 impl LoginThrottle {
     pub fn new(max_failures: u32, window_secs: i64, capacity: usize) -> Self {
-        Self { max_failures, window_secs, capacity, entries: Mutex::new(HashMap::new()) }
+        Self {
+            max_failures,
+            window_secs,
+            capacity,
+            entries: Mutex::new(HashMap::new()),
+        }
     }
 
     fn live(&self, entry: Option<&(Timestamp, u32)>, now: Timestamp) -> u32 {
@@ -36,7 +41,9 @@ impl LoginThrottle {
         keys.iter()
             .filter_map(|k| map.get(k).map(|e| (e, self.live(Some(e), now))))
             .filter(|(_, n)| *n >= self.max_failures)
-            .map(|((start, _), _)| (start.plus_secs(self.window_secs).0 - now.0) / Timestamp::MICROS_PER_SEC + 1)
+            .map(|((start, _), _)| {
+                (start.plus_secs(self.window_secs).0 - now.0) / Timestamp::MICROS_PER_SEC + 1
+            })
             .max()
     }
 
@@ -46,7 +53,13 @@ impl LoginThrottle {
             let window = self.window_secs;
             map.retain(|_, (start, _)| now < start.plus_secs(window));
             while map.len() + keys.len() > self.capacity {
-                let Some(oldest) = map.iter().min_by_key(|(_, (s, _))| *s).map(|(k, _)| k.clone()) else { break };
+                let Some(oldest) = map
+                    .iter()
+                    .min_by_key(|(_, (s, _))| *s)
+                    .map(|(k, _)| k.clone())
+                else {
+                    break;
+                };
                 map.remove(&oldest);
             }
         }
@@ -62,7 +75,10 @@ impl LoginThrottle {
 
     /// A successful login clears the user's counter (not the address's).
     pub fn clear(&self, key: &str) {
-        self.entries.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
     }
 
     pub fn len(&self) -> usize {

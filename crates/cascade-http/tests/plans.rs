@@ -41,12 +41,25 @@ async fn channel(db: Db) -> Channel {
     let admin = app.builtin_role(BuiltinRole::AccountAdmin).await;
     let pu = app.store_user(p, "p-admin", false, &[admin]).await;
     let p_tok = Cred::Bearer(app.mint_token(pu).await);
-    let a = app.create_account(&p_tok, p, "reseller", "Reseller A").await;
-    let b = app.create_account(&p_tok, p, "reseller", "Reseller B").await;
-    let a2 = app.create_account(&p_tok, a, "reseller", "Reseller A2").await;
-    let ac = app.create_account(&p_tok, a, "customer", "Customer of A").await;
+    let a = app
+        .create_account(&p_tok, p, "reseller", "Reseller A")
+        .await;
+    let b = app
+        .create_account(&p_tok, p, "reseller", "Reseller B")
+        .await;
+    let a2 = app
+        .create_account(&p_tok, a, "reseller", "Reseller A2")
+        .await;
+    let ac = app
+        .create_account(&p_tok, a, "customer", "Customer of A")
+        .await;
     let mut toks = vec![];
-    for (acc, login) in [(a, "a-admin"), (b, "b-admin"), (a2, "a2-admin"), (ac, "ac-admin")] {
+    for (acc, login) in [
+        (a, "a-admin"),
+        (b, "b-admin"),
+        (a2, "a2-admin"),
+        (ac, "ac-admin"),
+    ] {
         let u = app.store_user(acc, login, false, &[admin]).await;
         toks.push(Cred::Bearer(app.mint_token(u).await));
     }
@@ -55,7 +68,22 @@ async fn channel(db: Db) -> Channel {
     let template = sql(&db, &format!("INSERT INTO service_templates (owner_account_id, name, resources, settings, created_at, updated_at) VALUES ({p}, 'Office', '[]', '{{}}', 0, 0) RETURNING id")).await;
     sql(&db, &format!("INSERT INTO sales_categories (owner_account_id, parent_id, code, name, sort, created_at, updated_at) VALUES ({p}, NULL, 'office', '{{\"default\":\"en\",\"values\":{{\"en\":\"Office\"}}}}', 1, 0, 0) RETURNING id")).await;
     let [a_tok, b_tok, a2_tok, ac_tok]: [Cred; 4] = toks.try_into().unwrap();
-    Channel { app, p, a, b, a2, ac, p_tok, a_tok, b_tok, a2_tok, ac_tok, template, rt_seats, rt_storage }
+    Channel {
+        app,
+        p,
+        a,
+        b,
+        a2,
+        ac,
+        p_tok,
+        a_tok,
+        b_tok,
+        a2_tok,
+        ac_tok,
+        template,
+        rt_seats,
+        rt_storage,
+    }
 }
 
 fn fee(units: i64) -> Value {
@@ -87,25 +115,65 @@ fn content(c: &Channel) -> Value {
 
 impl Channel {
     async fn plan(&self) -> Value {
-        let r = self.app.post(format!("/api/v1/accounts/{}/plans", self.p), &self.p_tok, json!({"template_id": self.template, "content": content(self)})).await;
+        let r = self
+            .app
+            .post(
+                format!("/api/v1/accounts/{}/plans", self.p),
+                &self.p_tok,
+                json!({"template_id": self.template, "content": content(self)}),
+            )
+            .await;
         r.expect(StatusCode::CREATED).json
     }
     async fn delegate(&self, plan: i64, reseller: i64, cred: &Cred) -> i64 {
-        self.app.post(format!("/api/v1/plans/{plan}/copies"), cred, json!({"reseller_id": reseller})).await.expect(StatusCode::CREATED).id()
+        self.app
+            .post(
+                format!("/api/v1/plans/{plan}/copies"),
+                cred,
+                json!({"reseller_id": reseller}),
+            )
+            .await
+            .expect(StatusCode::CREATED)
+            .id()
     }
     async fn get(&self, plan: i64) -> Value {
-        self.app.get(format!("/api/v1/plans/{plan}"), &self.p_tok).await.expect(StatusCode::OK).json
+        self.app
+            .get(format!("/api/v1/plans/{plan}"), &self.p_tok)
+            .await
+            .expect(StatusCode::OK)
+            .json
     }
     async fn put(&self, plan: i64, cred: &Cred, content: Value) -> common::Resp {
-        self.app.req(Method::PUT, format!("/api/v1/plans/{plan}")).cred(cred).json(&json!({"content": content})).send().await
+        self.app
+            .req(Method::PUT, format!("/api/v1/plans/{plan}"))
+            .cred(cred)
+            .json(&json!({"content": content}))
+            .send()
+            .await
     }
-    async fn sync(&self, plan: i64, cred: &Cred, options: Value, scope: Value, preview: bool) -> common::Resp {
-        let path = if preview { format!("/api/v1/plans/{plan}/sync/preview") } else { format!("/api/v1/plans/{plan}/sync") };
-        self.app.post(path, cred, json!({"options": options, "scope": scope})).await
+    async fn sync(
+        &self,
+        plan: i64,
+        cred: &Cred,
+        options: Value,
+        scope: Value,
+        preview: bool,
+    ) -> common::Resp {
+        let path = if preview {
+            format!("/api/v1/plans/{plan}/sync/preview")
+        } else {
+            format!("/api/v1/plans/{plan}/sync")
+        };
+        self.app
+            .post(path, cred, json!({"options": options, "scope": scope}))
+            .await
     }
     async fn settings(&self, account: i64, restrictions: Value, cascade_stop: bool) {
         self.app
-            .req(Method::PUT, format!("/api/v1/accounts/{account}/sync-settings"))
+            .req(
+                Method::PUT,
+                format!("/api/v1/accounts/{account}/sync-settings"),
+            )
             .cred(&self.p_tok)
             .json(&json!({"restrictions": restrictions, "cascade_stop": cascade_stop}))
             .send()
@@ -115,7 +183,14 @@ impl Channel {
 }
 
 fn recurring(plan: &Value, uid: &str) -> i64 {
-    plan["content"]["periods"].as_array().unwrap().iter().find(|p| p["uid"] == uid).unwrap()["recurring"]["amount"].as_i64().unwrap()
+    plan["content"]["periods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["uid"] == uid)
+        .unwrap()["recurring"]["amount"]
+        .as_i64()
+        .unwrap()
 }
 
 both_backends! {

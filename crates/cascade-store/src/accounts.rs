@@ -10,7 +10,9 @@
 //! at creation; accounts are never moved between vendors in this model.
 
 use crate::{Db, Page, StoreError, StoreResult, Tx, on_db, on_tx};
-use cascade_domain::account::{Account, AccountKind, AccountStatus, Contact, Country, Email, Language, NewAccount, Phone};
+use cascade_domain::account::{
+    Account, AccountKind, AccountStatus, Contact, Country, Email, Language, NewAccount, Phone,
+};
 use cascade_domain::clock::Timestamp;
 use cascade_domain::ids::{AccountId, CustomerClassId};
 use cascade_domain::money::Currency;
@@ -55,8 +57,18 @@ impl TryFrom<Row> for Account {
             vendor_id: r.vendor_id.map(AccountId),
             name: r.name,
             contact: Contact {
-                email: r.email.as_deref().map(Email::parse).transpose().map_err(|e| corrupt(id, "email", e))?,
-                phone: r.phone.as_deref().map(Phone::parse).transpose().map_err(|e| corrupt(id, "phone", e))?,
+                email: r
+                    .email
+                    .as_deref()
+                    .map(Email::parse)
+                    .transpose()
+                    .map_err(|e| corrupt(id, "email", e))?,
+                phone: r
+                    .phone
+                    .as_deref()
+                    .map(Phone::parse)
+                    .transpose()
+                    .map_err(|e| corrupt(id, "phone", e))?,
                 address_line1: r.address_line1,
                 address_line2: r.address_line2,
                 city: r.city,
@@ -162,7 +174,11 @@ impl Accounts<'_> {
 
     /// How far below `ancestor` the account `descendant` is: `Some(0)` for the same
     /// account, `None` when it is not in `ancestor`'s subtree.
-    pub async fn relation_depth(&self, ancestor: AccountId, descendant: AccountId) -> StoreResult<Option<i64>> {
+    pub async fn relation_depth(
+        &self,
+        ancestor: AccountId,
+        descendant: AccountId,
+    ) -> StoreResult<Option<i64>> {
         let d: Option<(i32,)> = on_db!(self.0, p => sqlx::query_as(
             "SELECT depth FROM account_closure WHERE ancestor_id = $1 AND descendant_id = $2")
             .bind(ancestor.0).bind(descendant.0).fetch_optional(p).await)?;
@@ -170,18 +186,44 @@ impl Accounts<'_> {
     }
 
     /// Accounts in `ancestor`'s subtree (excluding itself), by id, one page at a time.
-    pub async fn descendants(&self, ancestor: AccountId, f: &AccountFilter, after: Option<i64>, limit: i64) -> StoreResult<Page<Account>> {
+    pub async fn descendants(
+        &self,
+        ancestor: AccountId,
+        f: &AccountFilter,
+        after: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<Page<Account>> {
         self.list_below(ancestor, f, after, limit, false).await
     }
 
     /// Direct children of `vendor`.
-    pub async fn children(&self, vendor: AccountId, f: &AccountFilter, after: Option<i64>, limit: i64) -> StoreResult<Page<Account>> {
+    pub async fn children(
+        &self,
+        vendor: AccountId,
+        f: &AccountFilter,
+        after: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<Page<Account>> {
         self.list_below(vendor, f, after, limit, true).await
     }
 
-    async fn list_below(&self, root: AccountId, f: &AccountFilter, after: Option<i64>, limit: i64, children_only: bool) -> StoreResult<Page<Account>> {
-        let max_depth = if children_only { 1 } else { f.max_depth.map(i64::from).unwrap_or(i64::from(i32::MAX)) };
-        let pattern = f.name_contains.as_ref().map(|n| format!("%{}%", escape_like(&n.to_lowercase())));
+    async fn list_below(
+        &self,
+        root: AccountId,
+        f: &AccountFilter,
+        after: Option<i64>,
+        limit: i64,
+        children_only: bool,
+    ) -> StoreResult<Page<Account>> {
+        let max_depth = if children_only {
+            1
+        } else {
+            f.max_depth.map(i64::from).unwrap_or(i64::from(i32::MAX))
+        };
+        let pattern = f
+            .name_contains
+            .as_ref()
+            .map(|n| format!("%{}%", escape_like(&n.to_lowercase())));
         let sql = format!(
             "SELECT {COLUMNS} FROM account_closure c JOIN accounts a ON a.id = c.descendant_id
              WHERE c.ancestor_id = $1 AND c.depth > 0 AND c.depth <= $2 AND c.descendant_id > $3
@@ -203,7 +245,8 @@ impl Accounts<'_> {
             "SELECT {COLUMNS} FROM account_closure c JOIN accounts a ON a.id = c.ancestor_id
              WHERE c.descendant_id = $1 AND c.depth > 0 ORDER BY c.depth"
         );
-        let rows: Vec<Row> = on_db!(self.0, p => sqlx::query_as(&sql).bind(id.0).fetch_all(p).await)?;
+        let rows: Vec<Row> =
+            on_db!(self.0, p => sqlx::query_as(&sql).bind(id.0).fetch_all(p).await)?;
         rows_to_accounts(rows)
     }
 
@@ -240,20 +283,34 @@ impl Accounts<'_> {
         Self::get_in(tx, a.id).await
     }
 
-    pub async fn set_status(tx: &mut Tx, id: AccountId, status: AccountStatus, now: Timestamp) -> StoreResult<Account> {
+    pub async fn set_status(
+        tx: &mut Tx,
+        id: AccountId,
+        status: AccountStatus,
+        now: Timestamp,
+    ) -> StoreResult<Account> {
         on_tx!(tx, c => sqlx::query("UPDATE accounts SET status = $2, updated_at = $3 WHERE id = $1")
             .bind(id.0).bind(status.as_str()).bind(now.0).execute(c).await.map(|r| r.rows_affected()))?;
         Self::get_in(tx, id).await
     }
 
     /// Whether a customer class exists and belongs to `owner`.
-    pub async fn customer_class_owned_by(&self, class: CustomerClassId, owner: AccountId) -> StoreResult<bool> {
+    pub async fn customer_class_owned_by(
+        &self,
+        class: CustomerClassId,
+        owner: AccountId,
+    ) -> StoreResult<bool> {
         let r: Option<(i64,)> = on_db!(self.0, p => sqlx::query_as(
             "SELECT id FROM customer_classes WHERE id = $1 AND owner_account_id = $2").bind(class.0).bind(owner.0).fetch_optional(p).await)?;
         Ok(r.is_some())
     }
 
-    pub async fn create_customer_class(tx: &mut Tx, owner: AccountId, name: &str, now: Timestamp) -> StoreResult<CustomerClassId> {
+    pub async fn create_customer_class(
+        tx: &mut Tx,
+        owner: AccountId,
+        name: &str,
+        now: Timestamp,
+    ) -> StoreResult<CustomerClassId> {
         let (id,): (i64,) = on_tx!(tx, c => sqlx::query_as(
             "INSERT INTO customer_classes (owner_account_id, name, created_at) VALUES ($1, $2, $3) RETURNING id")
             .bind(owner.0).bind(name).bind(now.0).fetch_one(c).await)?;
@@ -304,7 +361,9 @@ pub async fn bulk_load(
         let mut depths = Vec::with_capacity(chunk.len());
         for a in chunk {
             let mut chain = match a.vendor_id {
-                Some(v) => ancestors.get(&v).cloned().ok_or_else(|| StoreError::Corrupt(format!("vendor {v} of {} not loaded first", a.id)))?,
+                Some(v) => ancestors.get(&v).cloned().ok_or_else(|| {
+                    StoreError::Corrupt(format!("vendor {v} of {} not loaded first", a.id))
+                })?,
                 None => Vec::new(),
             };
             if let Some(v) = a.vendor_id {

@@ -32,7 +32,16 @@ pub struct ApiToken {
     pub last_used_at: Option<Timestamp>,
 }
 
-type TokenTuple = (i64, i64, String, String, i64, Option<i64>, Option<i64>, Option<i64>);
+type TokenTuple = (
+    i64,
+    i64,
+    String,
+    String,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+);
 
 fn token_from(t: TokenTuple) -> ApiToken {
     ApiToken {
@@ -47,7 +56,8 @@ fn token_from(t: TokenTuple) -> ApiToken {
     }
 }
 
-const TOKEN_COLUMNS: &str = "id, user_id, name, prefix, created_at, expires_at, revoked_at, last_used_at";
+const TOKEN_COLUMNS: &str =
+    "id, user_id, name, prefix, created_at, expires_at, revoked_at, last_used_at";
 
 pub struct Auth<'a>(pub &'a Db);
 
@@ -79,7 +89,12 @@ impl Auth<'_> {
         let r: Option<(i64, i64, i64, i64)> = on_db!(self.0, p => sqlx::query_as(
             "SELECT id, user_id, credentials_version, expires_at FROM sessions WHERE token_hash = $1 AND expires_at > $2")
             .bind(hash_secret(secret)).bind(now.0).fetch_optional(p).await)?;
-        Ok(r.map(|(id, u, v, e)| SessionRow { id, user_id: UserId(u), credentials_version: v, expires_at: Timestamp(e) }))
+        Ok(r.map(|(id, u, v, e)| SessionRow {
+            id,
+            user_id: UserId(u),
+            credentials_version: v,
+            expires_at: Timestamp(e),
+        }))
     }
 
     pub async fn delete_session(tx: &mut Tx, secret: &str) -> StoreResult<()> {
@@ -88,14 +103,24 @@ impl Auth<'_> {
     }
 
     /// Remove every session of a user except, optionally, one.
-    pub async fn delete_sessions_of(tx: &mut Tx, user: UserId, keep_secret: Option<&str>) -> StoreResult<u64> {
+    pub async fn delete_sessions_of(
+        tx: &mut Tx,
+        user: UserId,
+        keep_secret: Option<&str>,
+    ) -> StoreResult<u64> {
         let keep = keep_secret.map(hash_secret).unwrap_or_default();
-        Ok(on_tx!(tx, c => sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND token_hash <> $2").bind(user.0).bind(keep).execute(c).await.map(|r| r.rows_affected()))?)
+        Ok(
+            on_tx!(tx, c => sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND token_hash <> $2").bind(user.0).bind(keep).execute(c).await.map(|r| r.rows_affected()))?,
+        )
     }
 
     /// Record that a session was re-issued under a new credentials version (after the
     /// user changed its own password, its current session stays valid).
-    pub async fn refresh_session_version(tx: &mut Tx, secret: &str, version: i64) -> StoreResult<()> {
+    pub async fn refresh_session_version(
+        tx: &mut Tx,
+        secret: &str,
+        version: i64,
+    ) -> StoreResult<()> {
         on_tx!(tx, c => sqlx::query("UPDATE sessions SET credentials_version = $2 WHERE token_hash = $1")
             .bind(hash_secret(secret)).bind(version).execute(c).await.map(|r| r.rows_affected()))?;
         Ok(())
@@ -153,12 +178,18 @@ impl Auth<'_> {
 
     pub async fn tokens_of(&self, user: UserId) -> StoreResult<Vec<ApiToken>> {
         let sql = format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE user_id = $1 ORDER BY id");
-        let t: Vec<TokenTuple> = on_db!(self.0, p => sqlx::query_as(&sql).bind(user.0).fetch_all(p).await)?;
+        let t: Vec<TokenTuple> =
+            on_db!(self.0, p => sqlx::query_as(&sql).bind(user.0).fetch_all(p).await)?;
         Ok(t.into_iter().map(token_from).collect())
     }
 
     /// Revoke a token of `user`; false when it does not exist (or is another user's).
-    pub async fn revoke_token(tx: &mut Tx, user: UserId, id: TokenId, now: Timestamp) -> StoreResult<bool> {
+    pub async fn revoke_token(
+        tx: &mut Tx,
+        user: UserId,
+        id: TokenId,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
         let n = on_tx!(tx, c => sqlx::query("UPDATE api_tokens SET revoked_at = $3 WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL")
             .bind(id.0).bind(user.0).bind(now.0).execute(c).await.map(|r| r.rows_affected()))?;
         Ok(n > 0)

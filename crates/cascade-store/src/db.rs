@@ -78,7 +78,10 @@ pub struct PoolSettings {
 
 impl Default for PoolSettings {
     fn default() -> Self {
-        Self { max_connections: 16, pg_schema: None }
+        Self {
+            max_connections: 16,
+            pg_schema: None,
+        }
     }
 }
 
@@ -94,7 +97,10 @@ impl Db {
                 .busy_timeout(Duration::from_secs(10))
                 .pragma("temp_store", "memory")
                 .pragma("cache_size", "-65536");
-            let write = SqlitePoolOptions::new().max_connections(1).connect_with(opts.clone()).await?;
+            let write = SqlitePoolOptions::new()
+                .max_connections(1)
+                .connect_with(opts.clone())
+                .await?;
             let read = SqlitePoolOptions::new()
                 .max_connections(settings.max_connections.max(2))
                 .connect_with(opts.read_only(false))
@@ -180,9 +186,10 @@ pub fn redact_url(url: &str) -> String {
     // scheme://user:password@host/... → scheme://user:***@host/...
     if let Some((scheme, rest)) = url.split_once("://")
         && let Some((creds, host)) = rest.split_once('@')
-            && let Some((user, _)) = creds.split_once(':') {
-                return format!("{scheme}://{user}:***@{host}");
-            }
+        && let Some((user, _)) = creds.split_once(':')
+    {
+        return format!("{scheme}://{user}:***@{host}");
+    }
     url.to_string()
 }
 
@@ -192,7 +199,10 @@ mod tests {
 
     #[test]
     fn passwords_are_redacted() {
-        assert_eq!(redact_url("postgres://u:secret@h:5432/d"), "postgres://u:***@h:5432/d");
+        assert_eq!(
+            redact_url("postgres://u:secret@h:5432/d"),
+            "postgres://u:***@h:5432/d"
+        );
         assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
         assert!(!redact_url("postgresql://admin:hunter2@db/x").contains("hunter2"));
     }

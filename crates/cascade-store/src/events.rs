@@ -30,8 +30,19 @@ pub struct Event {
     pub created_at: Timestamp,
 }
 
-type EventTuple = (i64, String, Option<i64>, Option<i64>, String, i64, String, String, i64);
-const COLUMNS: &str = "id, kind, account_id, actor_user_id, subject_type, subject_id, payload, state, created_at";
+type EventTuple = (
+    i64,
+    String,
+    Option<i64>,
+    Option<i64>,
+    String,
+    i64,
+    String,
+    String,
+    i64,
+);
+const COLUMNS: &str =
+    "id, kind, account_id, actor_user_id, subject_type, subject_id, payload, state, created_at";
 
 fn event_from(t: EventTuple) -> Event {
     Event {
@@ -68,14 +79,22 @@ impl Events<'_> {
     /// Take up to `limit` pending events, create the tasks `route` asks for, and mark
     /// the events done, all in one transaction. On PostgreSQL the events are locked with
     /// `FOR UPDATE SKIP LOCKED`, so several dispatchers never route one event twice.
-    pub async fn dispatch_pending(&self, limit: i64, now: Timestamp, route: impl Fn(&Event) -> Vec<NewTask>) -> StoreResult<usize> {
+    pub async fn dispatch_pending(
+        &self,
+        limit: i64,
+        now: Timestamp,
+        route: impl Fn(&Event) -> Vec<NewTask>,
+    ) -> StoreResult<usize> {
         let mut tx = self.0.begin().await?;
         let lock = match self.0 {
             Db::Postgres(_) => " FOR UPDATE SKIP LOCKED",
             Db::Sqlite { .. } => "",
         };
-        let sql = format!("SELECT {COLUMNS} FROM events WHERE state = 'pending' ORDER BY id LIMIT $1{lock}");
-        let rows: Vec<EventTuple> = on_tx!(&mut tx, c => sqlx::query_as(&sql).bind(limit).fetch_all(c).await)?;
+        let sql = format!(
+            "SELECT {COLUMNS} FROM events WHERE state = 'pending' ORDER BY id LIMIT $1{lock}"
+        );
+        let rows: Vec<EventTuple> =
+            on_tx!(&mut tx, c => sqlx::query_as(&sql).bind(limit).fetch_all(c).await)?;
         let n = rows.len();
         for row in rows {
             let ev = event_from(row);
@@ -91,10 +110,16 @@ impl Events<'_> {
     }
 
     /// Events of an account, newest first (the account's audit trail).
-    pub async fn for_account(&self, account: AccountId, before: Option<i64>, limit: i64) -> StoreResult<Vec<Event>> {
-        let sql = format!("SELECT {COLUMNS} FROM events WHERE account_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3");
-        let rows: Vec<EventTuple> =
-            on_db!(self.0, p => sqlx::query_as(&sql).bind(account.0).bind(before.unwrap_or(i64::MAX)).bind(limit).fetch_all(p).await)?;
+    pub async fn for_account(
+        &self,
+        account: AccountId,
+        before: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<Vec<Event>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM events WHERE account_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
+        );
+        let rows: Vec<EventTuple> = on_db!(self.0, p => sqlx::query_as(&sql).bind(account.0).bind(before.unwrap_or(i64::MAX)).bind(limit).fetch_all(p).await)?;
         Ok(rows.into_iter().map(event_from).collect())
     }
 

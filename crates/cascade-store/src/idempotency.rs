@@ -34,10 +34,26 @@ impl Db {
     }
 }
 
-type RecTuple = (i64, String, String, String, Option<i32>, Option<String>, Option<String>);
+type RecTuple = (
+    i64,
+    String,
+    String,
+    String,
+    Option<i32>,
+    Option<String>,
+    Option<String>,
+);
 
 impl Idempotency<'_> {
-    pub async fn reserve(&self, user: UserId, key: &str, method: &str, path: &str, request_hash: &str, now: Timestamp) -> StoreResult<Reservation> {
+    pub async fn reserve(
+        &self,
+        user: UserId,
+        key: &str,
+        method: &str,
+        path: &str,
+        request_hash: &str,
+        now: Timestamp,
+    ) -> StoreResult<Reservation> {
         let mut tx = self.0.begin().await?;
         let inserted: Result<(i64,), sqlx::Error> = crate::on_tx!(&mut tx, c => sqlx::query_as(
             "INSERT INTO idempotency_keys (user_id, idem_key, method, path, request_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id")
@@ -71,7 +87,13 @@ impl Idempotency<'_> {
         }
     }
 
-    pub async fn complete(&self, id: i64, status: i32, body: &str, content_type: Option<&str>) -> StoreResult<()> {
+    pub async fn complete(
+        &self,
+        id: i64,
+        status: i32,
+        body: &str,
+        content_type: Option<&str>,
+    ) -> StoreResult<()> {
         let mut tx = self.0.begin().await?;
         crate::on_tx!(&mut tx, c => sqlx::query("UPDATE idempotency_keys SET status_code = $2, response_body = $3, response_content_type = $4 WHERE id = $1")
             .bind(id).bind(status).bind(body).bind(content_type).execute(c).await.map(|r| r.rows_affected()))?;

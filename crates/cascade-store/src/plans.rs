@@ -72,7 +72,8 @@ impl TryFrom<Row> for Plan {
             root_plan_id: r.root_plan_id,
             parent_plan_id: r.parent_plan_id,
             currency: r.currency,
-            content: serde_json::from_str(&r.content).map_err(|e| StoreError::Corrupt(format!("plan {}: content: {e}", r.id)))?,
+            content: serde_json::from_str(&r.content)
+                .map_err(|e| StoreError::Corrupt(format!("plan {}: content: {e}", r.id)))?,
             withdrawn: r.withdrawn,
             upstream_changes: r.upstream_changes,
             version: r.version,
@@ -135,7 +136,14 @@ impl Db {
 }
 
 impl Plans<'_> {
-    pub async fn create(tx: &mut Tx, owner: AccountId, template_id: i64, currency: &str, content: &PlanContent, now: Timestamp) -> StoreResult<Plan> {
+    pub async fn create(
+        tx: &mut Tx,
+        owner: AccountId,
+        template_id: i64,
+        currency: &str,
+        content: &PlanContent,
+        now: Timestamp,
+    ) -> StoreResult<Plan> {
         let sql = format!(
             "INSERT INTO plans (owner_account_id, template_id, root_plan_id, parent_plan_id, currency, content, published, visible, withdrawn,
                 upstream_changes, listing_priority, version, created_at, updated_at)
@@ -149,7 +157,12 @@ impl Plans<'_> {
 
     /// Give `reseller` its own copy of `parent`, linked to it. A second copy of the same
     /// plan for the same reseller is a conflict.
-    pub async fn delegate(tx: &mut Tx, parent: &Plan, reseller: AccountId, now: Timestamp) -> StoreResult<Plan> {
+    pub async fn delegate(
+        tx: &mut Tx,
+        parent: &Plan,
+        reseller: AccountId,
+        now: Timestamp,
+    ) -> StoreResult<Plan> {
         let sql = format!(
             "INSERT INTO plans (owner_account_id, template_id, root_plan_id, parent_plan_id, currency, content, published, visible, withdrawn,
                 upstream_changes, listing_priority, version, created_at, updated_at)
@@ -192,7 +205,9 @@ impl Plans<'_> {
             .bind(withdrawn).bind(upstream_changes).bind(content.listing_priority).bind(now.0).fetch_optional(c).await)?;
         match r {
             Some(r) => r.try_into(),
-            None => Err(StoreError::Conflict { what: "the plan was changed meanwhile; reload it and try again".into() }),
+            None => Err(StoreError::Conflict {
+                what: "the plan was changed meanwhile; reload it and try again".into(),
+            }),
         }
     }
 
@@ -202,14 +217,19 @@ impl Plans<'_> {
     }
 
     /// The seller's catalog view: its own originals and the copies delegated to it.
-    pub async fn of_owner(&self, owner: AccountId, only_on_sale: bool, after: Option<i64>, limit: i64) -> StoreResult<Page<Plan>> {
+    pub async fn of_owner(
+        &self,
+        owner: AccountId,
+        only_on_sale: bool,
+        after: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<Page<Plan>> {
         let sql = format!(
             "SELECT {COLUMNS} FROM plans WHERE owner_account_id = $1 AND id > $2
                AND (NOT $3 OR (published AND visible AND NOT withdrawn))
              ORDER BY id LIMIT $4"
         );
-        let rows: Vec<Row> =
-            on_db!(self.0, p => sqlx::query_as(&sql).bind(owner.0).bind(after.unwrap_or(0)).bind(only_on_sale).bind(limit + 1).fetch_all(p).await)?;
+        let rows: Vec<Row> = on_db!(self.0, p => sqlx::query_as(&sql).bind(owner.0).bind(after.unwrap_or(0)).bind(only_on_sale).bind(limit + 1).fetch_all(p).await)?;
         Ok(Page::from_rows(to_plans(rows)?, limit, |p| p.id))
     }
 
@@ -221,10 +241,9 @@ impl Plans<'_> {
 
     /// Every copy below `plan` (any depth) in one query, with its owner's sync settings.
     pub async fn subtree(&self, plan: &Plan) -> StoreResult<Vec<CopyNode>> {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM plans WHERE root_plan_id = $1 ORDER BY id"
-        );
-        let rows: Vec<Row> = on_db!(self.0, p => sqlx::query_as(&sql).bind(plan.root()).fetch_all(p).await)?;
+        let sql = format!("SELECT {COLUMNS} FROM plans WHERE root_plan_id = $1 ORDER BY id");
+        let rows: Vec<Row> =
+            on_db!(self.0, p => sqlx::query_as(&sql).bind(plan.root()).fetch_all(p).await)?;
         let settings = self.settings_for_root(plan.root()).await?;
         // Keep only the copies below `plan`.
         let mut below: std::collections::HashSet<i64> = std::collections::HashSet::from([plan.id]);
@@ -234,7 +253,9 @@ impl Plans<'_> {
         // pass in id order sees every parent before its children.
         pending.sort_by_key(|r| r.id);
         for r in pending {
-            let Some(parent) = r.parent_plan_id else { continue };
+            let Some(parent) = r.parent_plan_id else {
+                continue;
+            };
             if !below.contains(&parent) {
                 continue;
             }
@@ -272,7 +293,12 @@ impl Plans<'_> {
         Ok(r.map(settings_from).unwrap_or_default())
     }
 
-    pub async fn set_sync_settings(tx: &mut Tx, account: AccountId, s: &SyncSettings, now: Timestamp) -> StoreResult<()> {
+    pub async fn set_sync_settings(
+        tx: &mut Tx,
+        account: AccountId,
+        s: &SyncSettings,
+        now: Timestamp,
+    ) -> StoreResult<()> {
         let r = &s.restrictions;
         on_tx!(tx, c => sqlx::query(
             "INSERT INTO sync_settings (account_id, lock_prices, lock_terms, lock_plan_categories, lock_resource_categories, lock_sales_categories,
@@ -321,14 +347,21 @@ impl Plans<'_> {
                     .bind(withdrawn_flag).bind(o.upstream_pending).bind(o.content.listing_priority).bind(now.0)
                     .execute(c).await.map(|r| r.rows_affected()))?;
                 if n == 0 {
-                    failed.insert(o.plan_id, "the copy was changed after the sync was computed; run the sync again".into());
+                    failed.insert(
+                        o.plan_id,
+                        "the copy was changed after the sync was computed; run the sync again"
+                            .into(),
+                    );
                 }
             }
             tx.commit().await?;
             done += chunk.len();
             progress(done);
         }
-        let changed = outcomes.iter().filter(|o| !o.changes.is_empty() && !failed.contains_key(&o.plan_id)).count();
+        let changed = outcomes
+            .iter()
+            .filter(|o| !o.changes.is_empty() && !failed.contains_key(&o.plan_id))
+            .count();
         let mut tx = self.0.begin().await?;
         let (run_id,): (i64,) = on_tx!(&mut tx, c => sqlx::query_as(
             "INSERT INTO sync_runs (plan_id, account_id, actor_user_id, options, scope, copies_total, copies_changed, copies_failed, created_at, finished_at)
@@ -362,17 +395,41 @@ impl Plans<'_> {
         Ok(run_from(r))
     }
 
-    pub async fn runs_of(&self, plan_id: i64, before: Option<i64>, limit: i64) -> StoreResult<Page<SyncRun>> {
+    pub async fn runs_of(
+        &self,
+        plan_id: i64,
+        before: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<Page<SyncRun>> {
         type R = RunRow;
         let rows: Vec<R> = on_db!(self.0, p => sqlx::query_as(
             "SELECT id, plan_id, account_id, actor_user_id, options, scope, copies_total, copies_changed, copies_failed, created_at, finished_at
              FROM sync_runs WHERE plan_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3")
             .bind(plan_id).bind(before.unwrap_or(i64::MAX)).bind(limit + 1).fetch_all(p).await)?;
-        Ok(Page::from_rows(rows.into_iter().map(run_from).collect(), limit, |r| r.id))
+        Ok(Page::from_rows(
+            rows.into_iter().map(run_from).collect(),
+            limit,
+            |r| r.id,
+        ))
     }
 
-    pub async fn run_items(&self, run_id: i64, after: Option<i64>, limit: i64) -> StoreResult<Page<SyncRunItem>> {
-        type R = (i64, i64, i32, String, String, String, bool, bool, Option<String>);
+    pub async fn run_items(
+        &self,
+        run_id: i64,
+        after: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<Page<SyncRunItem>> {
+        type R = (
+            i64,
+            i64,
+            i32,
+            String,
+            String,
+            String,
+            bool,
+            bool,
+            Option<String>,
+        );
         let rows: Vec<R> = on_db!(self.0, p => sqlx::query_as(
             "SELECT plan_id, owner_account_id, level, status, changes, blocked, withdrawn, upstream_pending, error
              FROM sync_run_items WHERE run_id = $1 AND plan_id > $2 ORDER BY plan_id LIMIT $3")
@@ -396,7 +453,11 @@ impl Plans<'_> {
 
     /// Bulk delegation for benchmarks and imports: copies of `parent_of[i]` for
     /// `owner[i]`, in multi-row inserts. Parents must already exist.
-    pub async fn bulk_delegate(&self, copies: &[(i64, AccountId)], now: Timestamp) -> StoreResult<Vec<i64>> {
+    pub async fn bulk_delegate(
+        &self,
+        copies: &[(i64, AccountId)],
+        now: Timestamp,
+    ) -> StoreResult<Vec<i64>> {
         let mut ids = Vec::with_capacity(copies.len());
         let mut cache: HashMap<i64, Plan> = HashMap::new();
         for chunk in copies.chunks(200) {
@@ -442,7 +503,19 @@ fn settings_from(r: SettingsRow) -> SyncSettings {
     }
 }
 
-type RunRow = (i64, i64, i64, Option<i64>, String, String, i32, i32, i32, i64, Option<i64>);
+type RunRow = (
+    i64,
+    i64,
+    i64,
+    Option<i64>,
+    String,
+    String,
+    i32,
+    i32,
+    i32,
+    i64,
+    Option<i64>,
+);
 
 fn run_from(r: RunRow) -> SyncRun {
     SyncRun {
@@ -477,7 +550,10 @@ impl Plans<'_> {
     }
 
     /// The owner's sales categories by code: (code, has sub-categories).
-    pub async fn sales_category_codes(&self, owner: AccountId) -> StoreResult<HashMap<String, bool>> {
+    pub async fn sales_category_codes(
+        &self,
+        owner: AccountId,
+    ) -> StoreResult<HashMap<String, bool>> {
         let rows: Vec<(String, bool)> = on_db!(self.0, p => sqlx::query_as(
             "SELECT c.code, EXISTS (SELECT 1 FROM sales_categories k WHERE k.parent_id = c.id) FROM sales_categories c WHERE c.owner_account_id = $1")
             .bind(owner.0).fetch_all(p).await)?;
@@ -485,12 +561,19 @@ impl Plans<'_> {
     }
 
     /// Period and rate uids used by any copy below the original `root`.
-    pub async fn uids_in_copies(&self, root: i64) -> StoreResult<(std::collections::HashSet<String>, std::collections::HashSet<String>)> {
+    pub async fn uids_in_copies(
+        &self,
+        root: i64,
+    ) -> StoreResult<(
+        std::collections::HashSet<String>,
+        std::collections::HashSet<String>,
+    )> {
         let rows: Vec<(String,)> = on_db!(self.0, p => sqlx::query_as("SELECT content FROM plans WHERE root_plan_id = $1").bind(root).fetch_all(p).await)?;
         let mut periods = std::collections::HashSet::new();
         let mut rates = std::collections::HashSet::new();
         for (c,) in rows {
-            let c: PlanContent = serde_json::from_str(&c).map_err(|e| StoreError::Corrupt(format!("plan content: {e}")))?;
+            let c: PlanContent = serde_json::from_str(&c)
+                .map_err(|e| StoreError::Corrupt(format!("plan content: {e}")))?;
             periods.extend(c.periods.into_iter().map(|p| p.uid));
             rates.extend(c.rates.into_iter().map(|r| r.uid));
         }

@@ -45,12 +45,23 @@ pub async fn logical_schema(db: &Db) -> StoreResult<LogicalSchema> {
             .await?;
             for (table,) in tables {
                 let cols: Vec<(String, String, i64, i64)> =
-                    sqlx::query_as("SELECT name, type, \"notnull\", pk FROM pragma_table_info($1)").bind(&table).fetch_all(read).await?;
+                    sqlx::query_as("SELECT name, type, \"notnull\", pk FROM pragma_table_info($1)")
+                        .bind(&table)
+                        .fetch_all(read)
+                        .await?;
                 for (name, ty, notnull, pk) in cols {
-                    s.columns.insert(Column { table: table.clone(), name, kind: normalise_type(&ty), nullable: notnull == 0 && pk == 0 });
+                    s.columns.insert(Column {
+                        table: table.clone(),
+                        name,
+                        kind: normalise_type(&ty),
+                        nullable: notnull == 0 && pk == 0,
+                    });
                 }
                 let idx: Vec<(String, String)> =
-                    sqlx::query_as("SELECT name, origin FROM pragma_index_list($1)").bind(&table).fetch_all(read).await?;
+                    sqlx::query_as("SELECT name, origin FROM pragma_index_list($1)")
+                        .bind(&table)
+                        .fetch_all(read)
+                        .await?;
                 for (name, origin) in idx {
                     if origin == "c" {
                         s.indexes.insert((table.clone(), name));
@@ -66,7 +77,12 @@ pub async fn logical_schema(db: &Db) -> StoreResult<LogicalSchema> {
             .fetch_all(p)
             .await?;
             for (table, name, ty, nullable) in cols {
-                s.columns.insert(Column { table, name, kind: normalise_type(&ty), nullable: nullable == "YES" });
+                s.columns.insert(Column {
+                    table,
+                    name,
+                    kind: normalise_type(&ty),
+                    nullable: nullable == "YES",
+                });
             }
             let idx: Vec<(String, String)> = sqlx::query_as(
                 "SELECT i.tablename::text, i.indexname::text FROM pg_indexes i

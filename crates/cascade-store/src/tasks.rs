@@ -25,7 +25,14 @@ pub struct NewTask {
 
 impl NewTask {
     pub fn new(kind: impl Into<String>, account_id: Option<AccountId>, payload: Value) -> Self {
-        Self { kind: kind.into(), account_id, event_id: None, payload, max_attempts: 8, run_at: None }
+        Self {
+            kind: kind.into(),
+            account_id,
+            event_id: None,
+            payload,
+            max_attempts: 8,
+            run_at: None,
+        }
     }
 }
 
@@ -73,8 +80,12 @@ impl TryFrom<Row> for Task {
             kind: r.kind,
             event_id: r.event_id.map(EventId),
             account_id: r.account_id.map(AccountId),
-            payload: serde_json::from_str(&r.payload).map_err(|e| StoreError::Corrupt(format!("task {}: payload: {e}", r.id)))?,
-            state: r.state.parse().map_err(|e| StoreError::Corrupt(format!("task {}: {e}", r.id)))?,
+            payload: serde_json::from_str(&r.payload)
+                .map_err(|e| StoreError::Corrupt(format!("task {}: payload: {e}", r.id)))?,
+            state: r
+                .state
+                .parse()
+                .map_err(|e| StoreError::Corrupt(format!("task {}: {e}", r.id)))?,
             attempts: r.attempts.max(0) as u32,
             max_attempts: r.max_attempts.max(0) as u32,
             run_at: Timestamp(r.run_at),
@@ -119,7 +130,13 @@ impl Tasks<'_> {
 
     /// Claim up to `limit` runnable tasks for `worker`: pending and due, or running with
     /// an expired lease. Each claim counts as an attempt.
-    pub async fn claim(&self, worker: &str, now: Timestamp, limit: i64, lease_secs: i64) -> StoreResult<Vec<Task>> {
+    pub async fn claim(
+        &self,
+        worker: &str,
+        now: Timestamp,
+        limit: i64,
+        lease_secs: i64,
+    ) -> StoreResult<Vec<Task>> {
         let mut tx = self.0.begin().await?;
         let lock = match self.0 {
             Db::Postgres(_) => " FOR UPDATE SKIP LOCKED",
@@ -132,8 +149,7 @@ impl Tasks<'_> {
                           ORDER BY run_at, id LIMIT $4{lock})
              RETURNING {COLUMNS}"
         );
-        let rows: Vec<Row> =
-            on_tx!(&mut tx, c => sqlx::query_as(&sql).bind(worker).bind(now.plus_secs(lease_secs).0).bind(now.0).bind(limit).fetch_all(c).await)?;
+        let rows: Vec<Row> = on_tx!(&mut tx, c => sqlx::query_as(&sql).bind(worker).bind(now.plus_secs(lease_secs).0).bind(now.0).bind(limit).fetch_all(c).await)?;
         tx.commit().await?;
         let mut tasks = to_tasks(rows)?;
         tasks.sort_by_key(|t| (t.run_at, t.id));
@@ -149,7 +165,13 @@ impl Tasks<'_> {
     }
 
     /// Record a failed attempt: back to pending at the retry time, or failed for good.
-    pub async fn fail(&self, id: TaskId, error: &str, after: AfterFailure, now: Timestamp) -> StoreResult<()> {
+    pub async fn fail(
+        &self,
+        id: TaskId,
+        error: &str,
+        after: AfterFailure,
+        now: Timestamp,
+    ) -> StoreResult<()> {
         let error: String = error.chars().take(2000).collect();
         let mut tx = self.0.begin().await?;
         match after {
@@ -187,7 +209,14 @@ impl Tasks<'_> {
 
     /// Tasks of accounts in `root`'s subtree (plus, when `include_system`, tasks that
     /// belong to no account), newest first.
-    pub async fn list(&self, root: AccountId, include_system: bool, f: &TaskFilter, before: Option<i64>, limit: i64) -> StoreResult<Page<Task>> {
+    pub async fn list(
+        &self,
+        root: AccountId,
+        include_system: bool,
+        f: &TaskFilter,
+        before: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<Page<Task>> {
         let sql = format!(
             "SELECT {COLUMNS} FROM tasks t WHERE t.id < $1
                AND ($2 IS NULL OR t.state = $2) AND ($3 IS NULL OR t.kind = $3) AND ($4 IS NULL OR t.account_id = $4)

@@ -25,14 +25,21 @@ struct Row {
 impl TryFrom<Row> for User {
     type Error = StoreError;
     fn try_from(r: Row) -> Result<Self, StoreError> {
-        let bad = |what: &str, e: cascade_domain::FieldError| StoreError::Corrupt(format!("user {}: {what}: {e}", r.id));
+        let bad = |what: &str, e: cascade_domain::FieldError| {
+            StoreError::Corrupt(format!("user {}: {what}: {e}", r.id))
+        };
         Ok(User {
             id: UserId(r.id),
             account_id: AccountId(r.account_id),
             login: Login::parse(&r.login).map_err(|e| bad("login", e))?,
             display_name: r.display_name.clone(),
             email: Email::parse(&r.email).map_err(|e| bad("email", e))?,
-            language: r.language.as_deref().map(Language::parse).transpose().map_err(|e| bad("language", e))?,
+            language: r
+                .language
+                .as_deref()
+                .map(Language::parse)
+                .transpose()
+                .map_err(|e| bad("language", e))?,
             disabled: r.disabled,
             created_at: Timestamp(r.created_at),
             updated_at: Timestamp(r.updated_at),
@@ -75,13 +82,21 @@ impl Db {
 
 fn login_conflict(e: sqlx::Error) -> StoreError {
     match StoreError::from(e) {
-        StoreError::Conflict { .. } => StoreError::Conflict { what: "login already taken".into() },
+        StoreError::Conflict { .. } => StoreError::Conflict {
+            what: "login already taken".into(),
+        },
         other => other,
     }
 }
 
 impl Users<'_> {
-    pub async fn create(tx: &mut Tx, account: AccountId, u: &NewUser, password_hash: Option<&str>, now: Timestamp) -> StoreResult<User> {
+    pub async fn create(
+        tx: &mut Tx,
+        account: AccountId,
+        u: &NewUser,
+        password_hash: Option<&str>,
+        now: Timestamp,
+    ) -> StoreResult<User> {
         let (id,): (i64,) = on_tx!(tx, c => sqlx::query_as(
             "INSERT INTO users (account_id, login, display_name, email, language, password_hash, disabled, created_at, updated_at, credentials_version)
              VALUES ($1, $2, $3, $4, $5, $6, FALSE, $7, $7, 1) RETURNING id")
@@ -105,7 +120,9 @@ impl Users<'_> {
     }
 
     pub async fn credentials_by_login(&self, login: &str) -> StoreResult<Option<Credentials>> {
-        let sql = format!("SELECT {COLUMNS}, u.password_hash, u.credentials_version FROM users u WHERE u.login = $1");
+        let sql = format!(
+            "SELECT {COLUMNS}, u.password_hash, u.credentials_version FROM users u WHERE u.login = $1"
+        );
         #[derive(sqlx::FromRow)]
         struct Full {
             #[sqlx(flatten)]
@@ -114,8 +131,14 @@ impl Users<'_> {
             credentials_version: i64,
         }
         let f: Option<Full> = on_db!(self.0, p => sqlx::query_as(&sql).bind(login.trim().to_lowercase()).fetch_optional(p).await)?;
-        f.map(|f| Ok(Credentials { user: f.row.try_into()?, password_hash: f.password_hash, credentials_version: f.credentials_version }))
-            .transpose()
+        f.map(|f| {
+            Ok(Credentials {
+                user: f.row.try_into()?,
+                password_hash: f.password_hash,
+                credentials_version: f.credentials_version,
+            })
+        })
+        .transpose()
     }
 
     pub async fn credentials_version(&self, id: UserId) -> StoreResult<i64> {
@@ -128,10 +151,20 @@ impl Users<'_> {
         Ok(h)
     }
 
-    pub async fn list_for_account(&self, account: AccountId, after: Option<i64>, limit: i64) -> StoreResult<Page<User>> {
-        let sql = format!("SELECT {COLUMNS} FROM users u WHERE u.account_id = $1 AND u.id > $2 ORDER BY u.id LIMIT $3");
+    pub async fn list_for_account(
+        &self,
+        account: AccountId,
+        after: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<Page<User>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM users u WHERE u.account_id = $1 AND u.id > $2 ORDER BY u.id LIMIT $3"
+        );
         let rows: Vec<Row> = on_db!(self.0, p => sqlx::query_as(&sql).bind(account.0).bind(after.unwrap_or(0)).bind(limit + 1).fetch_all(p).await)?;
-        let users = rows.into_iter().map(User::try_from).collect::<StoreResult<Vec<_>>>()?;
+        let users = rows
+            .into_iter()
+            .map(User::try_from)
+            .collect::<StoreResult<Vec<_>>>()?;
         Ok(Page::from_rows(users, limit, |u| u.id.0))
     }
 
@@ -144,14 +177,24 @@ impl Users<'_> {
 
     /// Disable or enable a user. Disabling voids its sessions at once (the credentials
     /// version is bumped and every request checks it).
-    pub async fn set_disabled(tx: &mut Tx, id: UserId, disabled: bool, now: Timestamp) -> StoreResult<User> {
+    pub async fn set_disabled(
+        tx: &mut Tx,
+        id: UserId,
+        disabled: bool,
+        now: Timestamp,
+    ) -> StoreResult<User> {
         on_tx!(tx, c => sqlx::query("UPDATE users SET disabled = $2, updated_at = $3, credentials_version = credentials_version + 1 WHERE id = $1")
             .bind(id.0).bind(disabled).bind(now.0).execute(c).await.map(|r| r.rows_affected()))?;
         Self::get_in(tx, id).await
     }
 
     /// Set a new password hash; sessions issued before are void.
-    pub async fn set_password(tx: &mut Tx, id: UserId, hash: &str, now: Timestamp) -> StoreResult<i64> {
+    pub async fn set_password(
+        tx: &mut Tx,
+        id: UserId,
+        hash: &str,
+        now: Timestamp,
+    ) -> StoreResult<i64> {
         let (v,): (i64,) = on_tx!(tx, c => sqlx::query_as(
             "UPDATE users SET password_hash = $2, updated_at = $3, credentials_version = credentials_version + 1 WHERE id = $1 RETURNING credentials_version")
             .bind(id.0).bind(hash).bind(now.0).fetch_one(c).await)?;
@@ -163,7 +206,10 @@ impl Users<'_> {
         let rows: Vec<(String, Option<i32>)> = on_db!(self.0, p => sqlx::query_as(
             "SELECT g.privilege, g.level FROM user_roles ur JOIN role_grants g ON g.role_id = ur.role_id WHERE ur.user_id = $1")
             .bind(id.0).fetch_all(p).await)?;
-        rows.into_iter().map(|(p, l)| grant_from_row(&p, l)).collect::<StoreResult<Vec<_>>>().map(PrivilegeSet::from_grants)
+        rows.into_iter()
+            .map(|(p, l)| grant_from_row(&p, l))
+            .collect::<StoreResult<Vec<_>>>()
+            .map(PrivilegeSet::from_grants)
     }
 
     pub async fn roles_of(&self, id: UserId) -> StoreResult<Vec<Role>> {
@@ -194,12 +240,20 @@ impl Users<'_> {
 }
 
 fn grant_from_row(privilege: &str, level: Option<i32>) -> StoreResult<Grant> {
-    let p: Privilege = privilege.parse().map_err(|e| StoreError::Corrupt(format!("role grant: {e}")))?;
+    let p: Privilege = privilege
+        .parse()
+        .map_err(|e| StoreError::Corrupt(format!("role grant: {e}")))?;
     let level = match level {
-        Some(l) => Some(DomainLevel::from_i64(i64::from(l)).ok_or_else(|| StoreError::Corrupt(format!("role grant level {l}")))?),
+        Some(l) => Some(
+            DomainLevel::from_i64(i64::from(l))
+                .ok_or_else(|| StoreError::Corrupt(format!("role grant level {l}")))?,
+        ),
         None => None,
     };
-    Ok(Grant { privilege: p, level })
+    Ok(Grant {
+        privilege: p,
+        level,
+    })
 }
 
 pub struct Roles<'a>(pub &'a Db);
@@ -246,8 +300,13 @@ impl Roles<'_> {
     }
 
     pub async fn get(&self, id: RoleId) -> StoreResult<Role> {
-        let (rid, account_id, builtin_key, name, description): (i64, Option<i64>, Option<String>, String, Option<String>) =
-            on_db!(self.0, p => sqlx::query_as("SELECT id, account_id, builtin_key, name, description FROM roles WHERE id = $1")
+        let (rid, account_id, builtin_key, name, description): (
+            i64,
+            Option<i64>,
+            Option<String>,
+            String,
+            Option<String>,
+        ) = on_db!(self.0, p => sqlx::query_as("SELECT id, account_id, builtin_key, name, description FROM roles WHERE id = $1")
                 .bind(id.0).fetch_one(p).await)?;
         let grants: Vec<(String, Option<i32>)> = on_db!(self.0, p => sqlx::query_as(
             "SELECT privilege, level FROM role_grants WHERE role_id = $1 ORDER BY privilege").bind(id.0).fetch_all(p).await)?;
@@ -257,7 +316,10 @@ impl Roles<'_> {
             builtin_key,
             name,
             description,
-            grants: grants.into_iter().map(|(p, l)| grant_from_row(&p, l)).collect::<StoreResult<_>>()?,
+            grants: grants
+                .into_iter()
+                .map(|(p, l)| grant_from_row(&p, l))
+                .collect::<StoreResult<_>>()?,
         })
     }
 
@@ -272,7 +334,14 @@ impl Roles<'_> {
         Ok(out)
     }
 
-    pub async fn create_custom(tx: &mut Tx, account: AccountId, name: &str, description: Option<&str>, grants: &[Grant], now: Timestamp) -> StoreResult<RoleId> {
+    pub async fn create_custom(
+        tx: &mut Tx,
+        account: AccountId,
+        name: &str,
+        description: Option<&str>,
+        grants: &[Grant],
+        now: Timestamp,
+    ) -> StoreResult<RoleId> {
         let (id,): (i64,) = on_tx!(tx, c => sqlx::query_as(
             "INSERT INTO roles (account_id, builtin_key, name, description, created_at) VALUES ($1, NULL, $2, $3, $4) RETURNING id")
             .bind(account.0).bind(name).bind(description).bind(now.0).fetch_one(c).await)
@@ -284,7 +353,13 @@ impl Roles<'_> {
         Ok(RoleId(id))
     }
 
-    pub async fn update_custom(tx: &mut Tx, id: RoleId, name: &str, description: Option<&str>, grants: &[Grant]) -> StoreResult<()> {
+    pub async fn update_custom(
+        tx: &mut Tx,
+        id: RoleId,
+        name: &str,
+        description: Option<&str>,
+        grants: &[Grant],
+    ) -> StoreResult<()> {
         on_tx!(tx, c => sqlx::query("UPDATE roles SET name = $2, description = $3 WHERE id = $1 AND builtin_key IS NULL")
             .bind(id.0).bind(name).bind(description).execute(c).await.map(|r| r.rows_affected()))
         .map_err(|e| match StoreError::from(e) {

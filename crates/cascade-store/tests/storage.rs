@@ -28,7 +28,11 @@ async fn add(db: &Db, vendor: Option<AccountId>, kind: AccountKind, name: &str) 
         contact: ContactInput::default(),
         country: "DE".into(),
         language: "en".into(),
-        currency: if vendor.is_none() { Some("EUR".into()) } else { None },
+        currency: if vendor.is_none() {
+            Some("EUR".into())
+        } else {
+            None
+        },
         customer_class_id: None,
     };
     let new = input.validate(facts.as_ref()).unwrap();
@@ -44,10 +48,17 @@ async fn both_backends_end_at_the_same_logical_schema() {
     let p = TestDb::postgres().await;
     let a = schema::logical_schema(&s.db).await.unwrap();
     let b = schema::logical_schema(&p.db).await.unwrap();
-    assert!(a.columns.len() > 50, "schema looks empty: {} columns", a.columns.len());
+    assert!(
+        a.columns.len() > 50,
+        "schema looks empty: {} columns",
+        a.columns.len()
+    );
     let only_sqlite: Vec<_> = a.columns.difference(&b.columns).collect();
     let only_pg: Vec<_> = b.columns.difference(&a.columns).collect();
-    assert!(only_sqlite.is_empty() && only_pg.is_empty(), "columns differ:\nSQLite only: {only_sqlite:#?}\nPostgreSQL only: {only_pg:#?}");
+    assert!(
+        only_sqlite.is_empty() && only_pg.is_empty(),
+        "columns differ:\nSQLite only: {only_sqlite:#?}\nPostgreSQL only: {only_pg:#?}"
+    );
     assert_eq!(a.indexes, b.indexes);
 }
 

@@ -20,15 +20,40 @@ impl TestDb {
     pub async fn sqlite() -> TestDb {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}", dir.path().join("test.db").display());
-        let db = Db::connect_and_migrate(&url, &PoolSettings { max_connections: 4, pg_schema: None }).await.expect("sqlite test db");
-        db.roles().sync_builtin(cascade_domain_now()).await.expect("builtin roles");
-        TestDb { db, _dir: Some(dir) }
+        let db = Db::connect_and_migrate(
+            &url,
+            &PoolSettings {
+                max_connections: 4,
+                pg_schema: None,
+            },
+        )
+        .await
+        .expect("sqlite test db");
+        db.roles()
+            .sync_builtin(cascade_domain_now())
+            .await
+            .expect("builtin roles");
+        TestDb {
+            db,
+            _dir: Some(dir),
+        }
     }
 
     pub async fn postgres() -> TestDb {
         let (url, schema) = Self::postgres_schema().await;
-        let db = Db::connect_and_migrate(&url, &PoolSettings { max_connections: 4, pg_schema: Some(schema) }).await.expect("postgres test db");
-        db.roles().sync_builtin(cascade_domain_now()).await.expect("builtin roles");
+        let db = Db::connect_and_migrate(
+            &url,
+            &PoolSettings {
+                max_connections: 4,
+                pg_schema: Some(schema),
+            },
+        )
+        .await
+        .expect("postgres test db");
+        db.roles()
+            .sync_builtin(cascade_domain_now())
+            .await
+            .expect("builtin roles");
         TestDb { db, _dir: None }
     }
 
@@ -38,8 +63,13 @@ impl TestDb {
             panic!("{PG_URL_VAR} is not set: run the suite with `scripts/test`, which starts PostgreSQL and sets it")
         });
         let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
-        let admin = sqlx::PgPool::connect(&url).await.expect("connect to the PostgreSQL test database");
-        sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&admin).await.expect("create test schema");
+        let admin = sqlx::PgPool::connect(&url)
+            .await
+            .expect("connect to the PostgreSQL test database");
+        sqlx::query(&format!("CREATE SCHEMA {schema}"))
+            .execute(&admin)
+            .await
+            .expect("create test schema");
         admin.close().await;
         (url, schema)
     }

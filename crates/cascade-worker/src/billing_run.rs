@@ -19,7 +19,9 @@
 use cascade_domain::account::Account;
 use cascade_domain::billing::amounts::to_minor;
 use cascade_domain::billing::calendar::{Cycle, Span, add_months};
-use cascade_domain::billing::charges::{BillingInput, ChargeLine, period_months, recurring_lines, usage_lines};
+use cascade_domain::billing::charges::{
+    BillingInput, ChargeLine, period_months, recurring_lines, usage_lines,
+};
 use cascade_domain::billing::lifecycle::{AutoRenew, SubscriptionStatus};
 use cascade_domain::catalog::plan::{BillingModel, BillingPeriodType, PlanContent};
 use cascade_domain::clock::Clock;
@@ -66,7 +68,10 @@ pub struct RunOptions {
 
 impl Default for RunOptions {
     fn default() -> Self {
-        Self { batch: 500, crash: None }
+        Self {
+            batch: 500,
+            crash: None,
+        }
     }
 }
 
@@ -95,20 +100,30 @@ impl PlanCache {
         }
         let plan = db.plans().get(id).await?;
         let v = Arc::new((plan.content, plan.currency));
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(id, v.clone());
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, v.clone());
         Ok(v)
     }
 }
 
 fn date(s: &str) -> StoreResult<NaiveDate> {
-    NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|e| StoreError::Corrupt(format!("date `{s}`: {e}")))
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map_err(|e| StoreError::Corrupt(format!("date `{s}`: {e}")))
 }
 
 /// The billing cycle of a subscription.
 pub fn cycle_of(plan: &PlanContent, sub_start: NaiveDate, statement_day: u32) -> (Cycle, u32) {
     match plan.period_type {
         BillingPeriodType::MonthlyOnStatementDay => (Cycle::Statement { day: statement_day }, 1),
-        BillingPeriodType::EveryNMonths { months } => (Cycle::Anniversary { start: sub_start, months }, months.max(1)),
+        BillingPeriodType::EveryNMonths { months } => (
+            Cycle::Anniversary {
+                start: sub_start,
+                months,
+            },
+            months.max(1),
+        ),
     }
 }
 
@@ -129,7 +144,10 @@ pub fn bill_subscription(
     today: NaiveDate,
 ) -> StoreResult<SubBilling> {
     let Some(period) = plan.period(&sub.period_uid) else {
-        return Err(StoreError::Corrupt(format!("subscription {}: plan has no period {}", sub.id, sub.period_uid)));
+        return Err(StoreError::Corrupt(format!(
+            "subscription {}: plan has no period {}",
+            sub.id, sub.period_uid
+        )));
     };
     let start = date(&sub.start_date)?;
     let (cycle, billing_months) = cycle_of(plan, start, statement_day);
@@ -157,8 +175,10 @@ pub fn bill_subscription(
             };
             if !renews {
                 // The last period's usage is still billed.
-                if matches!(plan.billing_model, BillingModel::ChargeAfterBillingPeriod | BillingModel::ExternalRating)
-                    || plan.rates.iter().any(|r| r.measurable)
+                if matches!(
+                    plan.billing_model,
+                    BillingModel::ChargeAfterBillingPeriod | BillingModel::ExternalRating
+                ) || plan.rates.iter().any(|r| r.measurable)
                 {
                     let span = cycle.period_containing(next.pred_opt().unwrap_or(next));
                     lines.extend(usage_lines(&input, span));
@@ -172,11 +192,19 @@ pub fn bill_subscription(
             }
             expires = add_months(expires, term_months);
             if plan.billing_model == BillingModel::ChargeBeforeSubscriptionPeriod {
-                let span = Span { start: next, end: expires };
+                let span = Span {
+                    start: next,
+                    end: expires,
+                };
                 let amount = period.renewal.amount;
                 lines.push(ChargeLine {
                     kind: cascade_domain::billing::charges::LineKind::Recurring,
-                    description: format!("{} — renewal {} to {}", plan.name.get(&plan.name.default), span.start, span.end),
+                    description: format!(
+                        "{} — renewal {} to {}",
+                        plan.name.get(&plan.name.default),
+                        span.start,
+                        span.end
+                    ),
                     quantity: 1,
                     unit_price: amount,
                     amount,
@@ -215,7 +243,12 @@ pub fn bill_subscription(
     if status == SubscriptionStatus::Expired && next.format("%Y-%m-%d").to_string() != NEVER {
         next = date(NEVER)?;
     }
-    Ok(SubBilling { lines, next_bill_date: next.format("%Y-%m-%d").to_string(), expires_on: expires.format("%Y-%m-%d").to_string(), status })
+    Ok(SubBilling {
+        lines,
+        next_bill_date: next.format("%Y-%m-%d").to_string(),
+        expires_on: expires.format("%Y-%m-%d").to_string(),
+        status,
+    })
 }
 
 /// Bill one account in one transaction. Returns (subscriptions billed, documents, lines).
@@ -241,10 +274,18 @@ async fn bill_account(
         let (cycle, _) = cycle_of(content, start, statement_day);
         // Usage recorded up to the end of the period that ends on or before today.
         let span = cycle.period_containing(date(&sub.next_bill_date)?.pred_opt().unwrap_or(start));
-        let usage = Subscriptions::unbilled_usage_in(&mut tx, sub.id, &span.start.to_string(), &span.end.to_string()).await?;
+        let usage = Subscriptions::unbilled_usage_in(
+            &mut tx,
+            sub.id,
+            &span.start.to_string(),
+            &span.end.to_string(),
+        )
+        .await?;
         let billed = bill_subscription(sub, content, statement_day, &usage, today)?;
         let cur = Currency::parse(currency).map_err(|e| StoreError::Corrupt(e.message))?;
-        let entry = invoices.entry((sub.vendor_id.0, currency.clone())).or_default();
+        let entry = invoices
+            .entry((sub.vendor_id.0, currency.clone()))
+            .or_default();
         for l in &billed.lines {
             entry.push(NewLine {
                 subscription_id: Some(sub.id),
@@ -265,7 +306,9 @@ async fn bill_account(
         if ls.is_empty() {
             continue;
         }
-        let due = (today + chrono::Duration::days(14)).format("%Y-%m-%d").to_string();
+        let due = (today + chrono::Duration::days(14))
+            .format("%Y-%m-%d")
+            .to_string();
         let head = NewDocument {
             kind: DocKind::Invoice,
             issuer: AccountId(*issuer),
@@ -290,8 +333,20 @@ async fn bill_account(
         return Err(RunError::Crash);
     }
     for (sub, b) in &moves {
-        Subscriptions::after_billing(&mut tx, sub, &b.next_bill_date, &b.expires_on, b.status, now).await?;
-        let until = if b.next_bill_date < day { b.next_bill_date.clone() } else { day.clone() };
+        Subscriptions::after_billing(
+            &mut tx,
+            sub,
+            &b.next_bill_date,
+            &b.expires_on,
+            b.status,
+            now,
+        )
+        .await?;
+        let until = if b.next_bill_date < day {
+            b.next_bill_date.clone()
+        } else {
+            day.clone()
+        };
         mark_usage_billed(&mut tx, sub.id, &until).await?;
     }
     tx.commit().await?;
@@ -311,7 +366,13 @@ async fn mark_usage_billed(tx: &mut Tx, sub: i64, until: &str) -> StoreResult<()
 }
 
 /// Run billing for `today`. `progress` is called with (accounts done, accounts failed).
-pub async fn run(db: &Db, clock: &dyn Clock, today: NaiveDate, opts: &RunOptions, progress: impl Fn(u64, u64)) -> Result<RunReport, RunError> {
+pub async fn run(
+    db: &Db,
+    clock: &dyn Clock,
+    today: NaiveDate,
+    opts: &RunOptions,
+    progress: impl Fn(u64, u64),
+) -> Result<RunReport, RunError> {
     let day = today.format("%Y-%m-%d").to_string();
     let started = clock.now();
     let mut tx = db.begin().await?;
@@ -320,11 +381,17 @@ pub async fn run(db: &Db, clock: &dyn Clock, today: NaiveDate, opts: &RunOptions
          VALUES ($1, $2, 0, 0, 0, 0, 0) RETURNING id").bind(&day).bind(started.0).fetch_one(c).await)?;
     tx.commit().await?;
     let plans = PlanCache::default();
-    let mut report = RunReport { run_id, ..Default::default() };
+    let mut report = RunReport {
+        run_id,
+        ..Default::default()
+    };
     let mut after = 0i64;
     let mut index = 0u64;
     loop {
-        let batch = db.subscriptions().accounts_due(&day, after, opts.batch).await?;
+        let batch = db
+            .subscriptions()
+            .accounts_due(&day, after, opts.batch)
+            .await?;
         let Some(last) = batch.last() else { break };
         after = last.0;
         for account_id in batch {

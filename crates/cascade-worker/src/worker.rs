@@ -243,13 +243,18 @@ impl Worker {
             // The daily billing run goes in a task of its own, so tasks (provisioning,
             // notices) keep flowing while it runs; one run at a time.
             if self.config.daily_billing && billing.as_ref().is_none_or(|h| h.is_finished()) {
-                let today = chrono::DateTime::from_timestamp_micros(now.0).map(|d| d.date_naive()).unwrap_or_default();
+                let today = chrono::DateTime::from_timestamp_micros(now.0)
+                    .map(|d| d.date_naive())
+                    .unwrap_or_default();
                 if billed_day.is_none_or(|d| d < today) {
                     billed_day = Some(today);
                     let (db, clock) = (self.db.clone(), self.clock.clone());
                     billing = Some(tokio::spawn(async move {
                         let opts = crate::billing_run::RunOptions::default();
-                        if let Err(e) = crate::billing_run::run(&db, clock.as_ref(), today, &opts, |_, _| {}).await {
+                        if let Err(e) =
+                            crate::billing_run::run(&db, clock.as_ref(), today, &opts, |_, _| {})
+                                .await
+                        {
                             tracing::error!(error = %e, %today, "daily billing run failed; re-running it is safe");
                         }
                     }));

@@ -4,7 +4,8 @@
 use cascade_domain::account::{AccountKind, ContactInput, NewAccountInput};
 use cascade_domain::billing::lifecycle::{AutoRenew, SubscriptionStatus};
 use cascade_domain::catalog::plan::{
-    BillingModel, BillingPeriodType, DisplayType, Fee, Period, PeriodUnit, PlanContent, Price, Rate, RecurringBasis, RefundRules,
+    BillingModel, BillingPeriodType, DisplayType, Fee, Period, PeriodUnit, PlanContent, Price,
+    Rate, RecurringBasis, RefundRules,
 };
 use cascade_domain::catalog::text::Localized;
 use cascade_domain::clock::{ManualClock, Timestamp};
@@ -46,7 +47,12 @@ async fn account(db: &Db, vendor: Option<AccountId>, kind: AccountKind, name: &s
     a.id
 }
 
-fn plan_content(model: BillingModel, period_type: BillingPeriodType, measurable: bool, rt: i64) -> PlanContent {
+fn plan_content(
+    model: BillingModel,
+    period_type: BillingPeriodType,
+    measurable: bool,
+    rt: i64,
+) -> PlanContent {
     let fee = |u: i64| Fee::of(Price::units(u));
     PlanContent {
         name: Localized::new("en", "Suite"),
@@ -69,8 +75,16 @@ fn plan_content(model: BillingModel, period_type: BillingPeriodType, measurable:
             trial: false,
             active: true,
             setup: fee(0),
-            recurring: fee(if model == BillingModel::ExternalRating { 0 } else { 10 }),
-            renewal: fee(if model == BillingModel::ExternalRating { 0 } else { 100 }),
+            recurring: fee(if model == BillingModel::ExternalRating {
+                0
+            } else {
+                10
+            }),
+            renewal: fee(if model == BillingModel::ExternalRating {
+                0
+            } else {
+                100
+            }),
             transfer: fee(0),
             cancellation: fee(0),
             refund: RefundRules::default(),
@@ -85,7 +99,11 @@ fn plan_content(model: BillingModel, period_type: BillingPeriodType, measurable:
             min: 1,
             max: 1000,
             setup_fee: Price(0),
-            recurring_fee: if model == BillingModel::ExternalRating { Price(0) } else { Price::units(2) },
+            recurring_fee: if model == BillingModel::ExternalRating {
+                Price(0)
+            } else {
+                Price::units(2)
+            },
             overuse_fee: Price(500_000),
             per_unit: true,
             measurable,
@@ -116,18 +134,40 @@ async fn fixture(db: Db) -> Fixture {
         "INSERT INTO service_templates (owner_account_id, name, resources, settings, created_at, updated_at) VALUES ($1, 't', '[]', '{}', 0, 0) RETURNING id")
         .bind(provider.0).fetch_one(c).await).unwrap();
     tx.commit().await.unwrap();
-    Fixture { db, provider, rt, template }
+    Fixture {
+        db,
+        provider,
+        rt,
+        template,
+    }
 }
 
 impl Fixture {
     async fn plan(&self, model: BillingModel, pt: BillingPeriodType, measurable: bool) -> i64 {
         let mut tx = self.db.begin().await.unwrap();
-        let p = Plans::create(&mut tx, self.provider, self.template, "EUR", &plan_content(model, pt, measurable, self.rt), T0).await.unwrap();
+        let p = Plans::create(
+            &mut tx,
+            self.provider,
+            self.template,
+            "EUR",
+            &plan_content(model, pt, measurable, self.rt),
+            T0,
+        )
+        .await
+        .unwrap();
         tx.commit().await.unwrap();
         p.id
     }
 
-    async fn subscribe(&self, customer: AccountId, plan: i64, start: &str, next: &str, renew: AutoRenew, seats: i64) -> i64 {
+    async fn subscribe(
+        &self,
+        customer: AccountId,
+        plan: i64,
+        start: &str,
+        next: &str,
+        renew: AutoRenew,
+        seats: i64,
+    ) -> i64 {
         let expires = cascade_domain::billing::calendar::add_months(d(start), 12).to_string();
         let s = NewSubscription {
             account_id: customer,
@@ -156,12 +196,26 @@ impl Fixture {
     }
 
     async fn bill(&self, day: &str) -> cascade_worker::billing_run::RunReport {
-        billing_run(&self.db, &ManualClock::new(T0), d(day), &RunOptions::default(), |_, _| {}).await.unwrap()
+        billing_run(
+            &self.db,
+            &ManualClock::new(T0),
+            d(day),
+            &RunOptions::default(),
+            |_, _| {},
+        )
+        .await
+        .unwrap()
     }
 
     /// (kind, amount_minor, period_start) of every line billed to `customer`, in order.
     async fn lines(&self, customer: AccountId) -> Vec<(String, i64, Option<String>)> {
-        let docs = self.db.documents().of_account(customer, None, None, 1000).await.unwrap().items;
+        let docs = self
+            .db
+            .documents()
+            .of_account(customer, None, None, 1000)
+            .await
+            .unwrap()
+            .items;
         let mut out = vec![];
         for doc in docs.iter().rev() {
             for l in self.db.documents().lines(doc.id).await.unwrap() {
@@ -172,7 +226,15 @@ impl Fixture {
     }
 
     async fn assert_books_balance(&self) {
-        assert!(self.db.documents().unbalanced(self.provider).await.unwrap().is_empty(), "books do not balance");
+        assert!(
+            self.db
+                .documents()
+                .unbalanced(self.provider)
+                .await
+                .unwrap()
+                .is_empty(),
+            "books do not balance"
+        );
     }
 }
 

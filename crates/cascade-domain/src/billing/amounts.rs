@@ -45,7 +45,11 @@ pub fn times(unit: Price, qty: i64) -> Price {
 /// days of the billing period: (new − old) × remaining / total. Negative for a
 /// downgrade (a credit).
 pub fn proration(old: Price, new: Price, remaining_days: i64, total_days: i64) -> Price {
-    scale(Price(new.0 - old.0), remaining_days.clamp(0, total_days.max(0)), total_days.max(1))
+    scale(
+        Price(new.0 - old.0),
+        remaining_days.clamp(0, total_days.max(0)),
+        total_days.max(1),
+    )
 }
 
 /// The refund on cancelling after `days_used` of a `term_days` term that was `paid`,
@@ -58,7 +62,9 @@ pub fn refund(paid: Price, rules: &RefundRules, days_used: i64, term_days: i64) 
     } else {
         match rules.after {
             AfterRefundPeriod::NoRefund => 0,
-            AfterRefundPeriod::Prorated => scale(paid, (term_days - days_used).max(0), term_days.max(1)).0,
+            AfterRefundPeriod::Prorated => {
+                scale(paid, (term_days - days_used).max(0), term_days.max(1)).0
+            }
         }
     };
     Price((base - keep).max(0))
@@ -78,24 +84,43 @@ mod tests {
         assert_eq!(to_minor(Price(12_345_000), eur()).minor, 1235); // 12.345 → 12.35
         assert_eq!(to_minor(Price(-12_345_000), eur()).minor, -1235);
         assert_eq!(to_minor(Price(12_344_999), eur()).minor, 1234);
-        assert_eq!(to_minor(Price(1_500_000), Currency::parse("JPY").unwrap()).minor, 2);
-        assert_eq!(to_minor(Price(1_234_500), Currency::parse("KWD").unwrap()).minor, 1235);
+        assert_eq!(
+            to_minor(Price(1_500_000), Currency::parse("JPY").unwrap()).minor,
+            2
+        );
+        assert_eq!(
+            to_minor(Price(1_234_500), Currency::parse("KWD").unwrap()).minor,
+            1235
+        );
     }
 
     #[test]
     fn upgrade_in_the_middle_of_a_month() {
         // 10 → 20 per month, 15 of 30 days left: 5.00 more.
-        assert_eq!(proration(Price::units(10), Price::units(20), 15, 30), Price::units(5));
-        assert_eq!(proration(Price::units(20), Price::units(10), 10, 30), Price(-3_333_333));
+        assert_eq!(
+            proration(Price::units(10), Price::units(20), 15, 30),
+            Price::units(5)
+        );
+        assert_eq!(
+            proration(Price::units(20), Price::units(10), 10, 30),
+            Price(-3_333_333)
+        );
     }
 
     #[test]
     fn refunds_follow_the_rules() {
-        let r = RefundRules { full_refund_days: 30, non_refundable: Price::units(5), after: AfterRefundPeriod::Prorated };
+        let r = RefundRules {
+            full_refund_days: 30,
+            non_refundable: Price::units(5),
+            after: AfterRefundPeriod::Prorated,
+        };
         assert_eq!(refund(Price::units(120), &r, 10, 365), Price::units(115));
         // Day 200 of 365: 165/365 of 120 = 54.246575…, less 5.
         assert_eq!(refund(Price::units(120), &r, 200, 365), Price(49_246_575));
-        let none = RefundRules { after: AfterRefundPeriod::NoRefund, ..r };
+        let none = RefundRules {
+            after: AfterRefundPeriod::NoRefund,
+            ..r
+        };
         assert_eq!(refund(Price::units(120), &none, 200, 365), Price(0));
     }
 

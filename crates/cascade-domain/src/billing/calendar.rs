@@ -9,7 +9,11 @@ use chrono::{Datelike, NaiveDate};
 use serde::{Deserialize, Serialize};
 
 pub fn days_in_month(year: i32, month: u32) -> u32 {
-    let (ny, nm) = if month == 12 { (year + 1, 1) } else { (year, month + 1) };
+    let (ny, nm) = if month == 12 {
+        (year + 1, 1)
+    } else {
+        (year, month + 1)
+    };
     NaiveDate::from_ymd_opt(ny, nm, 1)
         .and_then(|d| d.pred_opt())
         .map(|d| d.day())
@@ -61,13 +65,21 @@ impl Cycle {
         match *self {
             Cycle::Statement { day } => {
                 let this = month_day(date.year(), date.month(), 0, day);
-                let start = if this <= date { this } else { month_day(date.year(), date.month(), -1, day) };
-                Span { start, end: month_day(start.year(), start.month(), 1, day) }
+                let start = if this <= date {
+                    this
+                } else {
+                    month_day(date.year(), date.month(), -1, day)
+                };
+                Span {
+                    start,
+                    end: month_day(start.year(), start.month(), 1, day),
+                }
             }
             Cycle::Anniversary { start, months } => {
                 let months = months.max(1) as i32;
                 // Periods are computed from the anchor: k-th period = [start + k·n, start + (k+1)·n).
-                let approx = (date.year() - start.year()) * 12 + date.month() as i32 - start.month() as i32;
+                let approx =
+                    (date.year() - start.year()) * 12 + date.month() as i32 - start.month() as i32;
                 let mut k = approx.div_euclid(months);
                 loop {
                     let s = add_months(start, k * months);
@@ -101,7 +113,10 @@ mod tests {
 
     #[test]
     fn anniversary_on_the_31st_uses_month_ends_and_comes_back() {
-        let c = Cycle::Anniversary { start: d(2024, 1, 31), months: 1 };
+        let c = Cycle::Anniversary {
+            start: d(2024, 1, 31),
+            months: 1,
+        };
         let mut ends = vec![];
         let mut at = d(2024, 1, 31);
         for _ in 0..5 {
@@ -109,23 +124,59 @@ mod tests {
             ends.push(p.end);
             at = p.end;
         }
-        assert_eq!(ends, vec![d(2024, 2, 29), d(2024, 3, 31), d(2024, 4, 30), d(2024, 5, 31), d(2024, 6, 30)]);
+        assert_eq!(
+            ends,
+            vec![
+                d(2024, 2, 29),
+                d(2024, 3, 31),
+                d(2024, 4, 30),
+                d(2024, 5, 31),
+                d(2024, 6, 30)
+            ]
+        );
         assert_eq!(add_months(d(2023, 1, 31), 1), d(2023, 2, 28));
     }
 
     #[test]
     fn statement_day_periods() {
         let c = Cycle::Statement { day: 15 };
-        assert_eq!(c.period_containing(d(2024, 3, 20)), Span { start: d(2024, 3, 15), end: d(2024, 4, 15) });
-        assert_eq!(c.period_containing(d(2024, 3, 10)), Span { start: d(2024, 2, 15), end: d(2024, 3, 15) });
+        assert_eq!(
+            c.period_containing(d(2024, 3, 20)),
+            Span {
+                start: d(2024, 3, 15),
+                end: d(2024, 4, 15)
+            }
+        );
+        assert_eq!(
+            c.period_containing(d(2024, 3, 10)),
+            Span {
+                start: d(2024, 2, 15),
+                end: d(2024, 3, 15)
+            }
+        );
         let end = Cycle::Statement { day: 31 };
-        assert_eq!(end.period_containing(d(2023, 2, 28)), Span { start: d(2023, 2, 28), end: d(2023, 3, 31) });
+        assert_eq!(
+            end.period_containing(d(2023, 2, 28)),
+            Span {
+                start: d(2023, 2, 28),
+                end: d(2023, 3, 31)
+            }
+        );
     }
 
     #[test]
     fn leap_years() {
-        let c = Cycle::Anniversary { start: d(2024, 2, 29), months: 12 };
-        assert_eq!(c.period_containing(d(2025, 3, 1)), Span { start: d(2025, 2, 28), end: d(2026, 2, 28) });
+        let c = Cycle::Anniversary {
+            start: d(2024, 2, 29),
+            months: 12,
+        };
+        assert_eq!(
+            c.period_containing(d(2025, 3, 1)),
+            Span {
+                start: d(2025, 2, 28),
+                end: d(2026, 2, 28)
+            }
+        );
         assert_eq!(c.period_containing(d(2028, 2, 29)).start, d(2028, 2, 29));
     }
 

@@ -65,10 +65,19 @@ pub fn period_months(p: &Period) -> u32 {
 
 /// The recurring fee for one billing period of `billing_months`, from a fee stated per
 /// billing period or per subscription period.
-pub fn recurring_per_billing_period(fee: Price, basis: RecurringBasis, period: &Period, billing_months: u32) -> Price {
+pub fn recurring_per_billing_period(
+    fee: Price,
+    basis: RecurringBasis,
+    period: &Period,
+    billing_months: u32,
+) -> Price {
     match basis {
         RecurringBasis::BillingPeriod => fee,
-        RecurringBasis::SubscriptionPeriod => scale(fee, i64::from(billing_months), i64::from(period_months(period).max(1))),
+        RecurringBasis::SubscriptionPeriod => scale(
+            fee,
+            i64::from(billing_months),
+            i64::from(period_months(period).max(1)),
+        ),
     }
 }
 
@@ -93,15 +102,35 @@ pub fn recurring_lines(i: &BillingInput<'_>, span: Span, full_days: i64) -> Vec<
     if i.plan.billing_model == BillingModel::ExternalRating {
         return vec![];
     }
-    let part = |p: Price| if span.days() >= full_days { p } else { scale(p, span.days(), full_days.max(1)) };
-    let tag = if span.days() >= full_days { String::new() } else { format!(" ({} of {} days)", span.days(), full_days) };
+    let part = |p: Price| {
+        if span.days() >= full_days {
+            p
+        } else {
+            scale(p, span.days(), full_days.max(1))
+        }
+    };
+    let tag = if span.days() >= full_days {
+        String::new()
+    } else {
+        format!(" ({} of {} days)", span.days(), full_days)
+    };
     let mut out = Vec::new();
-    let fee = recurring_per_billing_period(i.period.recurring.amount, i.plan.recurring_basis, i.period, i.billing_months);
+    let fee = recurring_per_billing_period(
+        i.period.recurring.amount,
+        i.plan.recurring_basis,
+        i.period,
+        i.billing_months,
+    );
     if fee.0 != 0 || i.period.recurring.show_zero {
         let amount = part(fee);
         out.push(ChargeLine {
             kind: LineKind::Recurring,
-            description: format!("{} — {} to {}{tag}", i.plan.name.get(&i.plan.name.default), span.start, span.end),
+            description: format!(
+                "{} — {} to {}{tag}",
+                i.plan.name.get(&i.plan.name.default),
+                span.start,
+                span.end
+            ),
             quantity: 1,
             unit_price: amount,
             amount,
@@ -110,15 +139,34 @@ pub fn recurring_lines(i: &BillingInput<'_>, span: Span, full_days: i64) -> Vec<
         });
     }
     for r in &i.plan.rates {
-        let qty = i.quantities.get(&r.uid).copied().unwrap_or(r.included).max(0);
-        let billable = if r.per_unit { (qty - r.included.max(0)).max(0) } else if qty > 0 { 1 } else { 0 };
+        let qty = i
+            .quantities
+            .get(&r.uid)
+            .copied()
+            .unwrap_or(r.included)
+            .max(0);
+        let billable = if r.per_unit {
+            (qty - r.included.max(0)).max(0)
+        } else if qty > 0 {
+            1
+        } else {
+            0
+        };
         if billable == 0 || r.recurring_fee.0 == 0 {
             continue;
         }
-        let unit = part(recurring_per_billing_period(r.recurring_fee, i.plan.recurring_basis, i.period, i.billing_months));
+        let unit = part(recurring_per_billing_period(
+            r.recurring_fee,
+            i.plan.recurring_basis,
+            i.period,
+            i.billing_months,
+        ));
         out.push(ChargeLine {
             kind: LineKind::Resource,
-            description: format!("{} × {} — {} to {}{tag}", billable, r.uid, span.start, span.end),
+            description: format!(
+                "{} × {} — {} to {}{tag}",
+                billable, r.uid, span.start, span.end
+            ),
             quantity: billable,
             unit_price: unit,
             amount: times(unit, billable),
@@ -151,12 +199,21 @@ pub fn usage_lines(i: &BillingInput<'_>, span: Span) -> Vec<ChargeLine> {
         }
         out.push(ChargeLine {
             kind,
-            description: format!("{} {} used — {} to {}", billable, r.uid, span.start, span.end),
+            description: format!(
+                "{} {} used — {} to {}",
+                billable, r.uid, span.start, span.end
+            ),
             quantity: billable,
             unit_price: unit,
             amount: times(unit, billable),
             period: Some(span),
-            key: format!("sub:{}:{}:{}:{}", i.subscription_id, kind.as_str(), r.uid, span.start),
+            key: format!(
+                "sub:{}:{}:{}:{}",
+                i.subscription_id,
+                kind.as_str(),
+                r.uid,
+                span.start
+            ),
         });
     }
     out
@@ -177,7 +234,12 @@ pub fn setup_lines(i: &BillingInput<'_>) -> Vec<ChargeLine> {
         });
     }
     for r in &i.plan.rates {
-        let qty = i.quantities.get(&r.uid).copied().unwrap_or(r.included).max(0);
+        let qty = i
+            .quantities
+            .get(&r.uid)
+            .copied()
+            .unwrap_or(r.included)
+            .max(0);
         if r.setup_fee.0 == 0 || qty == 0 {
             continue;
         }
@@ -211,7 +273,14 @@ mod tests {
         let p = plan();
         let q = BTreeMap::from([("seats".to_string(), 5)]);
         let u = BTreeMap::new();
-        let i = BillingInput { subscription_id: 7, plan: &p, period: &p.periods[0], quantities: &q, usage: &u, billing_months: 1 };
+        let i = BillingInput {
+            subscription_id: 7,
+            plan: &p,
+            period: &p.periods[0],
+            quantities: &q,
+            usage: &u,
+            billing_months: 1,
+        };
         let span = Cycle::Statement { day: 1 }.period_containing(d(2024, 3, 1));
         let lines = recurring_lines(&i, span, span.days());
         assert_eq!(lines.len(), 2);
@@ -228,8 +297,18 @@ mod tests {
         let p = plan();
         let q = BTreeMap::new();
         let u = BTreeMap::new();
-        let i = BillingInput { subscription_id: 1, plan: &p, period: &p.periods[0], quantities: &q, usage: &u, billing_months: 1 };
-        let span = Span { start: d(2024, 4, 16), end: d(2024, 5, 1) };
+        let i = BillingInput {
+            subscription_id: 1,
+            plan: &p,
+            period: &p.periods[0],
+            quantities: &q,
+            usage: &u,
+            billing_months: 1,
+        };
+        let span = Span {
+            start: d(2024, 4, 16),
+            end: d(2024, 5, 1),
+        };
         let lines = recurring_lines(&i, span, 30);
         assert_eq!(lines[0].amount, Price(5_000_000), "15 of 30 days of 10.00");
     }
@@ -239,7 +318,15 @@ mod tests {
         let mut p = plan();
         p.recurring_basis = RecurringBasis::SubscriptionPeriod;
         // The yearly period costs 100 per year: 8.333333 per monthly billing period.
-        assert_eq!(recurring_per_billing_period(p.periods[1].recurring.amount, p.recurring_basis, &p.periods[1], 1), Price(8_333_333));
+        assert_eq!(
+            recurring_per_billing_period(
+                p.periods[1].recurring.amount,
+                p.recurring_basis,
+                &p.periods[1],
+                1
+            ),
+            Price(8_333_333)
+        );
     }
 
     #[test]
@@ -251,8 +338,21 @@ mod tests {
         p.rates[1].overuse_fee = Price(500_000);
         let q = BTreeMap::new();
         let u = BTreeMap::from([("storage".to_string(), 25)]);
-        let i = BillingInput { subscription_id: 3, plan: &p, period: &p.periods[0], quantities: &q, usage: &u, billing_months: 1 };
-        let lines = usage_lines(&i, Span { start: d(2024, 1, 1), end: d(2024, 2, 1) });
+        let i = BillingInput {
+            subscription_id: 3,
+            plan: &p,
+            period: &p.periods[0],
+            quantities: &q,
+            usage: &u,
+            billing_months: 1,
+        };
+        let lines = usage_lines(
+            &i,
+            Span {
+                start: d(2024, 1, 1),
+                end: d(2024, 2, 1),
+            },
+        );
         assert_eq!(lines.len(), 1);
         assert_eq!((lines[0].quantity, lines[0].amount), (15, Price(7_500_000)));
     }

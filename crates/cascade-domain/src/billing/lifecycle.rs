@@ -35,7 +35,11 @@ impl OrderType {
             "BO" => Ok(Self::Bo),
             "CH" => Ok(Self::Ch),
             "CL" => Ok(Self::Cl),
-            _ => Err(FieldError::new("type", "invalid_order_type", format!("unknown order type `{s}`"))),
+            _ => Err(FieldError::new(
+                "type",
+                "invalid_order_type",
+                format!("unknown order type `{s}`"),
+            )),
         }
     }
     /// Whether completing the order needs the service to be provisioned or changed.
@@ -82,7 +86,13 @@ impl OrderStatus {
         Self::ALL
             .into_iter()
             .find(|x| x.as_str() == s)
-            .ok_or_else(|| FieldError::new("status", "invalid_order_status", format!("unknown order status `{s}`")))
+            .ok_or_else(|| {
+                FieldError::new(
+                    "status",
+                    "invalid_order_status",
+                    format!("unknown order status `{s}`"),
+                )
+            })
     }
     pub fn is_final(self) -> bool {
         matches!(self, OrderStatus::Completed | OrderStatus::Cancelled)
@@ -109,7 +119,15 @@ impl OrderStatus {
         if ok {
             Ok(to)
         } else {
-            Err(FieldError::new("status", "invalid_order_transition", format!("an order cannot go from `{}` to `{}`", self.as_str(), to.as_str())))
+            Err(FieldError::new(
+                "status",
+                "invalid_order_transition",
+                format!(
+                    "an order cannot go from `{}` to `{}`",
+                    self.as_str(),
+                    to.as_str()
+                ),
+            ))
         }
     }
 }
@@ -154,11 +172,20 @@ impl SubscriptionStatus {
         Self::ALL
             .into_iter()
             .find(|x| x.as_str() == s)
-            .ok_or_else(|| FieldError::new("status", "invalid_subscription_status", format!("unknown subscription status `{s}`")))
+            .ok_or_else(|| {
+                FieldError::new(
+                    "status",
+                    "invalid_subscription_status",
+                    format!("unknown subscription status `{s}`"),
+                )
+            })
     }
     /// Billed by the daily run.
     pub fn is_billable(self) -> bool {
-        matches!(self, SubscriptionStatus::Active | SubscriptionStatus::Graced)
+        matches!(
+            self,
+            SubscriptionStatus::Active | SubscriptionStatus::Graced
+        )
     }
 
     /// ordered → active → (expired →) graced → on hold → cancelled / terminated;
@@ -167,11 +194,28 @@ impl SubscriptionStatus {
         use SubscriptionStatus::*;
         let ok = match (self, to) {
             (Ordered, Active) | (Ordered, Cancelled) => true,
-            (Active, Expired) | (Active, Graced) | (Active, CreditHold) | (Active, AdminHold) | (Active, Cancelled) => true,
-            (Expired, Graced) | (Expired, Active) | (Expired, Terminated) | (Expired, Cancelled) => true,
-            (Graced, Active) | (Graced, CreditHold) | (Graced, AdminHold) | (Graced, Terminated) | (Graced, Cancelled) => true,
-            (CreditHold, Active) | (AdminHold, Active) | (CreditHold, AdminHold) | (AdminHold, CreditHold) => true,
-            (CreditHold, Terminated) | (AdminHold, Terminated) | (CreditHold, Cancelled) | (AdminHold, Cancelled) => true,
+            (Active, Expired)
+            | (Active, Graced)
+            | (Active, CreditHold)
+            | (Active, AdminHold)
+            | (Active, Cancelled) => true,
+            (Expired, Graced)
+            | (Expired, Active)
+            | (Expired, Terminated)
+            | (Expired, Cancelled) => true,
+            (Graced, Active)
+            | (Graced, CreditHold)
+            | (Graced, AdminHold)
+            | (Graced, Terminated)
+            | (Graced, Cancelled) => true,
+            (CreditHold, Active)
+            | (AdminHold, Active)
+            | (CreditHold, AdminHold)
+            | (AdminHold, CreditHold) => true,
+            (CreditHold, Terminated)
+            | (AdminHold, Terminated)
+            | (CreditHold, Cancelled)
+            | (AdminHold, Cancelled) => true,
             (Cancelled, Terminated) => true,
             // Restore (public API), when the service's data still exists.
             (Terminated, Active) => true,
@@ -183,7 +227,11 @@ impl SubscriptionStatus {
             Err(FieldError::new(
                 "status",
                 "invalid_subscription_transition",
-                format!("a subscription cannot go from `{}` to `{}`", self.as_str(), to.as_str()),
+                format!(
+                    "a subscription cannot go from `{}` to `{}`",
+                    self.as_str(),
+                    to.as_str()
+                ),
             ))
         }
     }
@@ -205,12 +253,23 @@ mod tests {
     #[test]
     fn order_flow() {
         use OrderStatus::*;
-        let path = [New, WaitingForPayment, Paid, Provisioning, Failed, Provisioning, Completed];
+        let path = [
+            New,
+            WaitingForPayment,
+            Paid,
+            Provisioning,
+            Failed,
+            Provisioning,
+            Completed,
+        ];
         for w in path.windows(2) {
             assert!(w[0].transition(w[1]).is_ok(), "{:?} → {:?}", w[0], w[1]);
         }
         assert!(Completed.transition(Cancelled).is_err());
-        assert!(Provisioning.transition(Cancelled).is_err(), "provisioning must end first");
+        assert!(
+            Provisioning.transition(Cancelled).is_err(),
+            "provisioning must end first"
+        );
         for s in OrderStatus::ALL {
             assert_eq!(OrderStatus::parse(s.as_str()).unwrap(), s);
         }
@@ -219,7 +278,15 @@ mod tests {
     #[test]
     fn subscription_flow() {
         use SubscriptionStatus::*;
-        for (a, b) in [(Ordered, Active), (Active, Graced), (Graced, CreditHold), (CreditHold, Active), (Active, Cancelled), (Cancelled, Terminated), (Terminated, Active)] {
+        for (a, b) in [
+            (Ordered, Active),
+            (Active, Graced),
+            (Graced, CreditHold),
+            (CreditHold, Active),
+            (Active, Cancelled),
+            (Cancelled, Terminated),
+            (Terminated, Active),
+        ] {
             assert!(a.transition(b).is_ok(), "{a:?} → {b:?}");
         }
         assert!(Terminated.transition(Cancelled).is_err());

@@ -16,7 +16,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
 /// An exact price in millionths of a currency unit (1.5 EUR = 1_500_000).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Price(pub i64);
 
@@ -27,9 +29,17 @@ impl Price {
     }
     fn check(self, field: &str) -> Result<(), FieldError> {
         if self.0 < 0 {
-            Err(FieldError::new(field, "negative_fee", "fees cannot be negative"))
+            Err(FieldError::new(
+                field,
+                "negative_fee",
+                "fees cannot be negative",
+            ))
         } else if self.0 > 1_000_000_000 * Self::SCALE {
-            Err(FieldError::new(field, "fee_too_large", "fees are at most 1,000,000,000 currency units"))
+            Err(FieldError::new(
+                field,
+                "fee_too_large",
+                "fees are at most 1,000,000,000 currency units",
+            ))
         } else {
             Ok(())
         }
@@ -87,7 +97,11 @@ pub struct Fee {
 
 impl Fee {
     pub fn of(amount: Price) -> Fee {
-        Fee { amount, description: None, show_zero: false }
+        Fee {
+            amount,
+            description: None,
+            show_zero: false,
+        }
     }
 }
 
@@ -109,7 +123,11 @@ pub struct RefundRules {
 
 impl Default for RefundRules {
     fn default() -> Self {
-        Self { full_refund_days: 30, non_refundable: Price(0), after: AfterRefundPeriod::Prorated }
+        Self {
+            full_refund_days: 30,
+            non_refundable: Price(0),
+            after: AfterRefundPeriod::Prorated,
+        }
     }
 }
 
@@ -205,17 +223,29 @@ impl Attribute {
     pub fn check_value(&self, v: Option<&str>) -> Result<(), FieldError> {
         let f = &self.key;
         let Some(v) = v.map(str::trim).filter(|v| !v.is_empty()) else {
-            return if self.required { Err(FieldError::new(f, "required", "this value is required")) } else { Ok(()) };
+            return if self.required {
+                Err(FieldError::new(f, "required", "this value is required"))
+            } else {
+                Ok(())
+            };
         };
         match self.kind {
             AttributeKind::Text => {
                 let max = self.max_length.unwrap_or(1000) as usize;
-                bounded_text(v, max).map(|_| ()).map_err(|e| FieldError::new(f, e.code, e.message))
+                bounded_text(v, max)
+                    .map(|_| ())
+                    .map_err(|e| FieldError::new(f, e.code, e.message))
             }
             AttributeKind::Integer => {
-                let n: i64 = v.parse().map_err(|_| FieldError::new(f, "not_an_integer", "must be a whole number"))?;
+                let n: i64 = v
+                    .parse()
+                    .map_err(|_| FieldError::new(f, "not_an_integer", "must be a whole number"))?;
                 if self.min.is_some_and(|m| n < m) || self.max.is_some_and(|m| n > m) {
-                    return Err(FieldError::new(f, "out_of_range", format!("must be between {:?} and {:?}", self.min, self.max)));
+                    return Err(FieldError::new(
+                        f,
+                        "out_of_range",
+                        format!("must be between {:?} and {:?}", self.min, self.max),
+                    ));
                 }
                 Ok(())
             }
@@ -223,12 +253,18 @@ impl Attribute {
                 "true" | "false" => Ok(()),
                 _ => Err(FieldError::new(f, "not_a_boolean", "must be true or false")),
             },
-            AttributeKind::Email => crate::account::Email::parse(v).map(|_| ()).map_err(|e| FieldError::new(f, e.code, e.message)),
+            AttributeKind::Email => crate::account::Email::parse(v)
+                .map(|_| ())
+                .map_err(|e| FieldError::new(f, e.code, e.message)),
             AttributeKind::Choice => {
                 if self.options.iter().any(|o| o == v) {
                     Ok(())
                 } else {
-                    Err(FieldError::new(f, "not_an_option", format!("must be one of {}", self.options.join(", "))))
+                    Err(FieldError::new(
+                        f,
+                        "not_an_option",
+                        format!("must be one of {}", self.options.join(", ")),
+                    ))
                 }
             }
         }
@@ -269,7 +305,10 @@ pub struct PlanContent {
 }
 
 fn key_ok(k: &str) -> bool {
-    !k.is_empty() && k.len() <= 64 && k.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    !k.is_empty()
+        && k.len() <= 64
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
 impl PlanContent {
@@ -296,56 +335,114 @@ impl PlanContent {
             }
         };
         text(&mut e, "name", &self.name, 200);
-        for (f, t) in [("short_description", &self.short_description), ("long_description", &self.long_description), ("terms", &self.terms)] {
+        for (f, t) in [
+            ("short_description", &self.short_description),
+            ("long_description", &self.long_description),
+            ("terms", &self.terms),
+        ] {
             if let Some(t) = t {
-                text(&mut e, f, t, if f == "short_description" { 500 } else { 20_000 });
+                text(
+                    &mut e,
+                    f,
+                    t,
+                    if f == "short_description" {
+                        500
+                    } else {
+                        20_000
+                    },
+                );
             }
         }
-        for (f, v) in [("plan_category", &self.plan_category), ("unique_group", &self.unique_group)] {
+        for (f, v) in [
+            ("plan_category", &self.plan_category),
+            ("unique_group", &self.unique_group),
+        ] {
             if let Some(v) = v
                 && !key_ok(v)
             {
-                e.push(FieldError::new(f, "invalid_code", "a code of 1–64 letters, digits, `_ - .`"));
+                e.push(FieldError::new(
+                    f,
+                    "invalid_code",
+                    "a code of 1–64 letters, digits, `_ - .`",
+                ));
             }
         }
         for (i, c) in self.sales_categories.iter().enumerate() {
             if !key_ok(c) {
-                e.push(FieldError::new(format!("sales_categories[{i}]"), "invalid_code", "a sales category code"));
+                e.push(FieldError::new(
+                    format!("sales_categories[{i}]"),
+                    "invalid_code",
+                    "a sales category code",
+                ));
             }
         }
         if let BillingPeriodType::EveryNMonths { months } = self.period_type
             && !(1..=120).contains(&months)
         {
-            e.push(FieldError::new("period_type.months", "out_of_range", "between 1 and 120 months"));
+            e.push(FieldError::new(
+                "period_type.months",
+                "out_of_range",
+                "between 1 and 120 months",
+            ));
         }
         if self.periods.is_empty() {
-            e.push(FieldError::new("periods", "required", "a plan needs at least one subscription period"));
+            e.push(FieldError::new(
+                "periods",
+                "required",
+                "a plan needs at least one subscription period",
+            ));
         }
         let mut uids = BTreeSet::new();
         for (i, p) in self.periods.iter().enumerate() {
             let f = format!("periods[{i}]");
             if !key_ok(&p.uid) || !uids.insert(p.uid.clone()) {
-                e.push(FieldError::new(format!("{f}.uid"), "invalid_uid", "a unique key of letters, digits, `_ - .`"));
+                e.push(FieldError::new(
+                    format!("{f}.uid"),
+                    "invalid_uid",
+                    "a unique key of letters, digits, `_ - .`",
+                ));
             }
             if p.duration == 0 || p.duration > 120 {
-                e.push(FieldError::new(format!("{f}.duration"), "out_of_range", "between 1 and 120"));
+                e.push(FieldError::new(
+                    format!("{f}.duration"),
+                    "out_of_range",
+                    "between 1 and 120",
+                ));
             }
-            for (name, fee) in [("setup", &p.setup), ("recurring", &p.recurring), ("renewal", &p.renewal), ("transfer", &p.transfer), ("cancellation", &p.cancellation)] {
+            for (name, fee) in [
+                ("setup", &p.setup),
+                ("recurring", &p.recurring),
+                ("renewal", &p.renewal),
+                ("transfer", &p.transfer),
+                ("cancellation", &p.cancellation),
+            ] {
                 if let Err(x) = fee.amount.check(&format!("{f}.{name}.amount")) {
                     e.push(x);
                 }
                 if self.billing_model == BillingModel::ExternalRating && fee.amount.0 != 0 {
-                    e.push(FieldError::new(format!("{f}.{name}.amount"), "payg_fees_zero", "pay-as-you-go plans have zero plan fees"));
+                    e.push(FieldError::new(
+                        format!("{f}.{name}.amount"),
+                        "payg_fees_zero",
+                        "pay-as-you-go plans have zero plan fees",
+                    ));
                 }
                 if let Some(d) = &fee.description {
                     text(&mut e, &format!("{f}.{name}.description"), d, 500);
                 }
             }
-            if let Err(x) = p.refund.non_refundable.check(&format!("{f}.refund.non_refundable")) {
+            if let Err(x) = p
+                .refund
+                .non_refundable
+                .check(&format!("{f}.refund.non_refundable"))
+            {
                 e.push(x);
             }
             if p.refund.full_refund_days > 3650 {
-                e.push(FieldError::new(format!("{f}.refund.full_refund_days"), "out_of_range", "at most 3650 days"));
+                e.push(FieldError::new(
+                    format!("{f}.refund.full_refund_days"),
+                    "out_of_range",
+                    "at most 3650 days",
+                ));
             }
         }
         let mut rate_uids = BTreeSet::new();
@@ -353,28 +450,60 @@ impl PlanContent {
         for (i, r) in self.rates.iter().enumerate() {
             let f = format!("rates[{i}]");
             if !key_ok(&r.uid) || !rate_uids.insert(r.uid.clone()) {
-                e.push(FieldError::new(format!("{f}.uid"), "invalid_uid", "a unique key of letters, digits, `_ - .`"));
+                e.push(FieldError::new(
+                    format!("{f}.uid"),
+                    "invalid_uid",
+                    "a unique key of letters, digits, `_ - .`",
+                ));
             }
             if !types.insert(r.resource_type_id) {
-                e.push(FieldError::new(format!("{f}.resource_type_id"), "duplicate_resource", "one rate per resource type"));
+                e.push(FieldError::new(
+                    format!("{f}.resource_type_id"),
+                    "duplicate_resource",
+                    "one rate per resource type",
+                ));
             }
             if r.min < 0 {
-                e.push(FieldError::new(format!("{f}.min"), "out_of_range", "min units cannot be negative"));
+                e.push(FieldError::new(
+                    format!("{f}.min"),
+                    "out_of_range",
+                    "min units cannot be negative",
+                ));
             }
             if r.max != UNLIMITED && r.max < r.min {
-                e.push(FieldError::new(format!("{f}.max"), "min_above_max", "min units cannot exceed max units"));
+                e.push(FieldError::new(
+                    format!("{f}.max"),
+                    "min_above_max",
+                    "min units cannot exceed max units",
+                ));
             }
-            let inc_ok = if r.included == UNLIMITED { r.max == UNLIMITED } else { r.included >= r.min && (r.max == UNLIMITED || r.included <= r.max) };
+            let inc_ok = if r.included == UNLIMITED {
+                r.max == UNLIMITED
+            } else {
+                r.included >= r.min && (r.max == UNLIMITED || r.included <= r.max)
+            };
             if !inc_ok {
-                e.push(FieldError::new(format!("{f}.included"), "included_out_of_range", "included units must lie within [min, max]"));
+                e.push(FieldError::new(
+                    format!("{f}.included"),
+                    "included_out_of_range",
+                    "included units must lie within [min, max]",
+                ));
             }
-            for (name, fee) in [("setup_fee", r.setup_fee), ("recurring_fee", r.recurring_fee), ("overuse_fee", r.overuse_fee)] {
+            for (name, fee) in [
+                ("setup_fee", r.setup_fee),
+                ("recurring_fee", r.recurring_fee),
+                ("overuse_fee", r.overuse_fee),
+            ] {
                 if let Err(x) = fee.check(&format!("{f}.{name}")) {
                     e.push(x);
                 }
             }
             if let DisplayType::Slider { min, max, step } = r.display
-                && (step <= 0 || min > max || min < r.min || (r.max != UNLIMITED && max > r.max) || (max - min) % step != 0)
+                && (step <= 0
+                    || min > max
+                    || min < r.min
+                    || (r.max != UNLIMITED && max > r.max)
+                    || (max - min) % step != 0)
             {
                 e.push(FieldError::new(
                     format!("{f}.display"),
@@ -383,21 +512,36 @@ impl PlanContent {
                 ));
             }
         }
-        for (list, attrs) in [("order_attributes", &self.order_attributes), ("service_parameters", &self.service_parameters)] {
+        for (list, attrs) in [
+            ("order_attributes", &self.order_attributes),
+            ("service_parameters", &self.service_parameters),
+        ] {
             let mut keys = BTreeSet::new();
             for (i, a) in attrs.iter().enumerate() {
                 let f = format!("{list}[{i}]");
                 if !key_ok(&a.key) || !keys.insert(a.key.clone()) {
-                    e.push(FieldError::new(format!("{f}.key"), "invalid_key", "a unique key of letters, digits, `_ - .`"));
+                    e.push(FieldError::new(
+                        format!("{f}.key"),
+                        "invalid_key",
+                        "a unique key of letters, digits, `_ - .`",
+                    ));
                 }
                 text(&mut e, &format!("{f}.label"), &a.label, 200);
                 if a.kind == AttributeKind::Choice && a.options.is_empty() {
-                    e.push(FieldError::new(format!("{f}.options"), "required", "a choice needs options"));
+                    e.push(FieldError::new(
+                        format!("{f}.options"),
+                        "required",
+                        "a choice needs options",
+                    ));
                 }
                 if let (Some(lo), Some(hi)) = (a.min, a.max)
                     && lo > hi
                 {
-                    e.push(FieldError::new(format!("{f}.min"), "min_above_max", "min cannot exceed max"));
+                    e.push(FieldError::new(
+                        format!("{f}.min"),
+                        "min_above_max",
+                        "min cannot exceed max",
+                    ));
                 }
             }
         }
@@ -409,8 +553,25 @@ impl PlanContent {
         Structure {
             billing_model: self.billing_model,
             period_type: self.period_type,
-            periods: self.periods.iter().map(|p| (p.uid.clone(), p.duration, p.unit, p.trial)).collect(),
-            rates: self.rates.iter().map(|r| (r.uid.clone(), r.resource_type_id, r.included, r.min, r.max, r.measurable)).collect(),
+            periods: self
+                .periods
+                .iter()
+                .map(|p| (p.uid.clone(), p.duration, p.unit, p.trial))
+                .collect(),
+            rates: self
+                .rates
+                .iter()
+                .map(|r| {
+                    (
+                        r.uid.clone(),
+                        r.resource_type_id,
+                        r.included,
+                        r.min,
+                        r.max,
+                        r.measurable,
+                    )
+                })
+                .collect(),
             order_attributes: self.order_attributes.clone(),
             service_parameters: self.service_parameters.clone(),
         }
@@ -421,7 +582,13 @@ impl PlanContent {
     pub fn check_copy_edit(&self, next: &PlanContent) -> Result<(), ValidationErrors> {
         let (a, b) = (self.structure(), next.structure());
         let mut e = ValidationErrors::new();
-        let mut no = |field: &str, what: &str| e.push(FieldError::new(field, "structure_locked", format!("a delegated copy cannot change {what}")));
+        let mut no = |field: &str, what: &str| {
+            e.push(FieldError::new(
+                field,
+                "structure_locked",
+                format!("a delegated copy cannot change {what}"),
+            ))
+        };
         if a.billing_model != b.billing_model {
             no("billing_model", "the billing model");
         }
@@ -429,12 +596,16 @@ impl PlanContent {
             no("period_type", "the billing period type");
         }
         if a.periods != b.periods {
-            no("periods", "which subscription periods it has or their durations");
+            no(
+                "periods",
+                "which subscription periods it has or their durations",
+            );
         }
         if a.rates != b.rates {
             no("rates", "which resources it has or their limits");
         }
-        if a.order_attributes != b.order_attributes || a.service_parameters != b.service_parameters {
+        if a.order_attributes != b.order_attributes || a.service_parameters != b.service_parameters
+        {
             no("order_attributes", "order attributes or service parameters");
         }
         e.into_result()
@@ -489,7 +660,11 @@ pub mod fixtures {
             measurable: false,
             show_in_store: true,
             show_in_panel: true,
-            display: DisplayType::Slider { min: 1, max: 100, step: 1 },
+            display: DisplayType::Slider {
+                min: 1,
+                max: 100,
+                step: 1,
+            },
             unconfirmed: false,
         }
     }
@@ -523,7 +698,10 @@ mod tests {
     use super::*;
 
     fn codes(p: &PlanContent) -> Vec<&'static str> {
-        p.validate().err().map(|e| e.0.iter().map(|x| x.code).collect()).unwrap_or_default()
+        p.validate()
+            .err()
+            .map(|e| e.0.iter().map(|x| x.code).collect())
+            .unwrap_or_default()
     }
 
     #[test]
@@ -538,9 +716,18 @@ mod tests {
         p.rates[0].min = 10;
         p.rates[0].max = 5;
         p.rates[1].included = 500;
-        p.rates[1].display = DisplayType::Slider { min: 0, max: 7, step: 2 };
+        p.rates[1].display = DisplayType::Slider {
+            min: 0,
+            max: 7,
+            step: 2,
+        };
         let c = codes(&p);
-        for want in ["negative_fee", "min_above_max", "included_out_of_range", "invalid_slider"] {
+        for want in [
+            "negative_fee",
+            "min_above_max",
+            "included_out_of_range",
+            "invalid_slider",
+        ] {
             assert!(c.contains(&want), "{want} missing from {c:?}");
         }
         let mut q = plan();
@@ -562,7 +749,10 @@ mod tests {
         assert!(p.check_copy_edit(&priced).is_ok());
         let mut s = p.clone();
         s.periods.pop();
-        assert_eq!(p.check_copy_edit(&s).unwrap_err().0[0].code, "structure_locked");
+        assert_eq!(
+            p.check_copy_edit(&s).unwrap_err().0[0].code,
+            "structure_locked"
+        );
         let mut b = p.clone();
         b.billing_model = BillingModel::ChargeAfterBillingPeriod;
         assert!(p.check_copy_edit(&b).is_err());

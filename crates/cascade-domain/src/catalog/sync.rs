@@ -125,16 +125,30 @@ struct Acc<'a> {
 
 impl Acc<'_> {
     /// Set `*dst = src` when they differ, unless `lock` stops it.
-    fn set<T: Clone + PartialEq + Serialize>(&mut self, field: impl Into<String>, dst: &mut T, src: &T, lock: Option<Restriction>) {
+    fn set<T: Clone + PartialEq + Serialize>(
+        &mut self,
+        field: impl Into<String>,
+        dst: &mut T,
+        src: &T,
+        lock: Option<Restriction>,
+    ) {
         if dst == src {
             return;
         }
         let field = field.into();
         let to = json!(src);
         match lock.filter(|l| self.r.locks(*l)) {
-            Some(restriction) => self.blocked.push(Blocked { field, restriction, wanted: to }),
+            Some(restriction) => self.blocked.push(Blocked {
+                field,
+                restriction,
+                wanted: to,
+            }),
             None => {
-                self.changes.push(Change { field, from: json!(dst), to });
+                self.changes.push(Change {
+                    field,
+                    from: json!(dst),
+                    to,
+                });
                 *dst = src.clone();
             }
         }
@@ -142,31 +156,67 @@ impl Acc<'_> {
 }
 
 /// Sync one copy from its original. Pure and deterministic.
-pub fn sync_copy(source: &PlanContent, copy: &PlanContent, o: &SyncOptions, r: &Restrictions) -> CopySync {
+pub fn sync_copy(
+    source: &PlanContent,
+    copy: &PlanContent,
+    o: &SyncOptions,
+    r: &Restrictions,
+) -> CopySync {
     use Restriction::*;
     let mut c = copy.clone();
-    let mut a = Acc { r, changes: vec![], blocked: vec![] };
+    let mut a = Acc {
+        r,
+        changes: vec![],
+        blocked: vec![],
+    };
     let mut added_unconfirmed = false;
 
     if o.names_descriptions {
         a.set("name", &mut c.name, &source.name, None);
-        a.set("short_description", &mut c.short_description, &source.short_description, None);
-        a.set("long_description", &mut c.long_description, &source.long_description, None);
+        a.set(
+            "short_description",
+            &mut c.short_description,
+            &source.short_description,
+            None,
+        );
+        a.set(
+            "long_description",
+            &mut c.long_description,
+            &source.long_description,
+            None,
+        );
         a.set("terms", &mut c.terms, &source.terms, Some(Terms));
     }
     if o.plan_fees || o.resource_prices || o.resource_limits {
-        a.set("recurring_basis", &mut c.recurring_basis, &source.recurring_basis, Some(Prices));
+        a.set(
+            "recurring_basis",
+            &mut c.recurring_basis,
+            &source.recurring_basis,
+            Some(Prices),
+        );
     }
     // Existing periods, matched by uid.
     for p in c.periods.iter_mut() {
-        let Some(sp) = source.period(&p.uid) else { continue };
+        let Some(sp) = source.period(&p.uid) else {
+            continue;
+        };
         let f = |x: &str| format!("periods[{}].{x}", p.uid);
         if o.plan_fees {
             a.set(f("setup"), &mut p.setup, &sp.setup, Some(Prices));
-            a.set(f("recurring"), &mut p.recurring, &sp.recurring, Some(Prices));
+            a.set(
+                f("recurring"),
+                &mut p.recurring,
+                &sp.recurring,
+                Some(Prices),
+            );
             a.set(f("renewal"), &mut p.renewal, &sp.renewal, Some(Prices));
             a.set(f("transfer"), &mut p.transfer, &sp.transfer, Some(Prices));
-            a.set(f("cancellation"), &mut p.cancellation, &sp.cancellation, Some(Prices));
+            a.set(
+                f("cancellation"),
+                &mut p.cancellation,
+                &sp.cancellation,
+                Some(Prices),
+            );
             a.set(f("sort"), &mut p.sort, &sp.sort, Some(Prices));
             a.set(f("refund"), &mut p.refund, &sp.refund, Some(Terms));
         }
@@ -182,19 +232,40 @@ pub fn sync_copy(source: &PlanContent, copy: &PlanContent, o: &SyncOptions, r: &
                 // Nobody may be sold something at a price nobody chose.
                 np.unconfirmed = r.prices || sp.unconfirmed;
                 added_unconfirmed |= np.unconfirmed;
-                a.changes.push(Change { field: format!("periods[{}]", sp.uid), from: Value::Null, to: json!(np) });
+                a.changes.push(Change {
+                    field: format!("periods[{}]", sp.uid),
+                    from: Value::Null,
+                    to: json!(np),
+                });
                 c.periods.push(np);
             }
         }
     }
     // Existing rates.
     for rt in c.rates.iter_mut() {
-        let Some(sr) = source.rate(&rt.uid) else { continue };
+        let Some(sr) = source.rate(&rt.uid) else {
+            continue;
+        };
         let f = |x: &str| format!("rates[{}].{x}", rt.uid);
         if o.resource_prices {
-            a.set(f("setup_fee"), &mut rt.setup_fee, &sr.setup_fee, Some(Prices));
-            a.set(f("recurring_fee"), &mut rt.recurring_fee, &sr.recurring_fee, Some(Prices));
-            a.set(f("overuse_fee"), &mut rt.overuse_fee, &sr.overuse_fee, Some(Prices));
+            a.set(
+                f("setup_fee"),
+                &mut rt.setup_fee,
+                &sr.setup_fee,
+                Some(Prices),
+            );
+            a.set(
+                f("recurring_fee"),
+                &mut rt.recurring_fee,
+                &sr.recurring_fee,
+                Some(Prices),
+            );
+            a.set(
+                f("overuse_fee"),
+                &mut rt.overuse_fee,
+                &sr.overuse_fee,
+                Some(Prices),
+            );
             a.set(f("per_unit"), &mut rt.per_unit, &sr.per_unit, Some(Prices));
         }
         if o.resource_limits {
@@ -205,31 +276,78 @@ pub fn sync_copy(source: &PlanContent, copy: &PlanContent, o: &SyncOptions, r: &
             a.set(f("display"), &mut rt.display, &sr.display, None);
         }
         if o.categories {
-            a.set(f("resource_category_id"), &mut rt.resource_category_id, &sr.resource_category_id, Some(ResourceCategories));
+            a.set(
+                f("resource_category_id"),
+                &mut rt.resource_category_id,
+                &sr.resource_category_id,
+                Some(ResourceCategories),
+            );
         }
     }
     if o.new_resources {
         for sr in &source.rates {
             if copy.rate(&sr.uid).is_none() {
-                let nr: Rate = Rate { unconfirmed: r.prices || sr.unconfirmed, ..sr.clone() };
+                let nr: Rate = Rate {
+                    unconfirmed: r.prices || sr.unconfirmed,
+                    ..sr.clone()
+                };
                 added_unconfirmed |= nr.unconfirmed;
-                a.changes.push(Change { field: format!("rates[{}]", sr.uid), from: Value::Null, to: json!(nr) });
+                a.changes.push(Change {
+                    field: format!("rates[{}]", sr.uid),
+                    from: Value::Null,
+                    to: json!(nr),
+                });
                 c.rates.push(nr);
             }
         }
     }
     if o.categories {
-        a.set("plan_category", &mut c.plan_category, &source.plan_category, Some(PlanCategories));
-        a.set("unique_group", &mut c.unique_group, &source.unique_group, Some(PlanCategories));
-        a.set("sales_categories", &mut c.sales_categories, &source.sales_categories, Some(SalesCategories));
+        a.set(
+            "plan_category",
+            &mut c.plan_category,
+            &source.plan_category,
+            Some(PlanCategories),
+        );
+        a.set(
+            "unique_group",
+            &mut c.unique_group,
+            &source.unique_group,
+            Some(PlanCategories),
+        );
+        a.set(
+            "sales_categories",
+            &mut c.sales_categories,
+            &source.sales_categories,
+            Some(SalesCategories),
+        );
     }
     if o.publication {
-        a.set("published", &mut c.published, &source.published, Some(Publication));
-        a.set("visible", &mut c.visible, &source.visible, Some(Publication));
-        a.set("listing_priority", &mut c.listing_priority, &source.listing_priority, Some(Publication));
+        a.set(
+            "published",
+            &mut c.published,
+            &source.published,
+            Some(Publication),
+        );
+        a.set(
+            "visible",
+            &mut c.visible,
+            &source.visible,
+            Some(Publication),
+        );
+        a.set(
+            "listing_priority",
+            &mut c.listing_priority,
+            &source.listing_priority,
+            Some(Publication),
+        );
     }
     let withdrawn = added_unconfirmed;
-    CopySync { content: c, changes: a.changes, blocked: a.blocked, withdrawn }
+    CopySync {
+        content: c,
+        changes: a.changes,
+        blocked: a.blocked,
+        withdrawn,
+    }
 }
 
 /// Which copies a sync reaches.
@@ -278,7 +396,13 @@ pub struct CopyOutcome {
 /// Sync the copies of `source` (plan `source_id`) in `scope`. `copies` holds every copy
 /// below the source (any depth; others are ignored). Outcomes are in walk order: a copy
 /// always after its parent.
-pub fn plan_sync(source_id: i64, source: &PlanContent, copies: &[CopyNode], scope: Scope, o: &SyncOptions) -> Vec<CopyOutcome> {
+pub fn plan_sync(
+    source_id: i64,
+    source: &PlanContent,
+    copies: &[CopyNode],
+    scope: Scope,
+    o: &SyncOptions,
+) -> Vec<CopyOutcome> {
     let mut children: HashMap<i64, Vec<&CopyNode>> = HashMap::new();
     for c in copies {
         children.entry(c.parent_plan_id).or_default().push(c);
@@ -288,7 +412,8 @@ pub fn plan_sync(source_id: i64, source: &PlanContent, copies: &[CopyNode], scop
     }
     let mut out = Vec::new();
     // (copy, its parent's new content, level)
-    let mut queue: std::collections::VecDeque<(&CopyNode, PlanContent, u32)> = std::collections::VecDeque::new();
+    let mut queue: std::collections::VecDeque<(&CopyNode, PlanContent, u32)> =
+        std::collections::VecDeque::new();
     for c in children.get(&source_id).into_iter().flatten() {
         let take = match scope {
             Scope::AllResellers | Scope::OneLevel => true,
@@ -305,7 +430,10 @@ pub fn plan_sync(source_id: i64, source: &PlanContent, copies: &[CopyNode], scop
     };
     while let Some((node, parent, level)) = queue.pop_front() {
         let s = sync_copy(&parent, &node.content, o, &node.restrictions);
-        let kids = children.get(&node.plan_id).map(Vec::as_slice).unwrap_or(&[]);
+        let kids = children
+            .get(&node.plan_id)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
         let goes_down = descend(level) && !node.cascade_stop;
         if goes_down {
             for k in kids {
@@ -331,20 +459,31 @@ pub fn plan_sync(source_id: i64, source: &PlanContent, copies: &[CopyNode], scop
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::plan::fixtures::*;
     use crate::catalog::plan::Price;
+    use crate::catalog::plan::fixtures::*;
 
     #[test]
     fn fees_flow_unless_prices_are_locked() {
         let copy = plan();
         let mut src = plan();
         src.periods[0].recurring.amount = Price::units(11);
-        let o = SyncOptions { plan_fees: true, ..Default::default() };
+        let o = SyncOptions {
+            plan_fees: true,
+            ..Default::default()
+        };
         let s = sync_copy(&src, &copy, &o, &Restrictions::default());
         assert_eq!(s.content.periods[0].recurring.amount, Price::units(11));
         assert_eq!(s.changes.len(), 1);
         assert_eq!(s.changes[0].field, "periods[m1].recurring");
-        let locked = sync_copy(&src, &copy, &o, &Restrictions { prices: true, ..Default::default() });
+        let locked = sync_copy(
+            &src,
+            &copy,
+            &o,
+            &Restrictions {
+                prices: true,
+                ..Default::default()
+            },
+        );
         assert_eq!(locked.content, copy);
         assert_eq!(locked.blocked[0].restriction, Restriction::Prices);
     }
@@ -356,7 +495,15 @@ mod tests {
         src.name = crate::catalog::text::Localized::new("en", "Renamed");
         src.published = false;
         src.rates[0].max = 50;
-        let s = sync_copy(&src, &copy, &SyncOptions { plan_fees: true, ..Default::default() }, &Restrictions::default());
+        let s = sync_copy(
+            &src,
+            &copy,
+            &SyncOptions {
+                plan_fees: true,
+                ..Default::default()
+            },
+            &Restrictions::default(),
+        );
         assert!(s.changes.is_empty());
         assert_eq!(s.content, copy);
     }
@@ -366,19 +513,46 @@ mod tests {
         let copy = plan();
         let mut src = plan();
         src.periods.push(period("q3", 3, 28));
-        let o = SyncOptions { new_plans_periods: true, ..Default::default() };
-        let s = sync_copy(&src, &copy, &o, &Restrictions { prices: true, ..Default::default() });
+        let o = SyncOptions {
+            new_plans_periods: true,
+            ..Default::default()
+        };
+        let s = sync_copy(
+            &src,
+            &copy,
+            &o,
+            &Restrictions {
+                prices: true,
+                ..Default::default()
+            },
+        );
         assert!(s.withdrawn);
         assert!(s.content.period("q3").unwrap().unconfirmed);
         let free = sync_copy(&src, &copy, &o, &Restrictions::default());
         assert!(!free.withdrawn && !free.content.period("q3").unwrap().unconfirmed);
         // A second identical sync changes nothing.
-        let again = sync_copy(&src, &s.content, &o, &Restrictions { prices: true, ..Default::default() });
+        let again = sync_copy(
+            &src,
+            &s.content,
+            &o,
+            &Restrictions {
+                prices: true,
+                ..Default::default()
+            },
+        );
         assert!(again.changes.is_empty() && !again.withdrawn);
     }
 
     fn node(id: i64, parent: i64, owner: i64, content: &PlanContent) -> CopyNode {
-        CopyNode { plan_id: id, parent_plan_id: parent, owner_id: owner, version: 1, content: content.clone(), restrictions: Restrictions::default(), cascade_stop: false }
+        CopyNode {
+            plan_id: id,
+            parent_plan_id: parent,
+            owner_id: owner,
+            version: 1,
+            content: content.clone(),
+            restrictions: Restrictions::default(),
+            cascade_stop: false,
+        }
     }
 
     #[test]
@@ -387,25 +561,66 @@ mod tests {
         let mut src = plan();
         src.name = crate::catalog::text::Localized::new("en", "New name");
         // source 1 → copies 2 (owner 20), 3 (owner 30); 2 → 4 (owner 40); 4 → 5 (owner 50)
-        let mut nodes = vec![node(2, 1, 20, &base), node(3, 1, 30, &base), node(4, 2, 40, &base), node(5, 4, 50, &base)];
-        let o = SyncOptions { names_descriptions: true, ..Default::default() };
+        let mut nodes = vec![
+            node(2, 1, 20, &base),
+            node(3, 1, 30, &base),
+            node(4, 2, 40, &base),
+            node(5, 4, 50, &base),
+        ];
+        let o = SyncOptions {
+            names_descriptions: true,
+            ..Default::default()
+        };
         let all = plan_sync(1, &src, &nodes, Scope::AllResellers, &o);
-        assert_eq!(all.iter().map(|x| x.plan_id).collect::<Vec<_>>(), vec![2, 3, 4, 5]);
+        assert_eq!(
+            all.iter().map(|x| x.plan_id).collect::<Vec<_>>(),
+            vec![2, 3, 4, 5]
+        );
         assert!(all.iter().all(|x| x.changes.len() == 1));
 
         let one = plan_sync(1, &src, &nodes, Scope::OneLevel, &o);
-        assert_eq!(one.iter().map(|x| x.plan_id).collect::<Vec<_>>(), vec![2, 3]);
-        assert!(one[0].upstream_pending, "2 has copies below that were not synced");
+        assert_eq!(
+            one.iter().map(|x| x.plan_id).collect::<Vec<_>>(),
+            vec![2, 3]
+        );
+        assert!(
+            one[0].upstream_pending,
+            "2 has copies below that were not synced"
+        );
         assert!(!one[1].upstream_pending, "3 has no copies below");
 
-        let r = plan_sync(1, &src, &nodes, Scope::Reseller { account_id: 20, with_subtree: true }, &o);
-        assert_eq!(r.iter().map(|x| x.plan_id).collect::<Vec<_>>(), vec![2, 4, 5]);
-        let r = plan_sync(1, &src, &nodes, Scope::Reseller { account_id: 20, with_subtree: false }, &o);
+        let r = plan_sync(
+            1,
+            &src,
+            &nodes,
+            Scope::Reseller {
+                account_id: 20,
+                with_subtree: true,
+            },
+            &o,
+        );
+        assert_eq!(
+            r.iter().map(|x| x.plan_id).collect::<Vec<_>>(),
+            vec![2, 4, 5]
+        );
+        let r = plan_sync(
+            1,
+            &src,
+            &nodes,
+            Scope::Reseller {
+                account_id: 20,
+                with_subtree: false,
+            },
+            &o,
+        );
         assert_eq!(r.iter().map(|x| x.plan_id).collect::<Vec<_>>(), vec![2]);
 
         nodes[2].cascade_stop = true; // copy 4's owner stops the cascade
         let stopped = plan_sync(1, &src, &nodes, Scope::AllResellers, &o);
-        assert_eq!(stopped.iter().map(|x| x.plan_id).collect::<Vec<_>>(), vec![2, 3, 4]);
+        assert_eq!(
+            stopped.iter().map(|x| x.plan_id).collect::<Vec<_>>(),
+            vec![2, 3, 4]
+        );
     }
 
     #[test]
@@ -415,8 +630,21 @@ mod tests {
         src.periods[0].recurring.amount = Price::units(99);
         let mut nodes = vec![node(2, 1, 20, &base), node(3, 2, 30, &base)];
         nodes[0].restrictions.prices = true;
-        let out = plan_sync(1, &src, &nodes, Scope::AllResellers, &SyncOptions { plan_fees: true, ..Default::default() });
+        let out = plan_sync(
+            1,
+            &src,
+            &nodes,
+            Scope::AllResellers,
+            &SyncOptions {
+                plan_fees: true,
+                ..Default::default()
+            },
+        );
         assert_eq!(out[0].content.periods[0].recurring.amount, Price::units(10));
-        assert_eq!(out[1].content.periods[0].recurring.amount, Price::units(10), "children sync from their parent's copy");
+        assert_eq!(
+            out[1].content.periods[0].recurring.amount,
+            Price::units(10),
+            "children sync from their parent's copy"
+        );
     }
 }

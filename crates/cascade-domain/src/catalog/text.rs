@@ -19,7 +19,10 @@ impl Localized {
     pub fn new(lang: &str, text: &str) -> Self {
         let mut values = BTreeMap::new();
         values.insert(lang.to_string(), text.to_string());
-        Self { default: lang.to_string(), values }
+        Self {
+            default: lang.to_string(),
+            values,
+        }
     }
 
     pub fn with(mut self, lang: &str, text: &str) -> Self {
@@ -33,7 +36,11 @@ impl Localized {
             return v;
         }
         let base = lang.split('-').next().unwrap_or(lang);
-        self.values.get(base).or_else(|| self.values.get(&self.default)).map(String::as_str).unwrap_or("")
+        self.values
+            .get(base)
+            .or_else(|| self.values.get(&self.default))
+            .map(String::as_str)
+            .unwrap_or("")
     }
 
     /// Validate and normalise: every tag a BCP 47 language, every text bounded and
@@ -54,10 +61,17 @@ impl Localized {
             && !values.contains_key(d.as_str())
             && errs.is_empty()
         {
-            errs.push(FieldError::new("values", "default_missing", format!("a text in the default language `{d}` is required")));
+            errs.push(FieldError::new(
+                "values",
+                "default_missing",
+                format!("a text in the default language `{d}` is required"),
+            ));
         }
         errs.into_result()?;
-        Ok(Localized { default: default.map(|d| d.as_str().to_string()).unwrap_or_default(), values })
+        Ok(Localized {
+            default: default.map(|d| d.as_str().to_string()).unwrap_or_default(),
+            values,
+        })
     }
 }
 
@@ -71,7 +85,10 @@ pub struct LocalizedInput {
 
 impl From<&Localized> for LocalizedInput {
     fn from(l: &Localized) -> Self {
-        Self { default: l.default.clone(), values: l.values.clone() }
+        Self {
+            default: l.default.clone(),
+            values: l.values.clone(),
+        }
     }
 }
 
@@ -81,7 +98,9 @@ mod tests {
 
     #[test]
     fn fallback_order() {
-        let t = Localized::new("en", "Mailbox").with("fr", "Boîte aux lettres").with("ar", "صندوق البريد");
+        let t = Localized::new("en", "Mailbox")
+            .with("fr", "Boîte aux lettres")
+            .with("ar", "صندوق البريد");
         assert_eq!(t.get("fr-CA"), "Boîte aux lettres");
         assert_eq!(t.get("ar"), "صندوق البريد");
         assert_eq!(t.get("de"), "Mailbox");
@@ -90,10 +109,23 @@ mod tests {
     #[test]
     fn rtl_and_other_tags_round_trip() {
         let mut values = BTreeMap::new();
-        for (l, v) in [("en", "Mail"), ("he", "דואר"), ("fa", "پست"), ("ar", "بريد"), ("zh-Hant", "郵件")] {
+        for (l, v) in [
+            ("en", "Mail"),
+            ("he", "דואר"),
+            ("fa", "پست"),
+            ("ar", "بريد"),
+            ("zh-Hant", "郵件"),
+        ] {
             values.insert(l.to_string(), v.to_string());
         }
-        let parsed = Localized::parse(&LocalizedInput { default: "en".into(), values: values.clone() }, 100).unwrap();
+        let parsed = Localized::parse(
+            &LocalizedInput {
+                default: "en".into(),
+                values: values.clone(),
+            },
+            100,
+        )
+        .unwrap();
         assert_eq!(parsed.values, values);
         let json = serde_json::to_string(&parsed).unwrap();
         assert_eq!(serde_json::from_str::<Localized>(&json).unwrap(), parsed);
@@ -104,10 +136,28 @@ mod tests {
         let mut values = BTreeMap::new();
         values.insert("xx-!!".to_string(), "a".to_string());
         values.insert("en".to_string(), "".to_string());
-        let e = Localized::parse(&LocalizedInput { default: "en".into(), values }, 10).unwrap_err();
+        let e = Localized::parse(
+            &LocalizedInput {
+                default: "en".into(),
+                values,
+            },
+            10,
+        )
+        .unwrap_err();
         let fields: Vec<_> = e.0.iter().map(|e| e.field.clone()).collect();
-        assert!(fields.contains(&"values.xx-!!".to_string()) && fields.contains(&"values.en".to_string()), "{fields:?}");
-        let e = Localized::parse(&LocalizedInput { default: "fr".into(), values: [("en".to_string(), "x".to_string())].into() }, 10).unwrap_err();
+        assert!(
+            fields.contains(&"values.xx-!!".to_string())
+                && fields.contains(&"values.en".to_string()),
+            "{fields:?}"
+        );
+        let e = Localized::parse(
+            &LocalizedInput {
+                default: "fr".into(),
+                values: [("en".to_string(), "x".to_string())].into(),
+            },
+            10,
+        )
+        .unwrap_err();
         assert_eq!(e.0[0].code, "default_missing");
     }
 }

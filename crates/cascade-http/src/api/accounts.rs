@@ -1,6 +1,6 @@
 //! `/api/v1/accounts`: the account tree.
 
-use super::{emit, iso, ProblemResponses};
+use super::{ProblemResponses, emit, iso};
 use crate::auth::Authed;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiQuery, PageOut, PageParams};
@@ -8,7 +8,9 @@ use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use cascade_domain::account::{Account, AccountKind, AccountPatchInput, AccountStatus, ContactInput, NewAccountInput};
+use cascade_domain::account::{
+    Account, AccountKind, AccountPatchInput, AccountStatus, ContactInput, NewAccountInput,
+};
 use cascade_domain::authz::{Action, Relation};
 use cascade_domain::ids::{AccountId, CustomerClassId};
 use cascade_store::accounts::{AccountFilter, Accounts};
@@ -141,11 +143,21 @@ pub struct CreateAccountIn {
 
 #[utoipa::path(post, path = "/api/v1/accounts", tag = "accounts", request_body = CreateAccountIn,
     responses((status = 201, body = AccountOut), ProblemResponses))]
-async fn create_account(State(st): State<AppState>, auth: Authed, ApiJson(body): ApiJson<CreateAccountIn>) -> ApiResult<(StatusCode, Json<AccountOut>)> {
+async fn create_account(
+    State(st): State<AppState>,
+    auth: Authed,
+    ApiJson(body): ApiJson<CreateAccountIn>,
+) -> ApiResult<(StatusCode, Json<AccountOut>)> {
     let vendor_id = AccountId(body.vendor_id);
-    auth.check(&st, vendor_id, Action::CreateAccountUnder).await.map_err(|e| {
-        if e.status == StatusCode::NOT_FOUND { ApiError::field("vendor_id", "unknown_vendor", "no such vendor account") } else { e }
-    })?;
+    auth.check(&st, vendor_id, Action::CreateAccountUnder)
+        .await
+        .map_err(|e| {
+            if e.status == StatusCode::NOT_FOUND {
+                ApiError::field("vendor_id", "unknown_vendor", "no such vendor account")
+            } else {
+                e
+            }
+        })?;
     let vendor = st.db.accounts().get(vendor_id).await?;
     if let Some(cc) = body.customer_class_id {
         check_class(&st, CustomerClassId(cc), &vendor).await?;
@@ -166,23 +178,46 @@ async fn create_account(State(st): State<AppState>, auth: Authed, ApiJson(body):
     let now = st.clock.now();
     let mut tx = st.db.begin().await?;
     let account = Accounts::create(&mut tx, &new, now).await?;
-    emit(&mut tx, now, "account.created", account.id, &auth, "account", account.id.0, json!({"kind": account.kind.as_str(), "vendor_id": vendor_id.0, "name": account.name})).await?;
+    emit(
+        &mut tx,
+        now,
+        "account.created",
+        account.id,
+        &auth,
+        "account",
+        account.id.0,
+        json!({"kind": account.kind.as_str(), "vendor_id": vendor_id.0, "name": account.name}),
+    )
+    .await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(account.into())))
 }
 
 /// Customer classes are defined by the vendor (a seller) for the accounts under it.
 async fn check_class(st: &AppState, class: CustomerClassId, vendor: &Account) -> ApiResult<()> {
-    if st.db.accounts().customer_class_owned_by(class, vendor.id).await? {
+    if st
+        .db
+        .accounts()
+        .customer_class_owned_by(class, vendor.id)
+        .await?
+    {
         Ok(())
     } else {
-        Err(ApiError::field("customer_class_id", "unknown_customer_class", "no such customer class at this vendor"))
+        Err(ApiError::field(
+            "customer_class_id",
+            "unknown_customer_class",
+            "no such customer class at this vendor",
+        ))
     }
 }
 
 #[utoipa::path(get, path = "/api/v1/accounts/{id}", tag = "accounts", params(("id" = i64, Path)),
     responses((status = 200, body = AccountOut), ProblemResponses))]
-async fn get_account(State(st): State<AppState>, auth: Authed, Path(id): Path<i64>) -> ApiResult<Json<AccountOut>> {
+async fn get_account(
+    State(st): State<AppState>,
+    auth: Authed,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<AccountOut>> {
     auth.check(&st, AccountId(id), Action::ViewAccount).await?;
     Ok(Json(st.db.accounts().get(AccountId(id)).await?.into()))
 }
@@ -200,14 +235,23 @@ pub struct UpdateAccountIn {
 
 #[utoipa::path(patch, path = "/api/v1/accounts/{id}", tag = "accounts", params(("id" = i64, Path)), request_body = UpdateAccountIn,
     responses((status = 200, body = AccountOut), ProblemResponses))]
-async fn update_account(State(st): State<AppState>, auth: Authed, Path(id): Path<i64>, ApiJson(body): ApiJson<UpdateAccountIn>) -> ApiResult<Json<AccountOut>> {
+async fn update_account(
+    State(st): State<AppState>,
+    auth: Authed,
+    Path(id): Path<i64>,
+    ApiJson(body): ApiJson<UpdateAccountIn>,
+) -> ApiResult<Json<AccountOut>> {
     let id = AccountId(id);
     let relation = auth.check(&st, id, Action::UpdateAccount).await?;
     let current = st.db.accounts().get(id).await?;
     if let Some(cc) = body.customer_class_id {
         // The class is set by the vendor, from the vendor's classes.
         let Some(vendor_id) = current.vendor_id.filter(|_| relation != Relation::Own) else {
-            return Err(ApiError::field("customer_class_id", "not_allowed", "an account's customer class is set by its vendor"));
+            return Err(ApiError::field(
+                "customer_class_id",
+                "not_allowed",
+                "an account's customer class is set by its vendor",
+            ));
         };
         let vendor = st.db.accounts().get(vendor_id).await?;
         check_class(&st, CustomerClassId(cc), &vendor).await?;
@@ -223,7 +267,17 @@ async fn update_account(State(st): State<AppState>, auth: Authed, Path(id): Path
     let now = st.clock.now();
     let mut tx = st.db.begin().await?;
     let updated = Accounts::update(&mut tx, &next, now).await?;
-    emit(&mut tx, now, "account.updated", id, &auth, "account", id.0, json!({})).await?;
+    emit(
+        &mut tx,
+        now,
+        "account.updated",
+        id,
+        &auth,
+        "account",
+        id.0,
+        json!({}),
+    )
+    .await?;
     tx.commit().await?;
     Ok(Json(updated.into()))
 }
@@ -247,7 +301,12 @@ pub struct ChangeStatusIn {
 
 #[utoipa::path(post, path = "/api/v1/accounts/{id}/status", tag = "accounts", params(("id" = i64, Path)), request_body = ChangeStatusIn,
     responses((status = 200, body = AccountOut), ProblemResponses))]
-async fn change_status(State(st): State<AppState>, auth: Authed, Path(id): Path<i64>, ApiJson(body): ApiJson<ChangeStatusIn>) -> ApiResult<Json<AccountOut>> {
+async fn change_status(
+    State(st): State<AppState>,
+    auth: Authed,
+    Path(id): Path<i64>,
+    ApiJson(body): ApiJson<ChangeStatusIn>,
+) -> ApiResult<Json<AccountOut>> {
     let id = AccountId(id);
     auth.check(&st, id, Action::ChangeAccountStatus).await?;
     let current = st.db.accounts().get(id).await?;
@@ -259,14 +318,24 @@ async fn change_status(State(st): State<AppState>, auth: Authed, Path(id): Path<
     };
     let to = current.status.transition(to)?;
     let reason = match body.reason.as_deref() {
-        Some(r) => cascade_domain::validation::optional_text(Some(r), 500).map_err(|e| ApiError::from(e.under("reason")))?,
+        Some(r) => cascade_domain::validation::optional_text(Some(r), 500)
+            .map_err(|e| ApiError::from(e.under("reason")))?,
         None => None,
     };
     let now = st.clock.now();
     let mut tx = st.db.begin().await?;
     let updated = Accounts::set_status(&mut tx, id, to, now).await?;
-    emit(&mut tx, now, "account.status_changed", id, &auth, "account", id.0,
-        json!({"from": current.status.as_str(), "to": to.as_str(), "reason": reason})).await?;
+    emit(
+        &mut tx,
+        now,
+        "account.status_changed",
+        id,
+        &auth,
+        "account",
+        id.0,
+        json!({"from": current.status.as_str(), "to": to.as_str(), "reason": reason}),
+    )
+    .await?;
     tx.commit().await?;
     Ok(Json(updated.into()))
 }
@@ -289,10 +358,22 @@ pub struct ListParams {
 impl ListParams {
     fn filter(&self) -> ApiResult<AccountFilter> {
         Ok(AccountFilter {
-            kind: self.kind.as_deref().map(str::parse).transpose().map_err(|e: cascade_domain::FieldError| ApiError::from(e))?,
-            status: self.status.as_deref().map(str::parse).transpose().map_err(|e: cascade_domain::FieldError| ApiError::from(e))?,
+            kind: self
+                .kind
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .map_err(|e: cascade_domain::FieldError| ApiError::from(e))?,
+            status: self
+                .status
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .map_err(|e: cascade_domain::FieldError| ApiError::from(e))?,
             name_contains: match self.q.as_deref() {
-                Some(q) if q.chars().count() > 200 => return Err(ApiError::field("q", "too_long", "at most 200 characters")),
+                Some(q) if q.chars().count() > 200 => {
+                    return Err(ApiError::field("q", "too_long", "at most 200 characters"));
+                }
                 Some(q) if !q.trim().is_empty() => Some(q.trim().to_string()),
                 _ => None,
             },
@@ -300,41 +381,77 @@ impl ListParams {
         })
     }
     fn page(&self) -> PageParams {
-        PageParams { limit: self.limit, cursor: self.cursor.clone() }
+        PageParams {
+            limit: self.limit,
+            cursor: self.cursor.clone(),
+        }
     }
 }
 
 #[utoipa::path(get, path = "/api/v1/accounts/{id}/children", tag = "accounts", params(("id" = i64, Path), ListParams),
     responses((status = 200, body = PageOut<AccountOut>), ProblemResponses))]
-async fn list_children(State(st): State<AppState>, auth: Authed, Path(id): Path<i64>, ApiQuery(q): ApiQuery<ListParams>) -> ApiResult<Json<PageOut<AccountOut>>> {
+async fn list_children(
+    State(st): State<AppState>,
+    auth: Authed,
+    Path(id): Path<i64>,
+    ApiQuery(q): ApiQuery<ListParams>,
+) -> ApiResult<Json<PageOut<AccountOut>>> {
     let id = AccountId(id);
     // Listing what is below an account needs the right to see below one's own.
     auth.check(&st, id, Action::ViewAccount).await?;
     require_view_below(&auth)?;
     let page = q.page();
-    let p = st.db.accounts().children(id, &q.filter()?, page.after()?, page.limit()?).await?;
-    Ok(Json(PageOut::new(p.items.into_iter().map(Into::into).collect(), p.next)))
+    let p = st
+        .db
+        .accounts()
+        .children(id, &q.filter()?, page.after()?, page.limit()?)
+        .await?;
+    Ok(Json(PageOut::new(
+        p.items.into_iter().map(Into::into).collect(),
+        p.next,
+    )))
 }
 
 #[utoipa::path(get, path = "/api/v1/accounts/{id}/descendants", tag = "accounts", params(("id" = i64, Path), ListParams),
     responses((status = 200, body = PageOut<AccountOut>), ProblemResponses))]
-async fn list_descendants(State(st): State<AppState>, auth: Authed, Path(id): Path<i64>, ApiQuery(q): ApiQuery<ListParams>) -> ApiResult<Json<PageOut<AccountOut>>> {
+async fn list_descendants(
+    State(st): State<AppState>,
+    auth: Authed,
+    Path(id): Path<i64>,
+    ApiQuery(q): ApiQuery<ListParams>,
+) -> ApiResult<Json<PageOut<AccountOut>>> {
     let id = AccountId(id);
     auth.check(&st, id, Action::ViewAccount).await?;
     require_view_below(&auth)?;
     let page = q.page();
-    let p = st.db.accounts().descendants(id, &q.filter()?, page.after()?, page.limit()?).await?;
-    Ok(Json(PageOut::new(p.items.into_iter().map(Into::into).collect(), p.next)))
+    let p = st
+        .db
+        .accounts()
+        .descendants(id, &q.filter()?, page.after()?, page.limit()?)
+        .await?;
+    Ok(Json(PageOut::new(
+        p.items.into_iter().map(Into::into).collect(),
+        p.next,
+    )))
 }
 
 fn require_view_below(auth: &Authed) -> ApiResult<()> {
     // Any descendant would need ACCOUNTS_VIEW (or ACCOUNTS_MANAGE) to be seen.
-    cascade_domain::authz::authorize(&auth.actor, Relation::Descendant { depth: 1 }, Action::ViewAccount).map_err(Into::into)
+    cascade_domain::authz::authorize(
+        &auth.actor,
+        Relation::Descendant { depth: 1 },
+        Action::ViewAccount,
+    )
+    .map_err(Into::into)
 }
 
 #[utoipa::path(get, path = "/api/v1/accounts/{id}/vendors", tag = "accounts", params(("id" = i64, Path)),
     responses((status = 200, body = Vec<AccountOut>, description = "The vendor chain above the account, nearest first, up to the caller's own account"), ProblemResponses))]
-async fn vendor_chain(State(st): State<AppState>, auth: Authed, Path(id): Path<i64>) -> ApiResult<Json<Vec<AccountOut>>> {
+async fn vendor_chain(
+    State(st): State<AppState>,
+    auth: Authed,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<Vec<AccountOut>>> {
     let id = AccountId(id);
     auth.check(&st, id, Action::ViewAccount).await?;
     let chain = st.db.accounts().vendor_chain(id).await?;

@@ -13,13 +13,13 @@ use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use cascade_domain::FieldError;
 use cascade_domain::account::AccountKind;
 use cascade_domain::authz::Action;
 use cascade_domain::catalog::plan::PlanContent;
 use cascade_domain::catalog::sync::{CopyOutcome, Restrictions, Scope, SyncOptions, plan_sync};
 use cascade_domain::ids::AccountId;
 use cascade_domain::validation::ValidationErrors;
-use cascade_domain::FieldError;
 use cascade_store::plans::{Plan, Plans, SyncRun, SyncSettings};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -98,24 +98,57 @@ pub struct PlanListParams {
 
 fn lang_of(auth: &Authed, lang: Option<&str>) -> ApiResult<String> {
     match lang {
-        Some(l) => Ok(cascade_domain::account::Language::parse(l).map_err(|e| ApiError::from(e.under("lang")))?.as_str().to_string()),
-        None => Ok(auth.user.language.as_ref().map(|l| l.as_str().to_string()).unwrap_or_else(|| "en".into())),
+        Some(l) => Ok(cascade_domain::account::Language::parse(l)
+            .map_err(|e| ApiError::from(e.under("lang")))?
+            .as_str()
+            .to_string()),
+        None => Ok(auth
+            .user
+            .language
+            .as_ref()
+            .map(|l| l.as_str().to_string())
+            .unwrap_or_else(|| "en".into())),
     }
 }
 
 #[utoipa::path(get, path = "/api/v1/accounts/{id}/plans", tag = "plans", params(("id" = i64, Path), PlanListParams),
     responses((status = 200, body = PageOut<PlanOut>, description = "The seller's catalog view: its own plans and the copies delegated to it, with its prices"), ProblemResponses))]
-async fn list_plans(State(st): State<AppState>, auth: Authed, Path(id): Path<i64>, ApiQuery(q): ApiQuery<PlanListParams>) -> ApiResult<Json<PageOut<PlanOut>>> {
+async fn list_plans(
+    State(st): State<AppState>,
+    auth: Authed,
+    Path(id): Path<i64>,
+    ApiQuery(q): ApiQuery<PlanListParams>,
+) -> ApiResult<Json<PageOut<PlanOut>>> {
     auth.check(&st, AccountId(id), Action::ViewCatalog).await?;
     let lang = lang_of(&auth, q.lang.as_deref())?;
-    let page = PageParams { limit: q.limit, cursor: q.cursor.clone() };
-    let p = st.db.plans().of_owner(AccountId(id), q.on_sale.unwrap_or(false), page.after()?, page.limit()?).await?;
-    Ok(Json(PageOut::new(p.items.into_iter().map(|x| plan_out(x, &lang)).collect(), p.next)))
+    let page = PageParams {
+        limit: q.limit,
+        cursor: q.cursor.clone(),
+    };
+    let p = st
+        .db
+        .plans()
+        .of_owner(
+            AccountId(id),
+            q.on_sale.unwrap_or(false),
+            page.after()?,
+            page.limit()?,
+        )
+        .await?;
+    Ok(Json(PageOut::new(
+        p.items.into_iter().map(|x| plan_out(x, &lang)).collect(),
+        p.next,
+    )))
 }
 
 #[utoipa::path(get, path = "/api/v1/accounts/{id}/offers", tag = "plans", params(("id" = i64, Path), PlanListParams),
     responses((status = 200, body = PageOut<PlanOut>, description = "What the account can buy: its vendor's plans on sale"), ProblemResponses))]
-async fn list_offers(State(st): State<AppState>, auth: Authed, Path(id): Path<i64>, ApiQuery(q): ApiQuery<PlanListParams>) -> ApiResult<Json<PageOut<PlanOut>>> {
+async fn list_offers(
+    State(st): State<AppState>,
+    auth: Authed,
+    Path(id): Path<i64>,
+    ApiQuery(q): ApiQuery<PlanListParams>,
+) -> ApiResult<Json<PageOut<PlanOut>>> {
     auth.check(&st, AccountId(id), Action::ViewAccount).await?;
     let account = st.db.accounts().get(AccountId(id)).await?;
     let Some(vendor) = account.vendor_id else {
@@ -125,9 +158,19 @@ async fn list_offers(State(st): State<AppState>, auth: Authed, Path(id): Path<i6
         Some(_) => lang_of(&auth, q.lang.as_deref())?,
         None => account.language.as_str().to_string(),
     };
-    let page = PageParams { limit: q.limit, cursor: q.cursor.clone() };
-    let p = st.db.plans().of_owner(vendor, true, page.after()?, page.limit()?).await?;
-    Ok(Json(PageOut::new(p.items.into_iter().map(|x| plan_out(x, &lang)).collect(), p.next)))
+    let page = PageParams {
+        limit: q.limit,
+        cursor: q.cursor.clone(),
+    };
+    let p = st
+        .db
+        .plans()
+        .of_owner(vendor, true, page.after()?, page.limit()?)
+        .await?;
+    Ok(Json(PageOut::new(
+        p.items.into_iter().map(|x| plan_out(x, &lang)).collect(),
+        p.next,
+    )))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -141,22 +184,40 @@ pub struct CreatePlanIn {
 
 /// Rules a plan's content obeys within its owner's catalog: resource types visible to
 /// the owner, sales categories that exist in the owner's store and hold plans.
-async fn check_catalog_refs(st: &AppState, owner: AccountId, c: &PlanContent, check_categories: bool) -> ApiResult<()> {
+async fn check_catalog_refs(
+    st: &AppState,
+    owner: AccountId,
+    c: &PlanContent,
+    check_categories: bool,
+) -> ApiResult<()> {
     let mut e = ValidationErrors::new();
     for (i, r) in c.rates.iter().enumerate() {
-        let visible = match st.db.plans().resource_type_owner(r.resource_type_id).await? {
+        let visible = match st
+            .db
+            .plans()
+            .resource_type_owner(r.resource_type_id)
+            .await?
+        {
             Some(o) => st.db.accounts().relation_depth(o, owner).await?.is_some(),
             None => false,
         };
         if !visible {
-            e.push(FieldError::new(format!("content.rates[{i}].resource_type_id"), "unknown_resource_type", "no such resource type"));
+            e.push(FieldError::new(
+                format!("content.rates[{i}].resource_type_id"),
+                "unknown_resource_type",
+                "no such resource type",
+            ));
         }
     }
     if check_categories {
         let cats = st.db.plans().sales_category_codes(owner).await?;
         for (i, code) in c.sales_categories.iter().enumerate() {
             match cats.get(code) {
-                None => e.push(FieldError::new(format!("content.sales_categories[{i}]"), "unknown_sales_category", format!("no sales category `{code}` in this store"))),
+                None => e.push(FieldError::new(
+                    format!("content.sales_categories[{i}]"),
+                    "unknown_sales_category",
+                    format!("no sales category `{code}` in this store"),
+                )),
                 Some(true) => e.push(FieldError::new(
                     format!("content.sales_categories[{i}]"),
                     "category_has_subcategories",
@@ -175,19 +236,32 @@ fn prefixed(e: ValidationErrors, prefix: &str) -> ApiError {
 
 #[utoipa::path(post, path = "/api/v1/accounts/{id}/plans", tag = "plans", params(("id" = i64, Path)), request_body = CreatePlanIn,
     responses((status = 201, body = PlanOut), ProblemResponses))]
-async fn create_plan(State(st): State<AppState>, auth: Authed, Path(id): Path<i64>, ApiJson(body): ApiJson<CreatePlanIn>) -> ApiResult<(StatusCode, Json<PlanOut>)> {
+async fn create_plan(
+    State(st): State<AppState>,
+    auth: Authed,
+    Path(id): Path<i64>,
+    ApiJson(body): ApiJson<CreatePlanIn>,
+) -> ApiResult<(StatusCode, Json<PlanOut>)> {
     let owner = AccountId(id);
     auth.check(&st, owner, Action::ManageCatalog).await?;
     let account = st.db.accounts().get(owner).await?;
     if account.kind == AccountKind::Customer {
-        return Err(ApiError::field("account_id", "not_a_seller", "only the provider and resellers own plans"));
+        return Err(ApiError::field(
+            "account_id",
+            "not_a_seller",
+            "only the provider and resellers own plans",
+        ));
     }
     let template_ok = match st.db.plans().template_owner(body.template_id).await? {
         Some(o) => st.db.accounts().relation_depth(o, owner).await?.is_some(),
         None => false,
     };
     if !template_ok {
-        return Err(ApiError::field("template_id", "unknown_template", "no such service template"));
+        return Err(ApiError::field(
+            "template_id",
+            "unknown_template",
+            "no such service template",
+        ));
     }
     let mut content = body.content;
     for p in &mut content.periods {
@@ -200,10 +274,31 @@ async fn create_plan(State(st): State<AppState>, auth: Authed, Path(id): Path<i6
     check_catalog_refs(&st, owner, &content, true).await?;
     let now = st.clock.now();
     let mut tx = st.db.begin().await?;
-    let plan = Plans::create(&mut tx, owner, body.template_id, account.currency.code(), &content, now).await?;
-    emit(&mut tx, now, "plan.created", owner, &auth, "plan", plan.id, json!({"name": plan.content.name.get("en")})).await?;
+    let plan = Plans::create(
+        &mut tx,
+        owner,
+        body.template_id,
+        account.currency.code(),
+        &content,
+        now,
+    )
+    .await?;
+    emit(
+        &mut tx,
+        now,
+        "plan.created",
+        owner,
+        &auth,
+        "plan",
+        plan.id,
+        json!({"name": plan.content.name.get("en")}),
+    )
+    .await?;
     tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(plan_out(plan, &lang_of(&auth, None)?))))
+    Ok((
+        StatusCode::CREATED,
+        Json(plan_out(plan, &lang_of(&auth, None)?)),
+    ))
 }
 
 async fn plan_for(st: &AppState, auth: &Authed, id: i64, action: Action) -> ApiResult<Plan> {
@@ -219,7 +314,12 @@ pub struct LangParam {
 }
 
 #[utoipa::path(get, path = "/api/v1/plans/{id}", tag = "plans", params(("id" = i64, Path), LangParam), responses((status = 200, body = PlanOut), ProblemResponses))]
-async fn get_plan(State(st): State<AppState>, auth: Authed, Path(id): Path<i64>, ApiQuery(q): ApiQuery<LangParam>) -> ApiResult<Json<PlanOut>> {
+async fn get_plan(
+    State(st): State<AppState>,
+    auth: Authed,
+    Path(id): Path<i64>,
+    ApiQuery(q): ApiQuery<LangParam>,
+) -> ApiResult<Json<PlanOut>> {
     let plan = plan_for(&st, &auth, id, Action::ViewCatalog).await?;
     Ok(Json(plan_out(plan, &lang_of(&auth, q.lang.as_deref())?)))
 }
@@ -235,7 +335,12 @@ pub struct UpdatePlanIn {
 
 #[utoipa::path(put, path = "/api/v1/plans/{id}", tag = "plans", params(("id" = i64, Path)), request_body = UpdatePlanIn,
     responses((status = 200, body = PlanOut), ProblemResponses))]
-async fn update_plan(State(st): State<AppState>, auth: Authed, Path(id): Path<i64>, ApiJson(body): ApiJson<UpdatePlanIn>) -> ApiResult<Json<PlanOut>> {
+async fn update_plan(
+    State(st): State<AppState>,
+    auth: Authed,
+    Path(id): Path<i64>,
+    ApiJson(body): ApiJson<UpdatePlanIn>,
+) -> ApiResult<Json<PlanOut>> {
     let plan = plan_for(&st, &auth, id, Action::ManageCatalog).await?;
     let mut next = body.content;
     // Price confirmation flags are the platform's, not the caller's.
@@ -247,15 +352,42 @@ async fn update_plan(State(st): State<AppState>, auth: Authed, Path(id): Path<i6
     }
     next.validate().map_err(|e| prefixed(e, "content"))?;
     if plan.is_copy() {
-        plan.content.check_copy_edit(&next).map_err(|e| prefixed(e, "content"))?;
+        plan.content
+            .check_copy_edit(&next)
+            .map_err(|e| prefixed(e, "content"))?;
     } else {
         check_original_edit(&st, &plan, &next).await?;
     }
-    check_catalog_refs(&st, plan.owner_account_id, &next, next.sales_categories != plan.content.sales_categories).await?;
+    check_catalog_refs(
+        &st,
+        plan.owner_account_id,
+        &next,
+        next.sales_categories != plan.content.sales_categories,
+    )
+    .await?;
     let now = st.clock.now();
     let mut tx = st.db.begin().await?;
-    let updated = Plans::update(&mut tx, plan.id, body.expected_version.unwrap_or(plan.version), &next, plan.withdrawn, plan.upstream_changes, now).await?;
-    emit(&mut tx, now, "plan.updated", plan.owner_account_id, &auth, "plan", plan.id, json!({"version": updated.version})).await?;
+    let updated = Plans::update(
+        &mut tx,
+        plan.id,
+        body.expected_version.unwrap_or(plan.version),
+        &next,
+        plan.withdrawn,
+        plan.upstream_changes,
+        now,
+    )
+    .await?;
+    emit(
+        &mut tx,
+        now,
+        "plan.updated",
+        plan.owner_account_id,
+        &auth,
+        "plan",
+        plan.id,
+        json!({"version": updated.version}),
+    )
+    .await?;
     tx.commit().await?;
     Ok(Json(plan_out(updated, &lang_of(&auth, None)?)))
 }
@@ -268,23 +400,47 @@ async fn check_original_edit(st: &AppState, plan: &Plan, next: &PlanContent) -> 
         return Ok(());
     }
     let mut e = ValidationErrors::new();
-    if next.billing_model != plan.content.billing_model || next.period_type != plan.content.period_type {
-        e.push(FieldError::new("content.billing_model", "structure_in_use", "the billing model and period type cannot change while the plan is delegated"));
+    if next.billing_model != plan.content.billing_model
+        || next.period_type != plan.content.period_type
+    {
+        e.push(FieldError::new(
+            "content.billing_model",
+            "structure_in_use",
+            "the billing model and period type cannot change while the plan is delegated",
+        ));
     }
     for uid in &periods {
         match (plan.content.period(uid), next.period(uid)) {
-            (Some(_), None) => e.push(FieldError::new(format!("content.periods[{uid}]"), "period_in_use", "this period is used by delegated copies and cannot be removed")),
-            (Some(a), Some(b)) if (a.duration, a.unit, a.trial) != (b.duration, b.unit, b.trial) => {
-                e.push(FieldError::new(format!("content.periods[{uid}]"), "period_in_use", "the duration of a period used by copies cannot change"))
+            (Some(_), None) => e.push(FieldError::new(
+                format!("content.periods[{uid}]"),
+                "period_in_use",
+                "this period is used by delegated copies and cannot be removed",
+            )),
+            (Some(a), Some(b))
+                if (a.duration, a.unit, a.trial) != (b.duration, b.unit, b.trial) =>
+            {
+                e.push(FieldError::new(
+                    format!("content.periods[{uid}]"),
+                    "period_in_use",
+                    "the duration of a period used by copies cannot change",
+                ))
             }
             _ => {}
         }
     }
     for uid in &rates {
         match (plan.content.rate(uid), next.rate(uid)) {
-            (Some(_), None) => e.push(FieldError::new(format!("content.rates[{uid}]"), "rate_in_use", "this resource rate is used by delegated copies and cannot be removed")),
+            (Some(_), None) => e.push(FieldError::new(
+                format!("content.rates[{uid}]"),
+                "rate_in_use",
+                "this resource rate is used by delegated copies and cannot be removed",
+            )),
             (Some(a), Some(b)) if a.resource_type_id != b.resource_type_id => {
-                e.push(FieldError::new(format!("content.rates[{uid}]"), "rate_in_use", "the resource of a rate used by copies cannot change"))
+                e.push(FieldError::new(
+                    format!("content.rates[{uid}]"),
+                    "rate_in_use",
+                    "the resource of a rate used by copies cannot change",
+                ))
             }
             _ => {}
         }
@@ -294,25 +450,53 @@ async fn check_original_edit(st: &AppState, plan: &Plan, next: &PlanContent) -> 
 
 #[utoipa::path(delete, path = "/api/v1/plans/{id}", tag = "plans", params(("id" = i64, Path)),
     responses((status = 204, description = "Deleted"), ProblemResponses))]
-async fn delete_plan(State(st): State<AppState>, auth: Authed, Path(id): Path<i64>) -> ApiResult<StatusCode> {
+async fn delete_plan(
+    State(st): State<AppState>,
+    auth: Authed,
+    Path(id): Path<i64>,
+) -> ApiResult<StatusCode> {
     let plan = plan_for(&st, &auth, id, Action::ManageCatalog).await?;
     if !st.db.plans().copies_of(plan.id).await?.is_empty() {
-        return Err(ApiError::conflict("the plan is delegated; its copies must be removed first"));
+        return Err(ApiError::conflict(
+            "the plan is delegated; its copies must be removed first",
+        ));
     }
     let now = st.clock.now();
     let mut tx = st.db.begin().await?;
     Plans::delete(&mut tx, plan.id).await?;
-    emit(&mut tx, now, "plan.deleted", plan.owner_account_id, &auth, "plan", plan.id, json!({})).await?;
+    emit(
+        &mut tx,
+        now,
+        "plan.deleted",
+        plan.owner_account_id,
+        &auth,
+        "plan",
+        plan.id,
+        json!({}),
+    )
+    .await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(get, path = "/api/v1/plans/{id}/copies", tag = "plans", params(("id" = i64, Path)),
     responses((status = 200, body = Vec<PlanOut>, description = "The direct resellers' copies"), ProblemResponses))]
-async fn list_copies(State(st): State<AppState>, auth: Authed, Path(id): Path<i64>) -> ApiResult<Json<Vec<PlanOut>>> {
+async fn list_copies(
+    State(st): State<AppState>,
+    auth: Authed,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<Vec<PlanOut>>> {
     let plan = plan_for(&st, &auth, id, Action::ViewCatalog).await?;
     let lang = lang_of(&auth, None)?;
-    Ok(Json(st.db.plans().copies_of(plan.id).await?.into_iter().map(|p| plan_out(p, &lang)).collect()))
+    Ok(Json(
+        st.db
+            .plans()
+            .copies_of(plan.id)
+            .await?
+            .into_iter()
+            .map(|p| plan_out(p, &lang))
+            .collect(),
+    ))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -324,9 +508,20 @@ pub struct DelegateIn {
 
 #[utoipa::path(post, path = "/api/v1/plans/{id}/copies", tag = "plans", params(("id" = i64, Path)), request_body = DelegateIn,
     responses((status = 201, body = PlanOut, description = "The reseller's own copy, linked to this plan"), ProblemResponses))]
-async fn delegate_plan(State(st): State<AppState>, auth: Authed, Path(id): Path<i64>, ApiJson(body): ApiJson<DelegateIn>) -> ApiResult<(StatusCode, Json<PlanOut>)> {
+async fn delegate_plan(
+    State(st): State<AppState>,
+    auth: Authed,
+    Path(id): Path<i64>,
+    ApiJson(body): ApiJson<DelegateIn>,
+) -> ApiResult<(StatusCode, Json<PlanOut>)> {
     let plan = plan_for(&st, &auth, id, Action::ManageCatalog).await?;
-    let not_child = || ApiError::field("reseller_id", "not_a_direct_reseller", "a plan is delegated to a reseller directly under its owner");
+    let not_child = || {
+        ApiError::field(
+            "reseller_id",
+            "not_a_direct_reseller",
+            "a plan is delegated to a reseller directly under its owner",
+        )
+    };
     let reseller = match st.db.accounts().get(AccountId(body.reseller_id)).await {
         Ok(a) => a,
         Err(cascade_store::StoreError::NotFound) => return Err(not_child()),
@@ -338,14 +533,31 @@ async fn delegate_plan(State(st): State<AppState>, auth: Authed, Path(id): Path<
     let now = st.clock.now();
     let mut tx = st.db.begin().await?;
     let copy = Plans::delegate(&mut tx, &plan, reseller.id, now).await?;
-    emit(&mut tx, now, "plan.delegated", plan.owner_account_id, &auth, "plan", plan.id, json!({"copy_id": copy.id, "reseller_id": reseller.id.0})).await?;
+    emit(
+        &mut tx,
+        now,
+        "plan.delegated",
+        plan.owner_account_id,
+        &auth,
+        "plan",
+        plan.id,
+        json!({"copy_id": copy.id, "reseller_id": reseller.id.0}),
+    )
+    .await?;
     tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(plan_out(copy, &lang_of(&auth, None)?))))
+    Ok((
+        StatusCode::CREATED,
+        Json(plan_out(copy, &lang_of(&auth, None)?)),
+    ))
 }
 
 #[utoipa::path(post, path = "/api/v1/plans/{id}/confirm-prices", tag = "plans", params(("id" = i64, Path)),
     responses((status = 200, body = PlanOut, description = "Prices added by a sync are confirmed; the plan returns to the store"), ProblemResponses))]
-async fn confirm_prices(State(st): State<AppState>, auth: Authed, Path(id): Path<i64>) -> ApiResult<Json<PlanOut>> {
+async fn confirm_prices(
+    State(st): State<AppState>,
+    auth: Authed,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<PlanOut>> {
     let plan = plan_for(&st, &auth, id, Action::ManageCatalog).await?;
     let mut next = plan.content.clone();
     for p in &mut next.periods {
@@ -356,8 +568,27 @@ async fn confirm_prices(State(st): State<AppState>, auth: Authed, Path(id): Path
     }
     let now = st.clock.now();
     let mut tx = st.db.begin().await?;
-    let updated = Plans::update(&mut tx, plan.id, plan.version, &next, false, plan.upstream_changes, now).await?;
-    emit(&mut tx, now, "plan.prices_confirmed", plan.owner_account_id, &auth, "plan", plan.id, json!({})).await?;
+    let updated = Plans::update(
+        &mut tx,
+        plan.id,
+        plan.version,
+        &next,
+        false,
+        plan.upstream_changes,
+        now,
+    )
+    .await?;
+    emit(
+        &mut tx,
+        now,
+        "plan.prices_confirmed",
+        plan.owner_account_id,
+        &auth,
+        "plan",
+        plan.id,
+        json!({}),
+    )
+    .await?;
     tx.commit().await?;
     Ok(Json(plan_out(updated, &lang_of(&auth, None)?)))
 }
@@ -415,15 +646,32 @@ fn digest(outcomes: &[CopyOutcome]) -> String {
 
 async fn compute_sync(st: &AppState, plan: &Plan, body: &SyncIn) -> ApiResult<Vec<CopyOutcome>> {
     if !body.options.any() {
-        return Err(ApiError::field("options", "no_options", "pick at least one synchronization option"));
+        return Err(ApiError::field(
+            "options",
+            "no_options",
+            "pick at least one synchronization option",
+        ));
     }
     let nodes = st.db.plans().subtree(plan).await?;
     if let Scope::Reseller { account_id, .. } = body.scope {
-        if !nodes.iter().any(|n| n.parent_plan_id == plan.id && n.owner_id == account_id) {
-            return Err(ApiError::field("scope.account_id", "not_a_copy_holder", "this reseller holds no direct copy of the plan"));
+        if !nodes
+            .iter()
+            .any(|n| n.parent_plan_id == plan.id && n.owner_id == account_id)
+        {
+            return Err(ApiError::field(
+                "scope.account_id",
+                "not_a_copy_holder",
+                "this reseller holds no direct copy of the plan",
+            ));
         }
     }
-    Ok(plan_sync(plan.id, &plan.content, &nodes, body.scope, &body.options))
+    Ok(plan_sync(
+        plan.id,
+        &plan.content,
+        &nodes,
+        body.scope,
+        &body.options,
+    ))
 }
 
 fn preview_out(outcomes: &[CopyOutcome]) -> SyncPreviewOut {
@@ -448,7 +696,12 @@ fn preview_out(outcomes: &[CopyOutcome]) -> SyncPreviewOut {
 
 #[utoipa::path(post, path = "/api/v1/plans/{id}/sync/preview", tag = "plans", params(("id" = i64, Path)), request_body = SyncIn,
     responses((status = 200, body = SyncPreviewOut, description = "What the sync would change where, and what restrictions stop"), ProblemResponses))]
-async fn sync_preview(State(st): State<AppState>, auth: Authed, Path(id): Path<i64>, ApiJson(body): ApiJson<SyncIn>) -> ApiResult<Json<SyncPreviewOut>> {
+async fn sync_preview(
+    State(st): State<AppState>,
+    auth: Authed,
+    Path(id): Path<i64>,
+    ApiJson(body): ApiJson<SyncIn>,
+) -> ApiResult<Json<SyncPreviewOut>> {
     let plan = plan_for(&st, &auth, id, Action::ManageCatalog).await?;
     let outcomes = compute_sync(&st, &plan, &body).await?;
     Ok(Json(preview_out(&outcomes)))
@@ -487,24 +740,56 @@ fn run_out(r: SyncRun) -> SyncRunOut {
 
 #[utoipa::path(post, path = "/api/v1/plans/{id}/sync", tag = "plans", params(("id" = i64, Path)), request_body = SyncIn,
     responses((status = 200, body = SyncRunOut, description = "Applied; per-copy results under /api/v1/sync-runs/{id}"), ProblemResponses))]
-async fn sync_apply(State(st): State<AppState>, auth: Authed, Path(id): Path<i64>, ApiJson(body): ApiJson<SyncIn>) -> ApiResult<Json<SyncRunOut>> {
+async fn sync_apply(
+    State(st): State<AppState>,
+    auth: Authed,
+    Path(id): Path<i64>,
+    ApiJson(body): ApiJson<SyncIn>,
+) -> ApiResult<Json<SyncRunOut>> {
     let plan = plan_for(&st, &auth, id, Action::ManageCatalog).await?;
     let outcomes = compute_sync(&st, &plan, &body).await?;
     if let Some(expected) = &body.expected_digest {
         if *expected != digest(&outcomes) {
-            return Err(ApiError::new(StatusCode::CONFLICT, "preview_outdated", "The preview is outdated")
-                .detail("the plan or its copies changed since the preview; preview again"));
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "preview_outdated",
+                "The preview is outdated",
+            )
+            .detail("the plan or its copies changed since the preview; preview again"));
         }
     }
     let now = st.clock.now();
     let options = json!(body.options);
     let scope = json!(body.scope);
-    let run = st.db.plans().apply_sync(plan.id, plan.owner_account_id, Some(auth.actor.user_id.0), &options, &scope, &outcomes, now, 500, |_| {}).await?;
+    let run = st
+        .db
+        .plans()
+        .apply_sync(
+            plan.id,
+            plan.owner_account_id,
+            Some(auth.actor.user_id.0),
+            &options,
+            &scope,
+            &outcomes,
+            now,
+            500,
+            |_| {},
+        )
+        .await?;
     let mut tx = st.db.begin().await?;
     // A copy that passed everything down has no upstream changes pending any more.
     if plan.upstream_changes && matches!(body.scope, Scope::AllResellers) {
         let fresh = st.db.plans().get(plan.id).await?;
-        Plans::update(&mut tx, fresh.id, fresh.version, &fresh.content, fresh.withdrawn, false, now).await?;
+        Plans::update(
+            &mut tx,
+            fresh.id,
+            fresh.version,
+            &fresh.content,
+            fresh.withdrawn,
+            false,
+            now,
+        )
+        .await?;
     }
     emit(&mut tx, now, "plan.synced", plan.owner_account_id, &auth, "sync_run", run.id,
         json!({"plan_id": plan.id, "copies_changed": run.copies_changed, "copies_failed": run.copies_failed})).await?;
@@ -514,10 +799,22 @@ async fn sync_apply(State(st): State<AppState>, auth: Authed, Path(id): Path<i64
 
 #[utoipa::path(get, path = "/api/v1/plans/{id}/sync-runs", tag = "plans", params(("id" = i64, Path), PageParams),
     responses((status = 200, body = PageOut<SyncRunOut>, description = "The plan's sync audit trail, newest first"), ProblemResponses))]
-async fn list_sync_runs(State(st): State<AppState>, auth: Authed, Path(id): Path<i64>, ApiQuery(q): ApiQuery<PageParams>) -> ApiResult<Json<PageOut<SyncRunOut>>> {
+async fn list_sync_runs(
+    State(st): State<AppState>,
+    auth: Authed,
+    Path(id): Path<i64>,
+    ApiQuery(q): ApiQuery<PageParams>,
+) -> ApiResult<Json<PageOut<SyncRunOut>>> {
     let plan = plan_for(&st, &auth, id, Action::ViewCatalog).await?;
-    let p = st.db.plans().runs_of(plan.id, q.after()?, q.limit()?).await?;
-    Ok(Json(PageOut::new(p.items.into_iter().map(run_out).collect(), p.next)))
+    let p = st
+        .db
+        .plans()
+        .runs_of(plan.id, q.after()?, q.limit()?)
+        .await?;
+    Ok(Json(PageOut::new(
+        p.items.into_iter().map(run_out).collect(),
+        p.next,
+    )))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -544,10 +841,19 @@ pub struct SyncRunDetailOut {
 
 #[utoipa::path(get, path = "/api/v1/sync-runs/{id}", tag = "plans", params(("id" = i64, Path), PageParams),
     responses((status = 200, body = SyncRunDetailOut, description = "One sync: who, when, options, scope, per-copy results"), ProblemResponses))]
-async fn get_sync_run(State(st): State<AppState>, auth: Authed, Path(id): Path<i64>, ApiQuery(q): ApiQuery<PageParams>) -> ApiResult<Json<SyncRunDetailOut>> {
+async fn get_sync_run(
+    State(st): State<AppState>,
+    auth: Authed,
+    Path(id): Path<i64>,
+    ApiQuery(q): ApiQuery<PageParams>,
+) -> ApiResult<Json<SyncRunDetailOut>> {
     let run = st.db.plans().run(id).await?;
     auth.check(&st, run.account_id, Action::ViewCatalog).await?;
-    let items = st.db.plans().run_items(run.id, q.after()?, q.limit()?).await?;
+    let items = st
+        .db
+        .plans()
+        .run_items(run.id, q.after()?, q.limit()?)
+        .await?;
     let out = items
         .items
         .into_iter()
@@ -563,7 +869,10 @@ async fn get_sync_run(State(st): State<AppState>, auth: Authed, Path(id): Path<i
             error: i.error,
         })
         .collect();
-    Ok(Json(SyncRunDetailOut { run: run_out(run), items: PageOut::new(out, items.next) }))
+    Ok(Json(SyncRunDetailOut {
+        run: run_out(run),
+        items: PageOut::new(out, items.next),
+    }))
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -578,25 +887,54 @@ pub struct SyncSettingsIo {
 
 #[utoipa::path(get, path = "/api/v1/accounts/{id}/sync-settings", tag = "plans", params(("id" = i64, Path)),
     responses((status = 200, body = SyncSettingsIo), ProblemResponses))]
-async fn get_sync_settings(State(st): State<AppState>, auth: Authed, Path(id): Path<i64>) -> ApiResult<Json<SyncSettingsIo>> {
+async fn get_sync_settings(
+    State(st): State<AppState>,
+    auth: Authed,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<SyncSettingsIo>> {
     auth.check(&st, AccountId(id), Action::ViewCatalog).await?;
     let s = st.db.plans().sync_settings(AccountId(id)).await?;
-    Ok(Json(SyncSettingsIo { restrictions: s.restrictions, cascade_stop: s.cascade_stop }))
+    Ok(Json(SyncSettingsIo {
+        restrictions: s.restrictions,
+        cascade_stop: s.cascade_stop,
+    }))
 }
 
 #[utoipa::path(put, path = "/api/v1/accounts/{id}/sync-settings", tag = "plans", params(("id" = i64, Path)), request_body = SyncSettingsIo,
     responses((status = 200, body = SyncSettingsIo), ProblemResponses))]
-async fn put_sync_settings(State(st): State<AppState>, auth: Authed, Path(id): Path<i64>, ApiJson(body): ApiJson<SyncSettingsIo>) -> ApiResult<Json<SyncSettingsIo>> {
+async fn put_sync_settings(
+    State(st): State<AppState>,
+    auth: Authed,
+    Path(id): Path<i64>,
+    ApiJson(body): ApiJson<SyncSettingsIo>,
+) -> ApiResult<Json<SyncSettingsIo>> {
     let account = AccountId(id);
     auth.check(&st, account, Action::ManageSyncSettings).await?;
     if st.db.accounts().get(account).await?.kind != AccountKind::Reseller {
-        return Err(ApiError::field("account_id", "not_a_reseller", "synchronization settings apply to resellers"));
+        return Err(ApiError::field(
+            "account_id",
+            "not_a_reseller",
+            "synchronization settings apply to resellers",
+        ));
     }
-    let s = SyncSettings { restrictions: body.restrictions, cascade_stop: body.cascade_stop };
+    let s = SyncSettings {
+        restrictions: body.restrictions,
+        cascade_stop: body.cascade_stop,
+    };
     let now = st.clock.now();
     let mut tx = st.db.begin().await?;
     Plans::set_sync_settings(&mut tx, account, &s, now).await?;
-    emit(&mut tx, now, "sync_settings.updated", account, &auth, "account", id, json!({"restrictions": s.restrictions, "cascade_stop": s.cascade_stop})).await?;
+    emit(
+        &mut tx,
+        now,
+        "sync_settings.updated",
+        account,
+        &auth,
+        "account",
+        id,
+        json!({"restrictions": s.restrictions, "cascade_stop": s.cascade_stop}),
+    )
+    .await?;
     tx.commit().await?;
     Ok(Json(body))
 }

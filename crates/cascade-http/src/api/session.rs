@@ -5,11 +5,11 @@ use super::{ProblemResponses, emit, iso};
 use crate::auth::{Authed, SESSION_COOKIE, Via, new_secret};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
+use crate::extract::PeerAddr;
 use crate::password::{dummy_hash, hash_password, verify_password};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Path, State};
-use crate::extract::PeerAddr;
 use axum::http::{HeaderMap, StatusCode};
 use axum_extra::extract::CookieJar;
 use axum_extra::extract::cookie::{Cookie, SameSite};
@@ -67,7 +67,8 @@ async fn me_out(st: &AppState, auth: &Authed) -> ApiResult<MeOut> {
 /// blindly, since anyone could send it).
 fn source(headers: &HeaderMap, peer: Option<SocketAddr>) -> String {
     let _ = headers;
-    peer.map(|p| p.ip().to_string()).unwrap_or_else(|| "unknown".into())
+    peer.map(|p| p.ip().to_string())
+        .unwrap_or_else(|| "unknown".into())
 }
 
 #[utoipa::path(post, path = "/api/v1/session", tag = "session", request_body = LoginIn,
@@ -84,34 +85,63 @@ async fn login(
     let addr_key = format!("addr:{}", source(&headers, peer));
     let keys = [login_key.clone(), addr_key];
     if body.login.len() > 200 || body.password.len() > 4096 {
-        return Err(ApiError::field("login", "too_long", "login or password too long"));
+        return Err(ApiError::field(
+            "login",
+            "too_long",
+            "login or password too long",
+        ));
     }
     if let Some(wait) = st.throttle.locked(&keys, now) {
-        return Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts", "Too many failed logins")
-            .detail(format!("try again in {wait} seconds")));
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_attempts",
+            "Too many failed logins",
+        )
+        .detail(format!("try again in {wait} seconds")));
     }
     let creds = st.db.users().credentials_by_login(&body.login).await?;
     // Verify against a dummy hash when the login is unknown, so timing and answer are
     // the same for "no such login" and "wrong password".
     let hash = creds.as_ref().and_then(|c| c.password_hash.clone());
     let password = body.password.clone();
-    let ok = tokio::task::spawn_blocking(move || verify_password(&password, hash.as_deref().unwrap_or(dummy_hash())))
-        .await
-        .unwrap_or(false);
+    let ok = tokio::task::spawn_blocking(move || {
+        verify_password(&password, hash.as_deref().unwrap_or(dummy_hash()))
+    })
+    .await
+    .unwrap_or(false);
     // Users of a cancelled account are refused like a wrong password.
     let account_open = match &creds {
-        Some(c) => st.db.accounts().get(c.user.account_id).await?.status != cascade_domain::account::AccountStatus::Cancelled,
+        Some(c) => {
+            st.db.accounts().get(c.user.account_id).await?.status
+                != cascade_domain::account::AccountStatus::Cancelled
+        }
         None => false,
     };
-    let Some(creds) = creds.filter(|c| ok && account_open && c.password_hash.is_some() && !c.user.disabled) else {
+    let Some(creds) =
+        creds.filter(|c| ok && account_open && c.password_hash.is_some() && !c.user.disabled)
+    else {
         st.throttle.record_failure(&keys, now);
-        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "Login failed").detail("wrong login or password"));
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "Login failed",
+        )
+        .detail("wrong login or password"));
     };
     st.throttle.clear(&login_key);
     let secret = new_secret("cs_");
     let expires = now.plus_secs(st.config.session_ttl_secs);
     let mut tx = st.db.begin().await?;
-    Auth::create_session(&mut tx, creds.user.id, &secret, creds.credentials_version, now, expires, peer.map(|p| p.ip().to_string()).as_deref()).await?;
+    Auth::create_session(
+        &mut tx,
+        creds.user.id,
+        &secret,
+        creds.credentials_version,
+        now,
+        expires,
+        peer.map(|p| p.ip().to_string()).as_deref(),
+    )
+    .await?;
     tx.commit().await?;
     let cookie = Cookie::build((SESSION_COOKIE, secret.clone()))
         .http_only(true)
@@ -121,7 +151,11 @@ async fn login(
         .build();
     let privileges = st.db.users().privileges(creds.user.id).await?;
     let auth = Authed {
-        actor: cascade_domain::authz::Actor { user_id: creds.user.id, account_id: creds.user.account_id, privileges },
+        actor: cascade_domain::authz::Actor {
+            user_id: creds.user.id,
+            account_id: creds.user.account_id,
+            privileges,
+        },
         user: creds.user,
         via: Via::Session(secret),
     };
@@ -129,13 +163,20 @@ async fn login(
 }
 
 #[utoipa::path(delete, path = "/api/v1/session", tag = "session", responses((status = 204, description = "Logged out"), ProblemResponses))]
-async fn logout(State(st): State<AppState>, auth: Authed, jar: CookieJar) -> ApiResult<(StatusCode, CookieJar)> {
+async fn logout(
+    State(st): State<AppState>,
+    auth: Authed,
+    jar: CookieJar,
+) -> ApiResult<(StatusCode, CookieJar)> {
     if let Via::Session(secret) = &auth.via {
         let mut tx = st.db.begin().await?;
         Auth::delete_session(&mut tx, secret).await?;
         tx.commit().await?;
     }
-    Ok((StatusCode::NO_CONTENT, jar.remove(Cookie::build(SESSION_COOKIE).path("/").build())))
+    Ok((
+        StatusCode::NO_CONTENT,
+        jar.remove(Cookie::build(SESSION_COOKIE).path("/").build()),
+    ))
 }
 
 #[utoipa::path(get, path = "/api/v1/me", tag = "session", responses((status = 200, body = MeOut), ProblemResponses))]
@@ -152,16 +193,29 @@ pub struct PasswordIn {
 
 #[utoipa::path(post, path = "/api/v1/me/password", tag = "session", request_body = PasswordIn,
     responses((status = 204, description = "Changed; other sessions of the user are ended"), ProblemResponses))]
-async fn change_password(State(st): State<AppState>, auth: Authed, ApiJson(body): ApiJson<PasswordIn>) -> ApiResult<StatusCode> {
+async fn change_password(
+    State(st): State<AppState>,
+    auth: Authed,
+    ApiJson(body): ApiJson<PasswordIn>,
+) -> ApiResult<StatusCode> {
     check_password(&body.new_password).map_err(|e| ApiError::from(e.under("new_password")))?;
     let hash = st.db.users().password_hash(auth.user.id).await?;
     let current = body.current_password.clone();
-    let ok = tokio::task::spawn_blocking(move || hash.is_some_and(|h| verify_password(&current, &h))).await.unwrap_or(false);
+    let ok =
+        tokio::task::spawn_blocking(move || hash.is_some_and(|h| verify_password(&current, &h)))
+            .await
+            .unwrap_or(false);
     if !ok {
-        return Err(ApiError::field("current_password", "wrong_password", "the current password is wrong"));
+        return Err(ApiError::field(
+            "current_password",
+            "wrong_password",
+            "the current password is wrong",
+        ));
     }
     let new_pw = body.new_password.clone();
-    let new_hash = tokio::task::spawn_blocking(move || hash_password(&new_pw)).await.map_err(|_| ApiError::internal())?;
+    let new_hash = tokio::task::spawn_blocking(move || hash_password(&new_pw))
+        .await
+        .map_err(|_| ApiError::internal())?;
     let now = st.clock.now();
     let mut tx = st.db.begin().await?;
     let version = Users::set_password(&mut tx, auth.user.id, &new_hash, now).await?;
@@ -173,7 +227,17 @@ async fn change_password(State(st): State<AppState>, auth: Authed, ApiJson(body)
     if let Some(s) = keep {
         Auth::refresh_session_version(&mut tx, s, version).await?;
     }
-    emit(&mut tx, now, "user.password_changed", auth.user.account_id, &auth, "user", auth.user.id.0, json!({})).await?;
+    emit(
+        &mut tx,
+        now,
+        "user.password_changed",
+        auth.user.account_id,
+        &auth,
+        "user",
+        auth.user.id.0,
+        json!({}),
+    )
+    .await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -222,36 +286,86 @@ pub struct TokenIn {
 
 #[utoipa::path(get, path = "/api/v1/me/tokens", tag = "tokens", responses((status = 200, body = Vec<TokenOut>), ProblemResponses))]
 async fn list_tokens(State(st): State<AppState>, auth: Authed) -> ApiResult<Json<Vec<TokenOut>>> {
-    Ok(Json(st.db.auth().tokens_of(auth.user.id).await?.into_iter().map(Into::into).collect()))
+    Ok(Json(
+        st.db
+            .auth()
+            .tokens_of(auth.user.id)
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect(),
+    ))
 }
 
 #[utoipa::path(post, path = "/api/v1/me/tokens", tag = "tokens", request_body = TokenIn,
     responses((status = 201, body = NewTokenOut), ProblemResponses))]
-async fn create_token(State(st): State<AppState>, auth: Authed, ApiJson(body): ApiJson<TokenIn>) -> ApiResult<(StatusCode, Json<NewTokenOut>)> {
+async fn create_token(
+    State(st): State<AppState>,
+    auth: Authed,
+    ApiJson(body): ApiJson<TokenIn>,
+) -> ApiResult<(StatusCode, Json<NewTokenOut>)> {
     let name = bounded_text(&body.name, 100).map_err(|e| ApiError::from(e.under("name")))?;
     let now = st.clock.now();
     let expires = match body.expires_in_days {
         None => None,
-        Some(d) if (1..=3650).contains(&d) => Some(Timestamp(now.0 + d * Timestamp::MICROS_PER_DAY)),
-        Some(_) => return Err(ApiError::field("expires_in_days", "out_of_range", "between 1 and 3650 days")),
+        Some(d) if (1..=3650).contains(&d) => {
+            Some(Timestamp(now.0 + d * Timestamp::MICROS_PER_DAY))
+        }
+        Some(_) => {
+            return Err(ApiError::field(
+                "expires_in_days",
+                "out_of_range",
+                "between 1 and 3650 days",
+            ));
+        }
     };
     let secret = new_secret("cat_");
     let mut tx = st.db.begin().await?;
     let token = Auth::create_token(&mut tx, auth.user.id, &name, &secret, now, expires).await?;
-    emit(&mut tx, now, "token.created", auth.user.account_id, &auth, "api_token", token.id.0, json!({"name": name})).await?;
+    emit(
+        &mut tx,
+        now,
+        "token.created",
+        auth.user.account_id,
+        &auth,
+        "api_token",
+        token.id.0,
+        json!({"name": name}),
+    )
+    .await?;
     tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(NewTokenOut { token: token.into(), secret })))
+    Ok((
+        StatusCode::CREATED,
+        Json(NewTokenOut {
+            token: token.into(),
+            secret,
+        }),
+    ))
 }
 
 #[utoipa::path(delete, path = "/api/v1/me/tokens/{id}", tag = "tokens", params(("id" = i64, Path)),
     responses((status = 204, description = "Revoked: refused from now on"), ProblemResponses))]
-async fn revoke_token(State(st): State<AppState>, auth: Authed, Path(id): Path<i64>) -> ApiResult<StatusCode> {
+async fn revoke_token(
+    State(st): State<AppState>,
+    auth: Authed,
+    Path(id): Path<i64>,
+) -> ApiResult<StatusCode> {
     let now = st.clock.now();
     let mut tx = st.db.begin().await?;
     if !Auth::revoke_token(&mut tx, auth.user.id, TokenId(id), now).await? {
         return Err(ApiError::not_found());
     }
-    emit(&mut tx, now, "token.revoked", auth.user.account_id, &auth, "api_token", id, json!({})).await?;
+    emit(
+        &mut tx,
+        now,
+        "token.revoked",
+        auth.user.account_id,
+        &auth,
+        "api_token",
+        id,
+        json!({}),
+    )
+    .await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -18,7 +18,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list_tasks)).routes(routes!(get_task)).routes(routes!(retry_task)).routes(routes!(cancel_task))
+    OpenApiRouter::new()
+        .routes(routes!(list_tasks))
+        .routes(routes!(get_task))
+        .routes(routes!(retry_task))
+        .routes(routes!(cancel_task))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -73,26 +77,62 @@ pub struct TaskParams {
 
 #[utoipa::path(get, path = "/api/v1/tasks", tag = "tasks", params(TaskParams),
     responses((status = 200, body = PageOut<TaskOut>, description = "Tasks of the caller's account and the accounts below it, newest first"), ProblemResponses))]
-async fn list_tasks(State(st): State<AppState>, auth: Authed, ApiQuery(q): ApiQuery<TaskParams>) -> ApiResult<Json<PageOut<TaskOut>>> {
+async fn list_tasks(
+    State(st): State<AppState>,
+    auth: Authed,
+    ApiQuery(q): ApiQuery<TaskParams>,
+) -> ApiResult<Json<PageOut<TaskOut>>> {
     authorize(&auth.actor, Relation::Own, Action::ViewTasks)?;
     if let Some(a) = q.account_id {
-        auth.check(&st, AccountId(a), Action::ViewTasks).await.map_err(|e| {
-            if e.status == axum::http::StatusCode::NOT_FOUND { ApiError::field("account_id", "unknown_account", "no such account") } else { e }
-        })?;
+        auth.check(&st, AccountId(a), Action::ViewTasks)
+            .await
+            .map_err(|e| {
+                if e.status == axum::http::StatusCode::NOT_FOUND {
+                    ApiError::field("account_id", "unknown_account", "no such account")
+                } else {
+                    e
+                }
+            })?;
     }
     let f = TaskFilter {
-        state: q.state.as_deref().map(str::parse).transpose().map_err(|e: cascade_domain::FieldError| ApiError::from(e))?,
+        state: q
+            .state
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(|e: cascade_domain::FieldError| ApiError::from(e))?,
         kind: q.kind.clone(),
         account_id: q.account_id.map(AccountId),
     };
     if f.kind.as_ref().is_some_and(|k| k.len() > 100) {
-        return Err(ApiError::field("kind", "too_long", "at most 100 characters"));
+        return Err(ApiError::field(
+            "kind",
+            "too_long",
+            "at most 100 characters",
+        ));
     }
-    let page = PageParams { limit: q.limit, cursor: q.cursor.clone() };
+    let page = PageParams {
+        limit: q.limit,
+        cursor: q.cursor.clone(),
+    };
     // System tasks (no account) are the provider's.
-    let is_provider = st.db.accounts().get(auth.actor.account_id).await?.kind == AccountKind::Provider;
-    let p = st.db.tasks().list(auth.actor.account_id, is_provider, &f, page.after()?, page.limit()?).await?;
-    Ok(Json(PageOut::new(p.items.into_iter().map(Into::into).collect(), p.next)))
+    let is_provider =
+        st.db.accounts().get(auth.actor.account_id).await?.kind == AccountKind::Provider;
+    let p = st
+        .db
+        .tasks()
+        .list(
+            auth.actor.account_id,
+            is_provider,
+            &f,
+            page.after()?,
+            page.limit()?,
+        )
+        .await?;
+    Ok(Json(PageOut::new(
+        p.items.into_iter().map(Into::into).collect(),
+        p.next,
+    )))
 }
 
 async fn task_for(st: &AppState, auth: &Authed, id: i64, action: Action) -> ApiResult<Task> {
@@ -113,34 +153,74 @@ async fn task_for(st: &AppState, auth: &Authed, id: i64, action: Action) -> ApiR
 }
 
 #[utoipa::path(get, path = "/api/v1/tasks/{id}", tag = "tasks", params(("id" = i64, Path)), responses((status = 200, body = TaskOut), ProblemResponses))]
-async fn get_task(State(st): State<AppState>, auth: Authed, Path(id): Path<i64>) -> ApiResult<Json<TaskOut>> {
-    Ok(Json(task_for(&st, &auth, id, Action::ViewTasks).await?.into()))
+async fn get_task(
+    State(st): State<AppState>,
+    auth: Authed,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<TaskOut>> {
+    Ok(Json(
+        task_for(&st, &auth, id, Action::ViewTasks).await?.into(),
+    ))
 }
 
 #[utoipa::path(post, path = "/api/v1/tasks/{id}/retry", tag = "tasks", params(("id" = i64, Path)),
     responses((status = 200, body = TaskOut, description = "Queued again with a fresh set of attempts"), ProblemResponses))]
-async fn retry_task(State(st): State<AppState>, auth: Authed, Path(id): Path<i64>) -> ApiResult<Json<TaskOut>> {
+async fn retry_task(
+    State(st): State<AppState>,
+    auth: Authed,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<TaskOut>> {
     let t = task_for(&st, &auth, id, Action::ManageTasks).await?;
     let now = st.clock.now();
     let mut tx = st.db.begin().await?;
     if !Tasks::retry(&mut tx, t.id, now).await? {
-        return Err(ApiError::conflict(format!("only failed or cancelled tasks can be retried; this one is {}", t.state.as_str())));
+        return Err(ApiError::conflict(format!(
+            "only failed or cancelled tasks can be retried; this one is {}",
+            t.state.as_str()
+        )));
     }
-    emit(&mut tx, now, "task.retried", t.account_id.unwrap_or(auth.actor.account_id), &auth, "task", id, json!({"kind": t.kind})).await?;
+    emit(
+        &mut tx,
+        now,
+        "task.retried",
+        t.account_id.unwrap_or(auth.actor.account_id),
+        &auth,
+        "task",
+        id,
+        json!({"kind": t.kind}),
+    )
+    .await?;
     tx.commit().await?;
     Ok(Json(st.db.tasks().get(t.id).await?.into()))
 }
 
 #[utoipa::path(post, path = "/api/v1/tasks/{id}/cancel", tag = "tasks", params(("id" = i64, Path)),
     responses((status = 200, body = TaskOut), ProblemResponses))]
-async fn cancel_task(State(st): State<AppState>, auth: Authed, Path(id): Path<i64>) -> ApiResult<Json<TaskOut>> {
+async fn cancel_task(
+    State(st): State<AppState>,
+    auth: Authed,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<TaskOut>> {
     let t = task_for(&st, &auth, id, Action::ManageTasks).await?;
     let now = st.clock.now();
     let mut tx = st.db.begin().await?;
     if !Tasks::cancel(&mut tx, t.id, now).await? {
-        return Err(ApiError::conflict(format!("only pending or running tasks can be cancelled; this one is {}", t.state.as_str())));
+        return Err(ApiError::conflict(format!(
+            "only pending or running tasks can be cancelled; this one is {}",
+            t.state.as_str()
+        )));
     }
-    emit(&mut tx, now, "task.cancelled", t.account_id.unwrap_or(auth.actor.account_id), &auth, "task", id, json!({"kind": t.kind})).await?;
+    emit(
+        &mut tx,
+        now,
+        "task.cancelled",
+        t.account_id.unwrap_or(auth.actor.account_id),
+        &auth,
+        "task",
+        id,
+        json!({"kind": t.kind}),
+    )
+    .await?;
     tx.commit().await?;
     Ok(Json(st.db.tasks().get(t.id).await?.into()))
 }

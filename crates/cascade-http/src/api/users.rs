@@ -42,7 +42,12 @@ pub struct GrantOut {
 }
 
 pub fn grants_out(g: &[Grant]) -> Vec<GrantOut> {
-    g.iter().map(|g| GrantOut { privilege: g.privilege.as_str().into(), level: g.level.map(|l| l.as_str().into()) }).collect()
+    g.iter()
+        .map(|g| GrantOut {
+            privilege: g.privilege.as_str().into(),
+            level: g.level.map(|l| l.as_str().into()),
+        })
+        .collect()
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -102,10 +107,19 @@ pub async fn user_out(st: &AppState, u: User) -> ApiResult<UserOut> {
 
 #[utoipa::path(get, path = "/api/v1/accounts/{id}/users", tag = "users", params(("id" = i64, Path), PageParams),
     responses((status = 200, body = PageOut<UserOut>), ProblemResponses))]
-async fn list_users(State(st): State<AppState>, auth: Authed, Path(id): Path<i64>, ApiQuery(q): ApiQuery<PageParams>) -> ApiResult<Json<PageOut<UserOut>>> {
+async fn list_users(
+    State(st): State<AppState>,
+    auth: Authed,
+    Path(id): Path<i64>,
+    ApiQuery(q): ApiQuery<PageParams>,
+) -> ApiResult<Json<PageOut<UserOut>>> {
     let id = AccountId(id);
     auth.check(&st, id, Action::ViewUsers).await?;
-    let page = st.db.users().list_for_account(id, q.after()?, q.limit()?).await?;
+    let page = st
+        .db
+        .users()
+        .list_for_account(id, q.after()?, q.limit()?)
+        .await?;
     let mut items = Vec::with_capacity(page.items.len());
     for u in page.items {
         items.push(user_out(&st, u).await?);
@@ -131,7 +145,12 @@ pub struct CreateUserIn {
 
 #[utoipa::path(post, path = "/api/v1/accounts/{id}/users", tag = "users", params(("id" = i64, Path)), request_body = CreateUserIn,
     responses((status = 201, body = UserOut), ProblemResponses))]
-async fn create_user(State(st): State<AppState>, auth: Authed, Path(id): Path<i64>, ApiJson(body): ApiJson<CreateUserIn>) -> ApiResult<(StatusCode, Json<UserOut>)> {
+async fn create_user(
+    State(st): State<AppState>,
+    auth: Authed,
+    Path(id): Path<i64>,
+    ApiJson(body): ApiJson<CreateUserIn>,
+) -> ApiResult<(StatusCode, Json<UserOut>)> {
     let account = AccountId(id);
     auth.check(&st, account, Action::CreateUser).await?;
     let input = NewUserInput {
@@ -144,15 +163,23 @@ async fn create_user(State(st): State<AppState>, auth: Authed, Path(id): Path<i6
     let new = input.validate()?;
     let mut roles = Vec::new();
     for (i, r) in body.role_ids.iter().enumerate() {
-        roles.push(assignable_role(&st, &auth, RoleId(*r), account).await.map_err(|e| field_err(e, &format!("role_ids[{i}]")))?);
+        roles.push(
+            assignable_role(&st, &auth, RoleId(*r), account)
+                .await
+                .map_err(|e| field_err(e, &format!("role_ids[{i}]")))?,
+        );
     }
     let hash = body.password.as_deref().map(hash_password);
     let now = st.clock.now();
     let mut tx = st.db.begin().await?;
-    let user = Users::create(&mut tx, account, &new, hash.as_deref(), now).await.map_err(|e| match e {
-        cascade_store::StoreError::Conflict { .. } => ApiError::field("login", "login_taken", "this login is already taken"),
-        o => o.into(),
-    })?;
+    let user = Users::create(&mut tx, account, &new, hash.as_deref(), now)
+        .await
+        .map_err(|e| match e {
+            cascade_store::StoreError::Conflict { .. } => {
+                ApiError::field("login", "login_taken", "this login is already taken")
+            }
+            o => o.into(),
+        })?;
     for r in &roles {
         Users::attach_role(&mut tx, user.id, r.id).await?;
     }
@@ -175,31 +202,58 @@ fn field_err(e: ApiError, field: &str) -> ApiError {
 /// A role may be given to a user of `target` by `auth` when it is built in or defined
 /// by an account between the caller's and the target (inclusive), and when the caller
 /// holds every privilege the role grants: nobody hands out more than it has.
-async fn assignable_role(st: &AppState, auth: &Authed, role: RoleId, target: AccountId) -> ApiResult<Role> {
+async fn assignable_role(
+    st: &AppState,
+    auth: &Authed,
+    role: RoleId,
+    target: AccountId,
+) -> ApiResult<Role> {
     let r = st.db.roles().get(role).await?;
     if let Some(owner) = r.account_id {
-        let caller_above_owner = st.db.accounts().relation_depth(auth.actor.account_id, owner).await?.is_some();
-        let owner_above_target = st.db.accounts().relation_depth(owner, target).await?.is_some();
+        let caller_above_owner = st
+            .db
+            .accounts()
+            .relation_depth(auth.actor.account_id, owner)
+            .await?
+            .is_some();
+        let owner_above_target = st
+            .db
+            .accounts()
+            .relation_depth(owner, target)
+            .await?
+            .is_some();
         if !(caller_above_owner && owner_above_target) {
             return Err(ApiError::not_found());
         }
     }
     if !auth.actor.privileges.covers(&r.privileges()) {
-        return Err(ApiError::forbidden("a role can only be given by a user who holds all of its privileges"));
+        return Err(ApiError::forbidden(
+            "a role can only be given by a user who holds all of its privileges",
+        ));
     }
     Ok(r)
 }
 
 /// Load a user and check the caller may act on it.
-async fn user_for(st: &AppState, auth: &Authed, id: UserId, action: impl Fn(bool) -> Action) -> ApiResult<User> {
+async fn user_for(
+    st: &AppState,
+    auth: &Authed,
+    id: UserId,
+    action: impl Fn(bool) -> Action,
+) -> ApiResult<User> {
     let user = st.db.users().get(id).await?;
-    auth.check(st, user.account_id, action(user.id == auth.actor.user_id)).await?;
+    auth.check(st, user.account_id, action(user.id == auth.actor.user_id))
+        .await?;
     Ok(user)
 }
 
 #[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users", params(("id" = i64, Path)),
     responses((status = 200, body = UserOut), ProblemResponses))]
-async fn get_user(State(st): State<AppState>, auth: Authed, Path(id): Path<i64>) -> ApiResult<Json<UserOut>> {
+async fn get_user(
+    State(st): State<AppState>,
+    auth: Authed,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<UserOut>> {
     let user = if UserId(id) == auth.actor.user_id {
         auth.user.clone()
     } else {
@@ -218,42 +272,95 @@ pub struct UpdateUserIn {
 
 #[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users", params(("id" = i64, Path)), request_body = UpdateUserIn,
     responses((status = 200, body = UserOut), ProblemResponses))]
-async fn update_user(State(st): State<AppState>, auth: Authed, Path(id): Path<i64>, ApiJson(body): ApiJson<UpdateUserIn>) -> ApiResult<Json<UserOut>> {
+async fn update_user(
+    State(st): State<AppState>,
+    auth: Authed,
+    Path(id): Path<i64>,
+    ApiJson(body): ApiJson<UpdateUserIn>,
+) -> ApiResult<Json<UserOut>> {
     // Anyone may edit their own details; others need the user-management privileges.
     let current = if UserId(id) == auth.actor.user_id {
         auth.user.clone()
     } else {
-        user_for(&st, &auth, UserId(id), |is_self| Action::ManageUser { is_self }).await?
+        user_for(&st, &auth, UserId(id), |is_self| Action::ManageUser {
+            is_self,
+        })
+        .await?
     };
-    let next = UserPatchInput { display_name: body.display_name, email: body.email, language: body.language }.apply(&current)?;
+    let next = UserPatchInput {
+        display_name: body.display_name,
+        email: body.email,
+        language: body.language,
+    }
+    .apply(&current)?;
     let now = st.clock.now();
     let mut tx = st.db.begin().await?;
     let user = Users::update(&mut tx, &next, now).await?;
-    emit(&mut tx, now, "user.updated", user.account_id, &auth, "user", user.id.0, json!({})).await?;
+    emit(
+        &mut tx,
+        now,
+        "user.updated",
+        user.account_id,
+        &auth,
+        "user",
+        user.id.0,
+        json!({}),
+    )
+    .await?;
     tx.commit().await?;
     Ok(Json(user_out(&st, user).await?))
 }
 
-async fn set_disabled(st: AppState, auth: Authed, id: i64, disabled: bool) -> ApiResult<Json<UserOut>> {
-    let current = user_for(&st, &auth, UserId(id), |is_self| Action::ManageUser { is_self }).await?;
+async fn set_disabled(
+    st: AppState,
+    auth: Authed,
+    id: i64,
+    disabled: bool,
+) -> ApiResult<Json<UserOut>> {
+    let current = user_for(&st, &auth, UserId(id), |is_self| Action::ManageUser {
+        is_self,
+    })
+    .await?;
     let now = st.clock.now();
     let mut tx = st.db.begin().await?;
     let user = Users::set_disabled(&mut tx, current.id, disabled, now).await?;
-    let kind = if disabled { "user.disabled" } else { "user.enabled" };
-    emit(&mut tx, now, kind, user.account_id, &auth, "user", user.id.0, json!({})).await?;
+    let kind = if disabled {
+        "user.disabled"
+    } else {
+        "user.enabled"
+    };
+    emit(
+        &mut tx,
+        now,
+        kind,
+        user.account_id,
+        &auth,
+        "user",
+        user.id.0,
+        json!({}),
+    )
+    .await?;
     tx.commit().await?;
     Ok(Json(user_out(&st, user).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/users/{id}/disable", tag = "users", params(("id" = i64, Path)),
     responses((status = 200, body = UserOut), ProblemResponses))]
-async fn disable_user(State(st): State<AppState>, auth: Authed, Path(id): Path<i64>) -> ApiResult<Json<UserOut>> {
+async fn disable_user(
+    State(st): State<AppState>,
+    auth: Authed,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<UserOut>> {
     set_disabled(st, auth, id, true).await
 }
 
 #[utoipa::path(post, path = "/api/v1/users/{id}/enable", tag = "users", params(("id" = i64, Path)),
     responses((status = 200, body = UserOut), ProblemResponses))]
-async fn enable_user(State(st): State<AppState>, auth: Authed, Path(id): Path<i64>) -> ApiResult<Json<UserOut>> {
+async fn enable_user(
+    State(st): State<AppState>,
+    auth: Authed,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<UserOut>> {
     set_disabled(st, auth, id, false).await
 }
 
@@ -265,13 +372,33 @@ pub struct AttachRoleIn {
 
 #[utoipa::path(post, path = "/api/v1/users/{id}/roles", tag = "users", params(("id" = i64, Path)), request_body = AttachRoleIn,
     responses((status = 200, body = UserOut), ProblemResponses))]
-async fn attach_role(State(st): State<AppState>, auth: Authed, Path(id): Path<i64>, ApiJson(body): ApiJson<AttachRoleIn>) -> ApiResult<Json<UserOut>> {
-    let user = user_for(&st, &auth, UserId(id), |is_self| Action::ManageUser { is_self }).await?;
-    let role = assignable_role(&st, &auth, RoleId(body.role_id), user.account_id).await.map_err(|e| field_err(e, "role_id"))?;
+async fn attach_role(
+    State(st): State<AppState>,
+    auth: Authed,
+    Path(id): Path<i64>,
+    ApiJson(body): ApiJson<AttachRoleIn>,
+) -> ApiResult<Json<UserOut>> {
+    let user = user_for(&st, &auth, UserId(id), |is_self| Action::ManageUser {
+        is_self,
+    })
+    .await?;
+    let role = assignable_role(&st, &auth, RoleId(body.role_id), user.account_id)
+        .await
+        .map_err(|e| field_err(e, "role_id"))?;
     let now = st.clock.now();
     let mut tx = st.db.begin().await?;
     if Users::attach_role(&mut tx, user.id, role.id).await? {
-        emit(&mut tx, now, "user.role_attached", user.account_id, &auth, "user", user.id.0, json!({"role_id": role.id.0})).await?;
+        emit(
+            &mut tx,
+            now,
+            "user.role_attached",
+            user.account_id,
+            &auth,
+            "user",
+            user.id.0,
+            json!({"role_id": role.id.0}),
+        )
+        .await?;
     }
     tx.commit().await?;
     Ok(Json(user_out(&st, user).await?))
@@ -279,23 +406,52 @@ async fn attach_role(State(st): State<AppState>, auth: Authed, Path(id): Path<i6
 
 #[utoipa::path(delete, path = "/api/v1/users/{id}/roles/{role_id}", tag = "users", params(("id" = i64, Path), ("role_id" = i64, Path)),
     responses((status = 200, body = UserOut), ProblemResponses))]
-async fn detach_role(State(st): State<AppState>, auth: Authed, Path((id, role_id)): Path<(i64, i64)>) -> ApiResult<Json<UserOut>> {
-    let user = user_for(&st, &auth, UserId(id), |is_self| Action::ManageUser { is_self }).await?;
+async fn detach_role(
+    State(st): State<AppState>,
+    auth: Authed,
+    Path((id, role_id)): Path<(i64, i64)>,
+) -> ApiResult<Json<UserOut>> {
+    let user = user_for(&st, &auth, UserId(id), |is_self| Action::ManageUser {
+        is_self,
+    })
+    .await?;
     let now = st.clock.now();
     let mut tx = st.db.begin().await?;
     if !Users::detach_role(&mut tx, user.id, RoleId(role_id)).await? {
         return Err(ApiError::not_found().detail("the user does not have this role"));
     }
-    emit(&mut tx, now, "user.role_detached", user.account_id, &auth, "user", user.id.0, json!({"role_id": role_id})).await?;
+    emit(
+        &mut tx,
+        now,
+        "user.role_detached",
+        user.account_id,
+        &auth,
+        "user",
+        user.id.0,
+        json!({"role_id": role_id}),
+    )
+    .await?;
     tx.commit().await?;
     Ok(Json(user_out(&st, user).await?))
 }
 
 #[utoipa::path(get, path = "/api/v1/accounts/{id}/roles", tag = "roles", params(("id" = i64, Path)),
     responses((status = 200, body = Vec<RoleOut>, description = "Built-in roles and the account's custom roles"), ProblemResponses))]
-async fn list_roles(State(st): State<AppState>, auth: Authed, Path(id): Path<i64>) -> ApiResult<Json<Vec<RoleOut>>> {
+async fn list_roles(
+    State(st): State<AppState>,
+    auth: Authed,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<Vec<RoleOut>>> {
     auth.check(&st, AccountId(id), Action::ViewRoles).await?;
-    Ok(Json(st.db.roles().list_for_account(AccountId(id)).await?.into_iter().map(Into::into).collect()))
+    Ok(Json(
+        st.db
+            .roles()
+            .list_for_account(AccountId(id))
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect(),
+    ))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -324,47 +480,104 @@ struct ValidRole {
 fn validate_role(auth: &Authed, body: RoleIn) -> ApiResult<ValidRole> {
     let mut errs = ValidationErrors::new();
     let name = errs.check("name", bounded_text(&body.name, 100));
-    let description = errs.check("description", optional_text(body.description.as_deref(), 500)).flatten();
+    let description = errs
+        .check(
+            "description",
+            optional_text(body.description.as_deref(), 500),
+        )
+        .flatten();
     let mut grants = Vec::new();
     for (i, g) in body.grants.iter().enumerate() {
-        if let Some(g) = errs.check(&format!("grants[{i}]"), Grant::parse(&g.privilege, g.level.as_deref())) {
+        if let Some(g) = errs.check(
+            &format!("grants[{i}]"),
+            Grant::parse(&g.privilege, g.level.as_deref()),
+        ) {
             if grants.iter().any(|x: &Grant| x.privilege == g.privilege) {
-                errs.push(cascade_domain::FieldError::new(format!("grants[{i}]"), "duplicate_privilege", "privilege listed twice"));
+                errs.push(cascade_domain::FieldError::new(
+                    format!("grants[{i}]"),
+                    "duplicate_privilege",
+                    "privilege listed twice",
+                ));
             }
             grants.push(g);
         }
     }
     errs.into_result()?;
-    if !auth.actor.privileges.covers(&PrivilegeSet::from_grants(grants.iter().copied())) {
-        return Err(ApiError::forbidden("a role can only grant privileges its creator holds"));
+    if !auth
+        .actor
+        .privileges
+        .covers(&PrivilegeSet::from_grants(grants.iter().copied()))
+    {
+        return Err(ApiError::forbidden(
+            "a role can only grant privileges its creator holds",
+        ));
     }
-    Ok(ValidRole { name: name.unwrap_or_default(), description, grants })
+    Ok(ValidRole {
+        name: name.unwrap_or_default(),
+        description,
+        grants,
+    })
 }
 
 fn role_conflict(e: cascade_store::StoreError) -> ApiError {
     match e {
-        cascade_store::StoreError::Conflict { .. } => ApiError::field("name", "role_name_taken", "a role with this name already exists"),
+        cascade_store::StoreError::Conflict { .. } => ApiError::field(
+            "name",
+            "role_name_taken",
+            "a role with this name already exists",
+        ),
         o => o.into(),
     }
 }
 
 #[utoipa::path(post, path = "/api/v1/accounts/{id}/roles", tag = "roles", params(("id" = i64, Path)), request_body = RoleIn,
     responses((status = 201, body = RoleOut), ProblemResponses))]
-async fn create_role(State(st): State<AppState>, auth: Authed, Path(id): Path<i64>, ApiJson(body): ApiJson<RoleIn>) -> ApiResult<(StatusCode, Json<RoleOut>)> {
+async fn create_role(
+    State(st): State<AppState>,
+    auth: Authed,
+    Path(id): Path<i64>,
+    ApiJson(body): ApiJson<RoleIn>,
+) -> ApiResult<(StatusCode, Json<RoleOut>)> {
     let account = AccountId(id);
     auth.check(&st, account, Action::ManageRoles).await?;
     let v = validate_role(&auth, body)?;
     let now = st.clock.now();
     let mut tx = st.db.begin().await?;
-    let rid = Roles::create_custom(&mut tx, account, &v.name, v.description.as_deref(), &v.grants, now).await.map_err(role_conflict)?;
-    emit(&mut tx, now, "role.created", account, &auth, "role", rid.0, json!({"name": v.name})).await?;
+    let rid = Roles::create_custom(
+        &mut tx,
+        account,
+        &v.name,
+        v.description.as_deref(),
+        &v.grants,
+        now,
+    )
+    .await
+    .map_err(role_conflict)?;
+    emit(
+        &mut tx,
+        now,
+        "role.created",
+        account,
+        &auth,
+        "role",
+        rid.0,
+        json!({"name": v.name}),
+    )
+    .await?;
     tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(st.db.roles().get(rid).await?.into())))
+    Ok((
+        StatusCode::CREATED,
+        Json(st.db.roles().get(rid).await?.into()),
+    ))
 }
 
 #[utoipa::path(get, path = "/api/v1/roles/{id}", tag = "roles", params(("id" = i64, Path)),
     responses((status = 200, body = RoleOut), ProblemResponses))]
-async fn get_role(State(st): State<AppState>, auth: Authed, Path(id): Path<i64>) -> ApiResult<Json<RoleOut>> {
+async fn get_role(
+    State(st): State<AppState>,
+    auth: Authed,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<RoleOut>> {
     let role = st.db.roles().get(RoleId(id)).await?;
     if let Some(owner) = role.account_id {
         auth.check(&st, owner, Action::ViewRoles).await?;
@@ -374,7 +587,12 @@ async fn get_role(State(st): State<AppState>, auth: Authed, Path(id): Path<i64>)
 
 #[utoipa::path(patch, path = "/api/v1/roles/{id}", tag = "roles", params(("id" = i64, Path)), request_body = RoleIn,
     responses((status = 200, body = RoleOut), ProblemResponses))]
-async fn update_role(State(st): State<AppState>, auth: Authed, Path(id): Path<i64>, ApiJson(body): ApiJson<RoleIn>) -> ApiResult<Json<RoleOut>> {
+async fn update_role(
+    State(st): State<AppState>,
+    auth: Authed,
+    Path(id): Path<i64>,
+    ApiJson(body): ApiJson<RoleIn>,
+) -> ApiResult<Json<RoleOut>> {
     let role = st.db.roles().get(RoleId(id)).await?;
     let Some(owner) = role.account_id else {
         return Err(ApiError::forbidden("built-in roles cannot be changed"));
@@ -383,8 +601,26 @@ async fn update_role(State(st): State<AppState>, auth: Authed, Path(id): Path<i6
     let v = validate_role(&auth, body)?;
     let now = st.clock.now();
     let mut tx = st.db.begin().await?;
-    Roles::update_custom(&mut tx, role.id, &v.name, v.description.as_deref(), &v.grants).await.map_err(role_conflict)?;
-    emit(&mut tx, now, "role.updated", owner, &auth, "role", role.id.0, json!({"name": v.name})).await?;
+    Roles::update_custom(
+        &mut tx,
+        role.id,
+        &v.name,
+        v.description.as_deref(),
+        &v.grants,
+    )
+    .await
+    .map_err(role_conflict)?;
+    emit(
+        &mut tx,
+        now,
+        "role.updated",
+        owner,
+        &auth,
+        "role",
+        role.id.0,
+        json!({"name": v.name}),
+    )
+    .await?;
     tx.commit().await?;
     Ok(Json(st.db.roles().get(role.id).await?.into()))
 }
