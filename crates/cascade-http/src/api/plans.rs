@@ -653,17 +653,16 @@ async fn compute_sync(st: &AppState, plan: &Plan, body: &SyncIn) -> ApiResult<Ve
         ));
     }
     let nodes = st.db.plans().subtree(plan).await?;
-    if let Scope::Reseller { account_id, .. } = body.scope {
-        if !nodes
+    if let Scope::Reseller { account_id, .. } = body.scope
+        && !nodes
             .iter()
             .any(|n| n.parent_plan_id == plan.id && n.owner_id == account_id)
-        {
-            return Err(ApiError::field(
-                "scope.account_id",
-                "not_a_copy_holder",
-                "this reseller holds no direct copy of the plan",
-            ));
-        }
+    {
+        return Err(ApiError::field(
+            "scope.account_id",
+            "not_a_copy_holder",
+            "this reseller holds no direct copy of the plan",
+        ));
     }
     Ok(plan_sync(
         plan.id,
@@ -748,15 +747,15 @@ async fn sync_apply(
 ) -> ApiResult<Json<SyncRunOut>> {
     let plan = plan_for(&st, &auth, id, Action::ManageCatalog).await?;
     let outcomes = compute_sync(&st, &plan, &body).await?;
-    if let Some(expected) = &body.expected_digest {
-        if *expected != digest(&outcomes) {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "preview_outdated",
-                "The preview is outdated",
-            )
-            .detail("the plan or its copies changed since the preview; preview again"));
-        }
+    if let Some(expected) = &body.expected_digest
+        && *expected != digest(&outcomes)
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "preview_outdated",
+            "The preview is outdated",
+        )
+        .detail("the plan or its copies changed since the preview; preview again"));
     }
     let now = st.clock.now();
     let options = json!(body.options);
