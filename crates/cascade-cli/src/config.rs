@@ -43,6 +43,9 @@ pub struct HttpSection {
     pub session_ttl_secs: i64,
     pub login_max_failures: u32,
     pub login_window_secs: i64,
+    /// `none` (card payments refused) or `test` (the deterministic test gateway:
+    /// never for real money). The demo uses `test`.
+    pub card_gateway: String,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -83,6 +86,7 @@ impl Default for HttpSection {
             session_ttl_secs: d.session_ttl_secs,
             login_max_failures: d.login_max_failures,
             login_window_secs: d.login_window_secs,
+            card_gateway: "none".into(),
         }
     }
 }
@@ -148,6 +152,7 @@ impl Config {
             session_ttl_secs: self.http.session_ttl_secs,
             login_max_failures: self.http.login_max_failures,
             login_window_secs: self.http.login_window_secs,
+            card_gateway: self.http.card_gateway.clone(),
         }
     }
 

@@ -3,6 +3,7 @@
 
 mod admin;
 mod bench;
+mod bench_billing;
 mod bench_sync;
 mod config;
 mod demo;
@@ -176,6 +177,27 @@ enum BenchCommand {
         #[arg(long, env = "CASCADE_BENCH_PG_URL", hide_env_values = true)]
         pg_url: Option<String>,
     },
+    /// Seed a large book of subscriptions, all due, and time one daily billing run.
+    Billing {
+        #[arg(long, default_value_t = 1_000_000)]
+        subscriptions: usize,
+        #[arg(long, default_value_t = 1_000)]
+        resellers: usize,
+        /// sqlite, postgres or both.
+        #[arg(long, default_value = "both")]
+        backend: String,
+        #[arg(long, env = "CASCADE_BENCH_PG_URL", hide_env_values = true)]
+        pg_url: Option<String>,
+        /// Accounts per batch transaction.
+        #[arg(long, default_value_t = 500)]
+        batch: i64,
+        /// Batches in flight (default: 2 on SQLite, 3 on PostgreSQL).
+        #[arg(long)]
+        parallel: Option<usize>,
+        /// Skip the API write latency probe.
+        #[arg(long)]
+        no_api_probe: bool,
+    },
 }
 
 fn init_tracing(cfg: &Config) {
@@ -348,6 +370,8 @@ async fn main() -> anyhow::Result<()> {
             std::fs::create_dir_all(&data_dir)
                 .with_context(|| format!("creating {}", data_dir.display()))?;
             let db_path = data_dir.join("cascade.db");
+            // The demo takes card payments through the deterministic test gateway.
+            cfg.http.card_gateway = "test".into();
             if cli.database_url.is_none() {
                 cfg.database_url = SecretString::from(format!("sqlite://{}", db_path.display()));
             }
@@ -491,6 +515,29 @@ async fn main() -> anyhow::Result<()> {
                 s.tasks_removed, s.events_removed, s.batches
             );
             Ok(())
+        }
+        Command::Bench {
+            command:
+                BenchCommand::Billing {
+                    subscriptions,
+                    resellers,
+                    backend,
+                    pg_url,
+                    batch,
+                    parallel,
+                    no_api_probe,
+                },
+        } => {
+            let args = bench_billing::BillingBenchArgs {
+                subscriptions,
+                resellers,
+                backend: &backend,
+                pg_url: pg_url.as_deref(),
+                batch,
+                parallel,
+                api_latency: !no_api_probe,
+            };
+            bench_billing::billing_bench(&args).await
         }
         Command::Bench {
             command:

@@ -4,3 +4,4 @@ pub mod amounts;
 pub mod calendar;
 pub mod charges;
 pub mod lifecycle;
+pub mod payments;

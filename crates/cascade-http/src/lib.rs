@@ -7,6 +7,7 @@ pub mod error;
 pub mod extract;
 pub mod middleware;
 pub mod password;
+pub mod pdf;
 pub mod state;
 pub mod throttle;
 

@@ -18,6 +18,9 @@ pub struct HttpConfig {
     /// Failed logins allowed per user and per source address within the window.
     pub login_max_failures: u32,
     pub login_window_secs: i64,
+    /// Which gateway takes card payments: `test` (the built-in deterministic test
+    /// gateway: demos and tests) or `none` (card payments refused).
+    pub card_gateway: String,
 }
 
 impl Default for HttpConfig {
@@ -28,6 +31,7 @@ impl Default for HttpConfig {
             session_ttl_secs: 12 * 3600,
             login_max_failures: 5,
             login_window_secs: 900,
+            card_gateway: "test".into(),
         }
     }
 }
@@ -39,6 +43,8 @@ pub struct AppState {
     pub config: Arc<HttpConfig>,
     pub throttle: Arc<LoginThrottle>,
     pub metrics: Option<PrometheusHandle>,
+    /// The card payment gateway, if any (see [`HttpConfig::card_gateway`]).
+    pub gateway: Option<Arc<dyn cascade_store::documents::PaymentGateway>>,
 }
 
 impl AppState {
@@ -53,12 +59,18 @@ impl AppState {
             config.login_window_secs,
             100_000,
         ));
+        let gateway: Option<Arc<dyn cascade_store::documents::PaymentGateway>> =
+            match config.card_gateway.as_str() {
+                "test" => Some(Arc::new(cascade_store::documents::TestGateway)),
+                _ => None,
+            };
         Self {
             db,
             clock,
             config: Arc::new(config),
             throttle,
             metrics,
+            gateway,
         }
     }
 }

@@ -5,10 +5,26 @@
 //! balance, which only allocations move. Invoice lines carry the charge key of what they
 //! bill under a unique index: writing the same charge twice is impossible, which makes
 //! billing runs safe to re-run after a crash.
+//!
+//! Allocations (a payment or credit memo applied to what is owed) follow the pure rule
+//! [`check_allocation`]; the conditional updates in [`Documents::allocate`] are the last
+//! guard, so two concurrent applications of one payment can never overdraw it.
+//!
+//! Card payments go through a [`PaymentGateway`]. A charge the gateway leaves pending is
+//! not money yet: it is kept as a [`PaymentAttempt`] and becomes a payment document only
+//! when confirmed. Every charge carries an idempotency key to the gateway and into
+//! `documents.idem_key` (unique), so a retried charge is recognised, never taken twice.
 
 use crate::{Db, Page, StoreError, StoreResult, Tx, on_db, on_tx};
+use cascade_domain::billing::payments::{
+    AllocationError, CardNumber, GatewayDecision, OpenDocument, Side, check_allocation,
+    test_gateway_decision,
+};
 use cascade_domain::clock::Timestamp;
 use cascade_domain::ids::AccountId;
+use cascade_domain::money::{Currency, Money};
+use futures::future::BoxFuture;
+use sha2::{Digest, Sha256};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DocKind {
@@ -30,11 +46,40 @@ impl DocKind {
         }
     }
     pub fn parse(s: &str) -> Option<DocKind> {
-        [DocKind::Invoice, DocKind::Payment, DocKind::CreditMemo, DocKind::DebitMemo, DocKind::Refund].into_iter().find(|k| k.as_str() == s)
+        [
+            DocKind::Invoice,
+            DocKind::Payment,
+            DocKind::CreditMemo,
+            DocKind::DebitMemo,
+            DocKind::Refund,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
     }
     /// Documents that the account owes (their open balance is a debt).
     pub fn is_debit(self) -> bool {
-        matches!(self, DocKind::Invoice | DocKind::DebitMemo | DocKind::Refund)
+        matches!(
+            self,
+            DocKind::Invoice | DocKind::DebitMemo | DocKind::Refund
+        )
+    }
+    /// The side of the books the document's open balance is on.
+    pub fn side(self) -> Side {
+        if self.is_debit() {
+            Side::Debit
+        } else {
+            Side::Credit
+        }
+    }
+    /// What a customer reads as the document's title.
+    pub fn title(self) -> &'static str {
+        match self {
+            DocKind::Invoice => "Invoice",
+            DocKind::Payment => "Payment receipt",
+            DocKind::CreditMemo => "Credit memo",
+            DocKind::DebitMemo => "Debit memo",
+            DocKind::Refund => "Refund",
+        }
     }
     fn prefix(self) -> &'static str {
         match self {
@@ -66,6 +111,24 @@ pub struct Document {
     pub method: Option<String>,
     pub external_ref: Option<String>,
     pub created_at: Timestamp,
+    /// The tax rate the document was issued with, in basis points (absent on documents
+    /// written before it was recorded).
+    pub tax_bp: Option<i64>,
+}
+
+impl Document {
+    /// What the allocation rule needs to know about this document.
+    pub fn open_view(&self) -> OpenDocument {
+        OpenDocument {
+            id: self.id,
+            side: self.kind.side(),
+            issuer: self.issuer_account_id.0,
+            account: self.account_id.0,
+            currency: self.currency.clone(),
+            issued: self.status == "issued",
+            open_minor: self.open_minor,
+        }
+    }
 }
 
 #[derive(sqlx::FromRow)]
@@ -87,17 +150,20 @@ struct Row {
     method: Option<String>,
     external_ref: Option<String>,
     created_at: i64,
+    tax_bp: Option<i64>,
 }
 
 const COLUMNS: &str = "id, kind, number, issuer_account_id, account_id, currency, status, subtotal_minor, tax_minor, total_minor, open_minor, \
-     issue_date, due_date, charge_date, method, external_ref, created_at";
+     issue_date, due_date, charge_date, method, external_ref, created_at, tax_bp";
 
 impl TryFrom<Row> for Document {
     type Error = StoreError;
     fn try_from(r: Row) -> StoreResult<Document> {
         Ok(Document {
             id: r.id,
-            kind: DocKind::parse(&r.kind).ok_or_else(|| StoreError::Corrupt(format!("document {}: kind {}", r.id, r.kind)))?,
+            kind: DocKind::parse(&r.kind).ok_or_else(|| {
+                StoreError::Corrupt(format!("document {}: kind {}", r.id, r.kind))
+            })?,
             number: r.number,
             issuer_account_id: AccountId(r.issuer_account_id),
             account_id: AccountId(r.account_id),
@@ -113,6 +179,7 @@ impl TryFrom<Row> for Document {
             method: r.method,
             external_ref: r.external_ref,
             created_at: Timestamp(r.created_at),
+            tax_bp: r.tax_bp,
         })
     }
 }
@@ -175,7 +242,11 @@ pub fn tax_of(subtotal: i64, bp: i64) -> i64 {
     let n = i128::from(subtotal) * i128::from(bp);
     let q = n / 10_000;
     let r = n % 10_000;
-    (if 2 * r.abs() >= 10_000 { q + n.signum() } else { q }) as i64
+    (if 2 * r.abs() >= 10_000 {
+        q + n.signum()
+    } else {
+        q
+    }) as i64
 }
 
 impl Documents<'_> {
@@ -192,7 +263,12 @@ impl Documents<'_> {
 
     /// Write an issued document with its lines. Lines whose charge key was already billed
     /// are dropped; when nothing is left to bill, no document is written (`None`).
-    pub async fn issue(tx: &mut Tx, head: &NewDocument<'_>, lines: &[NewLine], now: Timestamp) -> StoreResult<Option<(Document, usize)>> {
+    pub async fn issue(
+        tx: &mut Tx,
+        head: &NewDocument<'_>,
+        lines: &[NewLine],
+        now: Timestamp,
+    ) -> StoreResult<Option<(Document, usize)>> {
         let mut fresh = Vec::with_capacity(lines.len());
         for l in lines {
             if let Some(k) = &l.charge_key {
@@ -212,13 +288,13 @@ impl Documents<'_> {
         let number = Self::next_number(tx, head.issuer, head.kind).await?;
         let sql = format!(
             "INSERT INTO documents (kind, number, issuer_account_id, account_id, currency, status, subtotal_minor, tax_minor, total_minor, open_minor,
-                issue_date, due_date, charge_date, method, external_ref, idem_key, created_at, issued_at)
-             VALUES ($1, $2, $3, $4, $5, 'issued', $6, $7, $8, $8, $9, $10, $11, $12, $13, $14, $15, $15) RETURNING {COLUMNS}"
+                issue_date, due_date, charge_date, method, external_ref, idem_key, created_at, issued_at, tax_bp)
+             VALUES ($1, $2, $3, $4, $5, 'issued', $6, $7, $8, $8, $9, $10, $11, $12, $13, $14, $15, $15, $16) RETURNING {COLUMNS}"
         );
         let row: Row = on_tx!(tx, c => sqlx::query_as(&sql)
             .bind(head.kind.as_str()).bind(&number).bind(head.issuer.0).bind(head.account.0).bind(head.currency)
             .bind(subtotal).bind(tax).bind(total).bind(head.issue_date).bind(head.due_date).bind(head.charge_date)
-            .bind(head.method).bind(head.external_ref).bind(head.idem_key).bind(now.0).fetch_one(c).await)
+            .bind(head.method).bind(head.external_ref).bind(head.idem_key).bind(now.0).bind(head.tax_bp).fetch_one(c).await)
         .map_err(|e| match StoreError::from(e) {
             StoreError::Conflict { .. } => StoreError::Conflict { what: "a document with this idempotency key exists".into() },
             o => o,
@@ -252,7 +328,17 @@ impl Documents<'_> {
     }
 
     pub async fn lines(&self, document: i64) -> StoreResult<Vec<Line>> {
-        type R = (i64, Option<i64>, String, String, i64, i64, i64, Option<String>, Option<String>);
+        type R = (
+            i64,
+            Option<i64>,
+            String,
+            String,
+            i64,
+            i64,
+            i64,
+            Option<String>,
+            Option<String>,
+        );
         let rows: Vec<R> = on_db!(self.0, p => sqlx::query_as(
             "SELECT id, subscription_id, line_kind, description, quantity, unit_price_micro, amount_minor, period_start, period_end
              FROM document_lines WHERE document_id = $1 ORDER BY id").bind(document).fetch_all(p).await)?;
@@ -273,29 +359,64 @@ impl Documents<'_> {
     }
 
     /// Documents of an account, newest first, optionally of one kind.
-    pub async fn of_account(&self, account: AccountId, kind: Option<DocKind>, before: Option<i64>, limit: i64) -> StoreResult<Page<Document>> {
+    pub async fn of_account(
+        &self,
+        account: AccountId,
+        kind: Option<DocKind>,
+        before: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<Page<Document>> {
         let sql = format!(
             "SELECT {COLUMNS} FROM documents WHERE account_id = $1 AND ($2 IS NULL OR kind = $2) AND id < $3 ORDER BY id DESC LIMIT $4"
         );
         let rows: Vec<Row> = on_db!(self.0, p => sqlx::query_as(&sql)
             .bind(account.0).bind(kind.map(|k| k.as_str())).bind(before.unwrap_or(i64::MAX)).bind(limit + 1).fetch_all(p).await)?;
-        let docs = rows.into_iter().map(Document::try_from).collect::<StoreResult<Vec<_>>>()?;
+        let docs = rows
+            .into_iter()
+            .map(Document::try_from)
+            .collect::<StoreResult<Vec<_>>>()?;
         Ok(Page::from_rows(docs, limit, |d| d.id))
     }
 
     /// Apply `amount` of a payment or credit memo to an invoice or debit memo of the same
     /// account and currency, within both open balances. Both open balances move in the
     /// same transaction as the allocation row, so the books always balance.
-    pub async fn allocate(tx: &mut Tx, from: &Document, to: &Document, amount: i64, now: Timestamp) -> StoreResult<()> {
-        let (a,): (i64,) = on_tx!(tx, c => sqlx::query_as(
-            "UPDATE documents SET open_minor = open_minor - $2 WHERE id = $1 AND open_minor >= $2 RETURNING open_minor")
-            .bind(from.id).bind(amount).fetch_one(c).await)
-        .map_err(|_| StoreError::Conflict { what: "the amount exceeds what is open on the payment".into() })?;
-        let (b,): (i64,) = on_tx!(tx, c => sqlx::query_as(
-            "UPDATE documents SET open_minor = open_minor - $2 WHERE id = $1 AND open_minor >= $2 RETURNING open_minor")
-            .bind(to.id).bind(amount).fetch_one(c).await)
-        .map_err(|_| StoreError::Conflict { what: "the amount exceeds what is open on the invoice".into() })?;
-        let _ = (a, b);
+    ///
+    /// The rule is checked on the given documents (kinds, account, issuer, currency, a
+    /// positive amount); the open balances are checked again by the updates themselves,
+    /// so stale copies can never overdraw. A broken rule is a [`StoreError::Conflict`].
+    pub async fn allocate(
+        tx: &mut Tx,
+        from: &Document,
+        to: &Document,
+        amount: i64,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        // Open balances are re-checked by the conditional updates below, against the
+        // current rows: only the static facts are taken from the given copies.
+        let mut f = from.open_view();
+        let mut t = to.open_view();
+        f.open_minor = i64::MAX;
+        t.open_minor = i64::MAX;
+        check_allocation(&f, &t, amount).map_err(|e| StoreError::Conflict {
+            what: e.to_string(),
+        })?;
+        let a: Option<(i64,)> = on_tx!(tx, c => sqlx::query_as(
+            "UPDATE documents SET open_minor = open_minor - $2 WHERE id = $1 AND status = 'issued' AND open_minor >= $2 RETURNING open_minor")
+            .bind(from.id).bind(amount).fetch_optional(c).await)?;
+        if a.is_none() {
+            return Err(StoreError::Conflict {
+                what: "the amount exceeds what is open on the payment".into(),
+            });
+        }
+        let b: Option<(i64,)> = on_tx!(tx, c => sqlx::query_as(
+            "UPDATE documents SET open_minor = open_minor - $2 WHERE id = $1 AND status = 'issued' AND open_minor >= $2 RETURNING open_minor")
+            .bind(to.id).bind(amount).fetch_optional(c).await)?;
+        if b.is_none() {
+            return Err(StoreError::Conflict {
+                what: "the amount exceeds what is open on the invoice".into(),
+            });
+        }
         on_tx!(tx, c => sqlx::query("INSERT INTO allocations (from_document_id, to_document_id, amount_minor, created_at) VALUES ($1, $2, $3, $4)")
             .bind(from.id).bind(to.id).bind(amount).bind(now.0).execute(c).await.map(|r| r.rows_affected()))?;
         Ok(())
@@ -327,5 +448,429 @@ impl Documents<'_> {
              ORDER BY d.id")
             .bind(issuer.0).fetch_all(p).await)?;
         Ok(rows.into_iter().map(|r| r.0).collect())
+    }
+}
+
+/// One application of a payment or credit memo to a debit document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Allocation {
+    pub id: i64,
+    pub from_document_id: i64,
+    pub to_document_id: i64,
+    pub amount_minor: i64,
+    pub created_at: Timestamp,
+}
+
+/// Open debits of an account in one currency: how many and how much.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OpenDebits {
+    pub count: i64,
+    pub total_minor: i64,
+}
+
+impl Documents<'_> {
+    /// Issue a document of one line for `amount_minor` (payments, memos, refunds): the
+    /// line carries the description, quantity 1 and the amount as its unit price.
+    pub async fn issue_single(
+        tx: &mut Tx,
+        head: &NewDocument<'_>,
+        line_kind: &str,
+        description: &str,
+        amount_minor: i64,
+        now: Timestamp,
+    ) -> StoreResult<Document> {
+        let currency = Currency::parse(head.currency).map_err(|e| {
+            StoreError::Corrupt(format!(
+                "document currency {}: {}",
+                head.currency, e.message
+            ))
+        })?;
+        let unit_price_micro = 10i64
+            .checked_pow(6u32.saturating_sub(currency.minor_digits()))
+            .and_then(|f| amount_minor.checked_mul(f))
+            .ok_or_else(|| StoreError::Conflict {
+                what: "amount too large".into(),
+            })?;
+        let line = NewLine {
+            subscription_id: None,
+            kind: line_kind.to_string(),
+            description: description.to_string(),
+            quantity: 1,
+            unit_price_micro,
+            amount_minor,
+            period_start: None,
+            period_end: None,
+            charge_key: None,
+        };
+        match Self::issue(tx, head, std::slice::from_ref(&line), now).await? {
+            Some((doc, _)) => Ok(doc),
+            None => Err(StoreError::Corrupt(
+                "a line without a charge key was dropped".into(),
+            )),
+        }
+    }
+
+    /// The document written with this idempotency key, if any.
+    pub async fn by_idem_key(&self, key: &str) -> StoreResult<Option<Document>> {
+        let sql = format!("SELECT {COLUMNS} FROM documents WHERE idem_key = $1");
+        let r: Option<Row> =
+            on_db!(self.0, p => sqlx::query_as(&sql).bind(key).fetch_optional(p).await)?;
+        r.map(Document::try_from).transpose()
+    }
+
+    /// Allocations from or to a document, oldest first.
+    pub async fn allocations(&self, document: i64) -> StoreResult<Vec<Allocation>> {
+        let rows: Vec<(i64, i64, i64, i64, i64)> = on_db!(self.0, p => sqlx::query_as(
+            "SELECT id, from_document_id, to_document_id, amount_minor, created_at FROM allocations
+             WHERE from_document_id = $1 OR to_document_id = $1 ORDER BY id")
+            .bind(document).fetch_all(p).await)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| Allocation {
+                id: r.0,
+                from_document_id: r.1,
+                to_document_id: r.2,
+                amount_minor: r.3,
+                created_at: Timestamp(r.4),
+            })
+            .collect())
+    }
+
+    /// Apply `amount` of the credit document `from` to the debit document `to`, checking
+    /// the allocation rule against the current rows: the updated documents, or
+    /// `Ok(Err(rule))` when the rule refuses. On a refusal the caller rolls the
+    /// transaction back: when a concurrent transaction moved an open balance between the
+    /// read and the update, half of the allocation may already be written in it.
+    pub async fn apply(
+        tx: &mut Tx,
+        from: i64,
+        to: i64,
+        amount: i64,
+        now: Timestamp,
+    ) -> StoreResult<Result<(Document, Document), AllocationError>> {
+        let f = Self::get_in(tx, from).await?;
+        let t = Self::get_in(tx, to).await?;
+        if let Err(e) = check_allocation(&f.open_view(), &t.open_view(), amount) {
+            return Ok(Err(e));
+        }
+        match Self::allocate(tx, &f, &t, amount, now).await {
+            Ok(()) => {}
+            // Moved by a concurrent transaction between the read and the update.
+            Err(StoreError::Conflict { .. }) => {
+                let f = Self::get_in(tx, from).await?;
+                let t = Self::get_in(tx, to).await?;
+                return Ok(Err(check_allocation(
+                    &f.open_view(),
+                    &t.open_view(),
+                    amount,
+                )
+                .err()
+                .unwrap_or(AllocationError::ExceedsSource { open: f.open_minor })));
+            }
+            Err(e) => return Err(e),
+        }
+        Ok(Ok((
+            Self::get_in(tx, from).await?,
+            Self::get_in(tx, to).await?,
+        )))
+    }
+
+    /// Issued invoices and debit memos of an account still open, in one currency.
+    pub async fn open_debits(&self, account: AccountId, currency: &str) -> StoreResult<OpenDebits> {
+        let (count, total): (i64, Option<i64>) = on_db!(self.0, p => sqlx::query_as(
+            "SELECT COUNT(*), CAST(SUM(open_minor) AS BIGINT) FROM documents
+             WHERE account_id = $1 AND currency = $2 AND status = 'issued' AND kind IN ('invoice', 'debit_memo') AND open_minor > 0")
+            .bind(account.0).bind(currency).fetch_one(p).await)?;
+        Ok(OpenDebits {
+            count,
+            total_minor: total.unwrap_or(0),
+        })
+    }
+
+    /// For the daily credit check: the due date (`YYYY-MM-DD`) of the account's oldest
+    /// issued invoice or debit memo that is still open and was due before `today`
+    /// (`YYYY-MM-DD`); `None` when nothing is overdue. Feed it to
+    /// [`cascade_domain::billing::payments::credit_hold_decision`].
+    pub async fn oldest_overdue_due_date(
+        &self,
+        account: AccountId,
+        today: &str,
+    ) -> StoreResult<Option<String>> {
+        let (d,): (Option<String>,) = on_db!(self.0, p => sqlx::query_as(
+            "SELECT MIN(due_date) FROM documents
+             WHERE account_id = $1 AND status = 'issued' AND kind IN ('invoice', 'debit_memo') AND open_minor > 0
+               AND due_date IS NOT NULL AND due_date < $2")
+            .bind(account.0).bind(today).fetch_one(p).await)?;
+        Ok(d)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Card payments waiting at the gateway
+// ---------------------------------------------------------------------------------------
+
+/// A card charge the gateway left pending: no money has moved yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentAttempt {
+    pub id: i64,
+    pub reference: String,
+    pub gateway: String,
+    pub issuer_account_id: AccountId,
+    pub account_id: AccountId,
+    pub currency: String,
+    pub amount_minor: i64,
+    /// `pending`, `confirmed` (the payment document exists) or `failed`.
+    pub status: String,
+    pub card_last4: Option<String>,
+    /// Documents to pay once confirmed, in order.
+    pub apply_to: Vec<i64>,
+    pub external_ref: Option<String>,
+    pub idem_key: Option<String>,
+    pub document_id: Option<i64>,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewAttempt<'a> {
+    pub reference: &'a str,
+    pub gateway: &'a str,
+    pub issuer: AccountId,
+    pub account: AccountId,
+    pub amount: Money,
+    pub card_last4: Option<&'a str>,
+    pub apply_to: &'a [i64],
+    pub external_ref: Option<&'a str>,
+    pub idem_key: Option<&'a str>,
+    pub created_by: Option<i64>,
+}
+
+type AttemptRow = (
+    i64,
+    String,
+    String,
+    i64,
+    i64,
+    String,
+    i64,
+    String,
+    Option<String>,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    i64,
+);
+const ATTEMPT_COLUMNS: &str = "id, reference, gateway, issuer_account_id, account_id, currency, amount_minor, status, card_last4, apply_to, \
+     external_ref, idem_key, document_id, created_at";
+
+fn attempt_from(r: AttemptRow) -> StoreResult<PaymentAttempt> {
+    let apply_to = serde_json::from_str(&r.9)
+        .map_err(|e| StoreError::Corrupt(format!("payment attempt {}: apply_to: {e}", r.0)))?;
+    Ok(PaymentAttempt {
+        id: r.0,
+        reference: r.1,
+        gateway: r.2,
+        issuer_account_id: AccountId(r.3),
+        account_id: AccountId(r.4),
+        currency: r.5,
+        amount_minor: r.6,
+        status: r.7,
+        card_last4: r.8,
+        apply_to,
+        external_ref: r.10,
+        idem_key: r.11,
+        document_id: r.12,
+        created_at: Timestamp(r.13),
+    })
+}
+
+pub struct PaymentAttempts<'a>(pub &'a Db);
+
+impl Db {
+    pub fn payment_attempts(&self) -> PaymentAttempts<'_> {
+        PaymentAttempts(self)
+    }
+}
+
+impl PaymentAttempts<'_> {
+    pub async fn create(
+        tx: &mut Tx,
+        a: &NewAttempt<'_>,
+        now: Timestamp,
+    ) -> StoreResult<PaymentAttempt> {
+        let apply_to =
+            serde_json::to_string(a.apply_to).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let sql = format!(
+            "INSERT INTO payment_attempts (reference, gateway, issuer_account_id, account_id, currency, amount_minor, status, card_last4, apply_to,
+                external_ref, idem_key, created_by, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9, $10, $11, $12, $12) RETURNING {ATTEMPT_COLUMNS}"
+        );
+        let r: AttemptRow = on_tx!(tx, c => sqlx::query_as(&sql)
+            .bind(a.reference).bind(a.gateway).bind(a.issuer.0).bind(a.account.0).bind(a.amount.currency.code()).bind(a.amount.minor)
+            .bind(a.card_last4).bind(&apply_to).bind(a.external_ref).bind(a.idem_key).bind(a.created_by).bind(now.0).fetch_one(c).await)?;
+        attempt_from(r)
+    }
+
+    pub async fn get(&self, reference: &str) -> StoreResult<PaymentAttempt> {
+        let sql = format!("SELECT {ATTEMPT_COLUMNS} FROM payment_attempts WHERE reference = $1");
+        let r: AttemptRow =
+            on_db!(self.0, p => sqlx::query_as(&sql).bind(reference).fetch_one(p).await)?;
+        attempt_from(r)
+    }
+
+    pub async fn by_idem_key(&self, key: &str) -> StoreResult<Option<PaymentAttempt>> {
+        let sql = format!("SELECT {ATTEMPT_COLUMNS} FROM payment_attempts WHERE idem_key = $1");
+        let r: Option<AttemptRow> =
+            on_db!(self.0, p => sqlx::query_as(&sql).bind(key).fetch_optional(p).await)?;
+        r.map(attempt_from).transpose()
+    }
+
+    /// Take a pending attempt for settlement: `None` when it is no longer pending (a
+    /// concurrent confirmation won; on PostgreSQL the loser waits for the winner's commit).
+    pub async fn claim(
+        tx: &mut Tx,
+        reference: &str,
+        status: &str,
+        now: Timestamp,
+    ) -> StoreResult<Option<PaymentAttempt>> {
+        let sql = format!(
+            "UPDATE payment_attempts SET status = $2, updated_at = $3 WHERE reference = $1 AND status = 'pending' RETURNING {ATTEMPT_COLUMNS}"
+        );
+        let r: Option<AttemptRow> = on_tx!(tx, c => sqlx::query_as(&sql).bind(reference).bind(status).bind(now.0).fetch_optional(c).await)?;
+        r.map(attempt_from).transpose()
+    }
+
+    /// Link a confirmed attempt to the payment document written for it.
+    pub async fn set_document(
+        tx: &mut Tx,
+        id: i64,
+        document: i64,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        on_tx!(tx, c => sqlx::query("UPDATE payment_attempts SET document_id = $2, updated_at = $3 WHERE id = $1")
+            .bind(id).bind(document).bind(now.0).execute(c).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The payment gateway
+// ---------------------------------------------------------------------------------------
+
+/// A card charge to send to the gateway.
+#[derive(Debug, Clone)]
+pub struct ChargeRequest<'a> {
+    pub account: AccountId,
+    pub amount: Money,
+    pub card: &'a CardNumber,
+    /// Always sent: the gateway recognises a retried charge by it and does not take the
+    /// money twice.
+    pub idem_key: &'a str,
+}
+
+/// What the gateway answered to a charge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChargeOutcome {
+    pub decision: GatewayDecision,
+    /// The gateway's reference of the charge (stored as the payment's `external_ref`).
+    pub reference: String,
+    /// Why it was declined, for people.
+    pub message: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("the payment gateway is unavailable: {0}")]
+    Unavailable(String),
+    #[error("the payment gateway does not know the charge {0}")]
+    UnknownCharge(String),
+}
+
+/// A payment gateway: charges cards, reports on pending charges, refunds. One
+/// implementation per provider of card payments; [`TestGateway`] is built in.
+pub trait PaymentGateway: Send + Sync {
+    /// Short name stored with pending attempts (`test`, …).
+    fn name(&self) -> &'static str;
+    fn charge<'a>(
+        &'a self,
+        req: ChargeRequest<'a>,
+    ) -> BoxFuture<'a, Result<ChargeOutcome, GatewayError>>;
+    /// The state of a charge the gateway left pending.
+    fn status<'a>(
+        &'a self,
+        reference: &'a str,
+    ) -> BoxFuture<'a, Result<GatewayDecision, GatewayError>>;
+    /// Give back `amount` of a settled charge: the gateway's reference of the refund.
+    fn refund<'a>(
+        &'a self,
+        reference: &'a str,
+        amount: Money,
+        idem_key: &'a str,
+    ) -> BoxFuture<'a, Result<String, GatewayError>>;
+}
+
+/// The built-in deterministic gateway for tests and demos
+/// ([`test_gateway_decision`]: `…0000` declined, `…1111` pending, anything else
+/// approved). References derive from the idempotency key, so a retry gets the same one.
+/// Pending charges settle as approved when asked. It moves no real money.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TestGateway;
+
+fn gateway_ref(prefix: &str, parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0]);
+    }
+    format!("{prefix}{}", &hex::encode(h.finalize())[..24])
+}
+
+impl PaymentGateway for TestGateway {
+    fn name(&self) -> &'static str {
+        "test"
+    }
+    fn charge<'a>(
+        &'a self,
+        req: ChargeRequest<'a>,
+    ) -> BoxFuture<'a, Result<ChargeOutcome, GatewayError>> {
+        Box::pin(async move {
+            let decision = test_gateway_decision(req.card);
+            let message = (decision == GatewayDecision::Declined).then(|| {
+                format!(
+                    "declined by the test gateway (card ending {})",
+                    req.card.last4()
+                )
+            });
+            Ok(ChargeOutcome {
+                decision,
+                reference: gateway_ref("tg_ch_", &[req.idem_key]),
+                message,
+            })
+        })
+    }
+    fn status<'a>(
+        &'a self,
+        reference: &'a str,
+    ) -> BoxFuture<'a, Result<GatewayDecision, GatewayError>> {
+        Box::pin(async move {
+            if reference.starts_with("tg_ch_") {
+                Ok(GatewayDecision::Approved)
+            } else {
+                Err(GatewayError::UnknownCharge(reference.to_string()))
+            }
+        })
+    }
+    fn refund<'a>(
+        &'a self,
+        reference: &'a str,
+        amount: Money,
+        idem_key: &'a str,
+    ) -> BoxFuture<'a, Result<String, GatewayError>> {
+        Box::pin(async move {
+            Ok(gateway_ref(
+                "tg_rf_",
+                &[reference, &amount.minor.to_string(), idem_key],
+            ))
+        })
     }
 }

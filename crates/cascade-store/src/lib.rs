@@ -16,6 +16,8 @@
 
 pub mod accounts;
 pub mod auth;
+pub mod billing_batch;
+pub mod credit;
 pub mod db;
 pub mod documents;
 pub mod events;
@@ -28,6 +30,7 @@ pub mod schema;
 pub mod subscriptions;
 pub mod tasks;
 pub mod users;
+pub mod wholesale;
 
 pub use db::{Backend, Db, Tx};
 
@@ -52,9 +55,12 @@ impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         match &e {
             sqlx::Error::RowNotFound => StoreError::NotFound,
-            sqlx::Error::Database(d) if d.is_unique_violation() => {
-                StoreError::Conflict { what: d.constraint().map(str::to_string).unwrap_or_else(|| unique_target(d.message())) }
-            }
+            sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict {
+                what: d
+                    .constraint()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| unique_target(d.message())),
+            },
             _ => StoreError::Database(e),
         }
     }

@@ -15,9 +15,26 @@ pub struct Migration {
 }
 
 pub const MIGRATIONS: &[Migration] = &[
-    Migration { version: 1, name: "foundation", source: include_str!("../migrations/0001_foundation.sql") },
-    Migration { version: 2, name: "catalog", source: include_str!("../migrations/0002_catalog.sql") },
-    Migration { version: 3, name: "billing", source: include_str!("../migrations/0003_billing.sql") },
+    Migration {
+        version: 1,
+        name: "foundation",
+        source: include_str!("../migrations/0001_foundation.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "catalog",
+        source: include_str!("../migrations/0002_catalog.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "billing",
+        source: include_str!("../migrations/0003_billing.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "money",
+        source: include_str!("../migrations/0004_money.sql"),
+    },
 ];
 
 fn render(source: &str, db: &Db) -> String {
@@ -36,7 +53,12 @@ fn checksum(source: &str) -> String {
 /// strings or bodies, so splitting on `;` at line ends is exact for them.
 fn statements(sql: &str) -> impl Iterator<Item = String> + '_ {
     sql.split(";\n")
-        .map(|s| s.lines().filter(|l| !l.trim_start().starts_with("--")).collect::<Vec<_>>().join("\n"))
+        .map(|s| {
+            s.lines()
+                .filter(|l| !l.trim_start().starts_with("--"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
         .filter(|s| !s.trim().is_empty())
 }
 
@@ -48,8 +70,7 @@ pub async fn run(db: &Db) -> StoreResult<Vec<i64>> {
     ).execute(c).await.map(|r| r.rows_affected()))?;
     tx.commit().await?;
 
-    let applied: Vec<(i64, String)> =
-        on_db!(db, p => sqlx::query_as("SELECT version, checksum FROM cascade_migrations ORDER BY version").fetch_all(p).await)?;
+    let applied: Vec<(i64, String)> = on_db!(db, p => sqlx::query_as("SELECT version, checksum FROM cascade_migrations ORDER BY version").fetch_all(p).await)?;
     let mut done = Vec::new();
     for m in MIGRATIONS {
         let sum = checksum(m.source);

@@ -54,7 +54,9 @@ const SUB_COLUMNS: &str = "id, account_id, vendor_id, plan_id, period_uid, statu
 impl TryFrom<SubRow> for Subscription {
     type Error = StoreError;
     fn try_from(r: SubRow) -> StoreResult<Subscription> {
-        let bad = |what: &str, e: String| StoreError::Corrupt(format!("subscription {}: {what}: {e}", r.id));
+        let bad = |what: &str, e: String| {
+            StoreError::Corrupt(format!("subscription {}: {what}: {e}", r.id))
+        };
         Ok(Subscription {
             id: r.id,
             account_id: AccountId(r.account_id),
@@ -65,9 +67,12 @@ impl TryFrom<SubRow> for Subscription {
             start_date: r.start_date.clone(),
             expires_on: r.expires_on.clone(),
             next_bill_date: r.next_bill_date.clone(),
-            auto_renew: serde_json::from_str(&r.auto_renew).map_err(|e| bad("auto_renew", e.to_string()))?,
-            quantities: serde_json::from_str(&r.quantities).map_err(|e| bad("quantities", e.to_string()))?,
-            attributes: serde_json::from_str(&r.attributes).map_err(|e| bad("attributes", e.to_string()))?,
+            auto_renew: serde_json::from_str(&r.auto_renew)
+                .map_err(|e| bad("auto_renew", e.to_string()))?,
+            quantities: serde_json::from_str(&r.quantities)
+                .map_err(|e| bad("quantities", e.to_string()))?,
+            attributes: serde_json::from_str(&r.attributes)
+                .map_err(|e| bad("attributes", e.to_string()))?,
             suspension_deadline: r.suspension_deadline.clone(),
             data_removed: r.data_removed,
             version: r.version,
@@ -102,7 +107,11 @@ impl Db {
 }
 
 impl Subscriptions<'_> {
-    pub async fn create(tx: &mut Tx, s: &NewSubscription, now: Timestamp) -> StoreResult<Subscription> {
+    pub async fn create(
+        tx: &mut Tx,
+        s: &NewSubscription,
+        now: Timestamp,
+    ) -> StoreResult<Subscription> {
         let sql = format!(
             "INSERT INTO subscriptions (account_id, vendor_id, plan_id, period_uid, status, start_date, expires_on, next_bill_date, auto_renew,
                 quantities, attributes, suspension_deadline, data_removed, version, created_at, updated_at)
@@ -128,16 +137,31 @@ impl Subscriptions<'_> {
         r.try_into()
     }
 
-    pub async fn of_account(&self, account: AccountId, after: Option<i64>, limit: i64) -> StoreResult<Page<Subscription>> {
-        let sql = format!("SELECT {SUB_COLUMNS} FROM subscriptions WHERE account_id = $1 AND id > $2 ORDER BY id LIMIT $3");
+    pub async fn of_account(
+        &self,
+        account: AccountId,
+        after: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<Page<Subscription>> {
+        let sql = format!(
+            "SELECT {SUB_COLUMNS} FROM subscriptions WHERE account_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+        );
         let rows: Vec<SubRow> = on_db!(self.0, p => sqlx::query_as(&sql).bind(account.0).bind(after.unwrap_or(0)).bind(limit + 1).fetch_all(p).await)?;
-        let subs = rows.into_iter().map(Subscription::try_from).collect::<StoreResult<Vec<_>>>()?;
+        let subs = rows
+            .into_iter()
+            .map(Subscription::try_from)
+            .collect::<StoreResult<Vec<_>>>()?;
         Ok(Page::from_rows(subs, limit, |s| s.id))
     }
 
     /// Accounts with something to bill on or before `date`, after `after_account`, at
     /// most `limit` of them (the daily run's batches).
-    pub async fn accounts_due(&self, date: &str, after_account: i64, limit: i64) -> StoreResult<Vec<AccountId>> {
+    pub async fn accounts_due(
+        &self,
+        date: &str,
+        after_account: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<AccountId>> {
         let rows: Vec<(i64,)> = on_db!(self.0, p => sqlx::query_as(
             "SELECT DISTINCT account_id FROM subscriptions
              WHERE next_bill_date <= $1 AND account_id > $2 AND status IN ('active', 'graced', 'expired')
@@ -147,34 +171,58 @@ impl Subscriptions<'_> {
     }
 
     /// An account's subscriptions due on or before `date`.
-    pub async fn due_of_account_in(tx: &mut Tx, account: AccountId, date: &str) -> StoreResult<Vec<Subscription>> {
+    pub async fn due_of_account_in(
+        tx: &mut Tx,
+        account: AccountId,
+        date: &str,
+    ) -> StoreResult<Vec<Subscription>> {
         let sql = format!(
             "SELECT {SUB_COLUMNS} FROM subscriptions WHERE account_id = $1 AND next_bill_date <= $2 AND status IN ('active', 'graced', 'expired') ORDER BY id"
         );
-        let rows: Vec<SubRow> = on_tx!(tx, c => sqlx::query_as(&sql).bind(account.0).bind(date).fetch_all(c).await)?;
+        let rows: Vec<SubRow> =
+            on_tx!(tx, c => sqlx::query_as(&sql).bind(account.0).bind(date).fetch_all(c).await)?;
         rows.into_iter().map(Subscription::try_from).collect()
     }
 
     /// Record what billing did: the next date to bill, the term end, the status.
-    pub async fn after_billing(tx: &mut Tx, s: &Subscription, next_bill_date: &str, expires_on: &str, status: SubscriptionStatus, now: Timestamp) -> StoreResult<()> {
+    pub async fn after_billing(
+        tx: &mut Tx,
+        s: &Subscription,
+        next_bill_date: &str,
+        expires_on: &str,
+        status: SubscriptionStatus,
+        now: Timestamp,
+    ) -> StoreResult<()> {
         let n = on_tx!(tx, c => sqlx::query(
             "UPDATE subscriptions SET next_bill_date = $3, expires_on = $4, status = $5, version = version + 1, updated_at = $6 WHERE id = $1 AND version = $2")
             .bind(s.id).bind(s.version).bind(next_bill_date).bind(expires_on).bind(status.as_str()).bind(now.0)
             .execute(c).await.map(|r| r.rows_affected()))?;
         if n == 0 {
-            return Err(StoreError::Conflict { what: format!("subscription {} changed during billing", s.id) });
+            return Err(StoreError::Conflict {
+                what: format!("subscription {} changed during billing", s.id),
+            });
         }
         Ok(())
     }
 
-    pub async fn set_status(tx: &mut Tx, id: i64, status: SubscriptionStatus, now: Timestamp) -> StoreResult<()> {
+    pub async fn set_status(
+        tx: &mut Tx,
+        id: i64,
+        status: SubscriptionStatus,
+        now: Timestamp,
+    ) -> StoreResult<()> {
         on_tx!(tx, c => sqlx::query("UPDATE subscriptions SET status = $2, version = version + 1, updated_at = $3 WHERE id = $1")
             .bind(id).bind(status.as_str()).bind(now.0).execute(c).await.map(|r| r.rows_affected()))?;
         Ok(())
     }
 
     /// Usage per rate recorded for a subscription within [from, to) and not yet billed.
-    pub async fn unbilled_usage_in(tx: &mut Tx, sub: i64, from: &str, to: &str) -> StoreResult<BTreeMap<String, i64>> {
+    pub async fn unbilled_usage_in(
+        tx: &mut Tx,
+        sub: i64,
+        from: &str,
+        to: &str,
+    ) -> StoreResult<BTreeMap<String, i64>> {
         let rows: Vec<(String, i64)> = on_tx!(tx, c => sqlx::query_as(
             "SELECT rate_uid, CAST(SUM(quantity) AS BIGINT) FROM usage_records
              WHERE subscription_id = $1 AND usage_date >= $2 AND usage_date < $3 AND billed_line_id IS NULL GROUP BY rate_uid")
@@ -200,9 +248,22 @@ pub struct Order {
     pub updated_at: Timestamp,
 }
 
-type OrderRow = (i64, i64, i64, Option<i64>, String, String, Option<String>, String, i64, String, Option<i64>, i64, i64);
-const ORDER_COLUMNS: &str =
-    "id, account_id, vendor_id, subscription_id, order_type, status, reason, currency, total_minor, details, placed_by, created_at, updated_at";
+type OrderRow = (
+    i64,
+    i64,
+    i64,
+    Option<i64>,
+    String,
+    String,
+    Option<String>,
+    String,
+    i64,
+    String,
+    Option<i64>,
+    i64,
+    i64,
+);
+const ORDER_COLUMNS: &str = "id, account_id, vendor_id, subscription_id, order_type, status, reason, currency, total_minor, details, placed_by, created_at, updated_at";
 
 fn order_from(r: OrderRow) -> StoreResult<Order> {
     Ok(Order {
@@ -262,19 +323,192 @@ impl Orders<'_> {
         order_from(on_db!(self.0, p => sqlx::query_as(&sql).bind(id).fetch_one(p).await)?)
     }
 
-    pub async fn of_account(&self, account: AccountId, before: Option<i64>, limit: i64) -> StoreResult<Page<Order>> {
-        let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE account_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3");
-        let rows: Vec<OrderRow> =
-            on_db!(self.0, p => sqlx::query_as(&sql).bind(account.0).bind(before.unwrap_or(i64::MAX)).bind(limit + 1).fetch_all(p).await)?;
-        let orders = rows.into_iter().map(order_from).collect::<StoreResult<Vec<_>>>()?;
+    pub async fn of_account(
+        &self,
+        account: AccountId,
+        before: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<Page<Order>> {
+        let sql = format!(
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE account_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
+        );
+        let rows: Vec<OrderRow> = on_db!(self.0, p => sqlx::query_as(&sql).bind(account.0).bind(before.unwrap_or(i64::MAX)).bind(limit + 1).fetch_all(p).await)?;
+        let orders = rows
+            .into_iter()
+            .map(order_from)
+            .collect::<StoreResult<Vec<_>>>()?;
         Ok(Page::from_rows(orders, limit, |o| o.id))
     }
 
     /// Move an order along its status machine (checked by the caller with
     /// `OrderStatus::transition`); `from` guards against a concurrent move.
-    pub async fn set_status(tx: &mut Tx, id: i64, from: OrderStatus, to: OrderStatus, reason: Option<&str>, now: Timestamp) -> StoreResult<bool> {
+    pub async fn set_status(
+        tx: &mut Tx,
+        id: i64,
+        from: OrderStatus,
+        to: OrderStatus,
+        reason: Option<&str>,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
         let n = on_tx!(tx, c => sqlx::query("UPDATE orders SET status = $3, reason = $4, updated_at = $5 WHERE id = $1 AND status = $2")
             .bind(id).bind(from.as_str()).bind(to.as_str()).bind(reason).bind(now.0).execute(c).await.map(|r| r.rows_affected()))?;
         Ok(n > 0)
+    }
+}
+
+/// Statuses in which a subscription is still "live": it counts for unique groups and can
+/// be changed, renewed or cancelled.
+pub const LIVE_STATUSES: &str =
+    "'ordered', 'active', 'expired', 'graced', 'credit_hold', 'admin_hold'";
+
+/// The order flow's reads and writes of subscriptions.
+impl Subscriptions<'_> {
+    /// The live subscriptions an account holds from `vendor`, oldest first (unique-group check).
+    pub async fn live_of_account_in(
+        tx: &mut Tx,
+        account: AccountId,
+        vendor: AccountId,
+    ) -> StoreResult<Vec<Subscription>> {
+        let sql = format!(
+            "SELECT {SUB_COLUMNS} FROM subscriptions WHERE account_id = $1 AND vendor_id = $2 AND status IN ({LIVE_STATUSES}) ORDER BY id"
+        );
+        let rows: Vec<SubRow> = on_tx!(tx, c => sqlx::query_as(&sql).bind(account.0).bind(vendor.0).fetch_all(c).await)?;
+        rows.into_iter().map(Subscription::try_from).collect()
+    }
+
+    /// Move a subscription from `from` to `to` (checked by the caller with
+    /// `SubscriptionStatus::transition`); false when it was no longer in `from`.
+    pub async fn move_status(
+        tx: &mut Tx,
+        id: i64,
+        from: SubscriptionStatus,
+        to: SubscriptionStatus,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let n = on_tx!(tx, c => sqlx::query(
+            "UPDATE subscriptions SET status = $3, version = version + 1, updated_at = $4 WHERE id = $1 AND status = $2")
+            .bind(id).bind(from.as_str()).bind(to.as_str()).bind(now.0).execute(c).await.map(|r| r.rows_affected()))?;
+        Ok(n > 0)
+    }
+
+    /// Write new terms (period, quantities, term end, next billing date) if the
+    /// subscription is still at `s.version`.
+    pub async fn update_terms(
+        tx: &mut Tx,
+        s: &Subscription,
+        period_uid: &str,
+        quantities: &BTreeMap<String, i64>,
+        expires_on: &str,
+        next_bill_date: &str,
+        now: Timestamp,
+    ) -> StoreResult<Subscription> {
+        let n = on_tx!(tx, c => sqlx::query(
+            "UPDATE subscriptions SET period_uid = $3, quantities = $4, expires_on = $5, next_bill_date = $6, version = version + 1, updated_at = $7
+             WHERE id = $1 AND version = $2")
+            .bind(s.id).bind(s.version).bind(period_uid).bind(serde_json::to_string(quantities).unwrap_or_default())
+            .bind(expires_on).bind(next_bill_date).bind(now.0).execute(c).await.map(|r| r.rows_affected()))?;
+        if n == 0 {
+            return Err(StoreError::Conflict {
+                what: format!("subscription {} was changed meanwhile; try again", s.id),
+            });
+        }
+        Self::get_in(tx, s.id).await
+    }
+
+    pub async fn set_auto_renew(
+        tx: &mut Tx,
+        id: i64,
+        auto_renew: AutoRenew,
+        now: Timestamp,
+    ) -> StoreResult<Subscription> {
+        on_tx!(tx, c => sqlx::query("UPDATE subscriptions SET auto_renew = $2, version = version + 1, updated_at = $3 WHERE id = $1")
+            .bind(id).bind(serde_json::to_string(&auto_renew).unwrap_or_default()).bind(now.0).execute(c).await.map(|r| r.rows_affected()))?;
+        Self::get_in(tx, id).await
+    }
+
+    /// What a subscription was charged for days in `[from, to)`: its invoice lines whose
+    /// period starts there, less its credit-memo lines there, in minor units; and the end
+    /// of the last period those lines cover (how far the term is paid for). Lines without
+    /// a period (setup fees) belong to no term.
+    pub async fn charged_in_term(
+        tx: &mut Tx,
+        sub: i64,
+        from: &str,
+        to: &str,
+    ) -> StoreResult<(i64, Option<String>)> {
+        let (n, end): (Option<i64>, Option<String>) = on_tx!(tx, c => sqlx::query_as(
+            "SELECT CAST(SUM(CASE WHEN d.kind = 'credit_memo' THEN -l.amount_minor ELSE l.amount_minor END) AS BIGINT),
+                    MAX(CASE WHEN d.kind = 'invoice' THEN l.period_end END)
+             FROM document_lines l JOIN documents d ON d.id = l.document_id
+             WHERE l.subscription_id = $1 AND d.status = 'issued' AND d.kind IN ('invoice', 'credit_memo')
+               AND l.period_start IS NOT NULL AND l.period_start >= $2 AND l.period_start < $3")
+            .bind(sub).bind(from).bind(to).fetch_one(c).await)?;
+        Ok((n.unwrap_or(0), end))
+    }
+
+    /// Usage per rate recorded within [from, to) and not yet billed (invoice preview).
+    pub async fn unbilled_usage(
+        &self,
+        sub: i64,
+        from: &str,
+        to: &str,
+    ) -> StoreResult<BTreeMap<String, i64>> {
+        let rows: Vec<(String, i64)> = on_db!(self.0, p => sqlx::query_as(
+            "SELECT rate_uid, CAST(SUM(quantity) AS BIGINT) FROM usage_records
+             WHERE subscription_id = $1 AND usage_date >= $2 AND usage_date < $3 AND billed_line_id IS NULL GROUP BY rate_uid")
+            .bind(sub).bind(from).bind(to).fetch_all(p).await)?;
+        Ok(rows.into_iter().collect())
+    }
+}
+
+impl Orders<'_> {
+    pub async fn get_in(tx: &mut Tx, id: i64) -> StoreResult<Order> {
+        let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1");
+        order_from(on_tx!(tx, c => sqlx::query_as(&sql).bind(id).fetch_one(c).await)?)
+    }
+
+    /// Orders of a subscription, newest first.
+    pub async fn of_subscription(&self, sub: i64) -> StoreResult<Vec<Order>> {
+        let sql = format!(
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE subscription_id = $1 ORDER BY id DESC"
+        );
+        let rows: Vec<OrderRow> =
+            on_db!(self.0, p => sqlx::query_as(&sql).bind(sub).fetch_all(p).await)?;
+        rows.into_iter().map(order_from).collect()
+    }
+
+    /// Unfinished orders of a subscription (not completed or cancelled), oldest first.
+    pub async fn open_of_subscription_in(tx: &mut Tx, sub: i64) -> StoreResult<Vec<Order>> {
+        let sql = format!(
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE subscription_id = $1 AND status NOT IN ('completed', 'cancelled') ORDER BY id"
+        );
+        let rows: Vec<OrderRow> =
+            on_tx!(tx, c => sqlx::query_as(&sql).bind(sub).fetch_all(c).await)?;
+        rows.into_iter().map(order_from).collect()
+    }
+
+    /// Replace an order's details and total (written once the order's documents exist).
+    pub async fn set_details(
+        tx: &mut Tx,
+        id: i64,
+        total_minor: i64,
+        details: &serde_json::Value,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        on_tx!(tx, c => sqlx::query("UPDATE orders SET total_minor = $2, details = $3, updated_at = $4 WHERE id = $1")
+            .bind(id).bind(total_minor).bind(details.to_string()).bind(now.0).execute(c).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// Set the reason shown with an order without moving it.
+    pub async fn set_reason(
+        tx: &mut Tx,
+        id: i64,
+        reason: Option<&str>,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        on_tx!(tx, c => sqlx::query("UPDATE orders SET reason = $2, updated_at = $3 WHERE id = $1")
+            .bind(id).bind(reason).bind(now.0).execute(c).await.map(|r| r.rows_affected()))?;
+        Ok(())
     }
 }

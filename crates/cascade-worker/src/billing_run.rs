@@ -2,21 +2,36 @@
 //!
 //! For every account with something due on the run date: renewals and expiries, charges
 //! for the billing periods that start (prepaid) or end (postpaid, overuse, usage), and
-//! one invoice per account and currency. Design:
+//! one invoice per account, issuer and currency. Design:
 //!
-//! - **Set-wise, in batches.** Due accounts come from one indexed query
-//!   (`subscriptions.next_bill_date`) a batch at a time; plans are loaded once per run
-//!   and cached; each account is billed in **one short transaction**, so the run never
-//!   holds a long lock and orders placed meanwhile go through.
+//! - **Set-wise.** The due accounts come from one indexed query at the start (a few MiB
+//!   of ids even for millions of subscriptions). They are billed in batches of
+//!   `RunOptions::batch` accounts, with a constant number of statements per batch
+//!   (`cascade_store::billing_batch`): the batch's due subscriptions, plans not cached
+//!   yet and unbilled usage are read in three queries **outside** any write transaction;
+//!   the charges are computed in memory by [`bill_subscription`]; then one short write
+//!   transaction moves every subscription (version-checked), marks usage billed, drops
+//!   charge keys billed already, reserves invoice numbers per issuer and inserts invoices
+//!   and lines with multi-row statements. Reading outside the transaction is safe
+//!   because nothing is written unless every subscription is still at the version it
+//!   was read at, and it keeps the writer (SQLite has one) free while the next batch is
+//!   read and computed.
+//! - **Pipelined.** A few batches are in flight at once (`default_parallel`): on SQLite
+//!   one reads and computes while another holds the single writer; on PostgreSQL they
+//!   also write concurrently (accounts are disjoint, invoice counters are taken in issuer
+//!   order, so batches do not deadlock on each other).
 //! - **Exactly once.** Every charge line carries a key derived from what it bills
-//!   (subscription, period start, kind) under a unique index, and the subscription's
+//!   (subscription, period start, kind) under a unique index, and a subscription's
 //!   `next_bill_date` moves in the same transaction as its lines. Killing the process at
-//!   any point loses at most the account in flight (its transaction rolls back); the
-//!   re-run bills it, and never bills anything twice.
-//! - **Isolated failures.** An account that fails is logged and counted; the others go
-//!   on; its subscriptions stay due and the next run retries it.
+//!   any point loses at most the batches in flight (their transactions roll back); the
+//!   re-run bills them and never bills anything twice.
+//! - **Isolated failures.** A subscription changed concurrently (version check) takes
+//!   only its account out of the batch: the rest is written, and that account is billed
+//!   on its own. If a batch cannot be read or written at all, its accounts are billed one
+//!   per transaction (the per-account path, [`bill_account`]), so one bad account never
+//!   blocks the others. An account that still fails is logged and counted; its
+//!   subscriptions stay due and the next run retries it.
 
-use cascade_domain::account::Account;
 use cascade_domain::billing::amounts::to_minor;
 use cascade_domain::billing::calendar::{Cycle, Span, add_months};
 use cascade_domain::billing::charges::{
@@ -24,16 +39,19 @@ use cascade_domain::billing::charges::{
 };
 use cascade_domain::billing::lifecycle::{AutoRenew, SubscriptionStatus};
 use cascade_domain::catalog::plan::{BillingModel, BillingPeriodType, PlanContent};
-use cascade_domain::clock::Clock;
+use cascade_domain::clock::{Clock, Timestamp};
 use cascade_domain::ids::AccountId;
 use cascade_domain::money::Currency;
+use cascade_store::billing_batch::{
+    self, DueSubscription, InvoiceHead, KeyCheck, NewInvoice, SubscriptionMove, UsageRecord,
+};
 use cascade_store::documents::{DocKind, Documents, NewDocument, NewLine};
 use cascade_store::subscriptions::{Subscription, Subscriptions};
-use cascade_store::{Db, StoreError, StoreResult, Tx, on_tx};
+use cascade_store::{Backend, Db, StoreError, StoreResult, Tx, on_tx};
 use chrono::NaiveDate;
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
-use std::sync::Mutex;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use tokio::task::JoinSet;
 
 /// Subscriptions that expired without renewal are not due again.
 pub const NEVER: &str = "9999-12-31";
@@ -46,21 +64,27 @@ pub struct RunReport {
     pub subscriptions_billed: u64,
     pub documents_written: u64,
     pub lines_written: u64,
+    /// Accounts that were billed one per transaction instead of with their batch
+    /// (changed concurrently, bad data, or a batch that failed); included in
+    /// `accounts_done` / `accounts_failed`.
+    pub accounts_billed_alone: u64,
 }
 
 /// Test hook: a point in the run where a crash is simulated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CrashPoint {
-    /// After this many accounts were committed, before the next one starts.
+    /// After this many accounts (in due order) were committed, before the next one
+    /// starts: batches are cut there, the ones in flight finish, then the run stops.
     BetweenAccounts(u64),
-    /// Inside the transaction of the n-th account (0-based), after its invoice was
-    /// written and before its subscriptions moved on.
+    /// Inside the transaction that bills the n-th account (0-based, in due order) —
+    /// its batch's, or its own when billed alone — after the invoices were written and
+    /// before the commit: the whole transaction is lost.
     InsideAccount(u64),
 }
 
 #[derive(Debug, Clone)]
 pub struct RunOptions {
-    /// Accounts fetched per batch.
+    /// Accounts billed per batch transaction.
     pub batch: i64,
     /// Simulated crash (tests only): the run stops with an error there.
     pub crash: Option<CrashPoint>,
@@ -89,22 +113,69 @@ impl From<sqlx::Error> for RunError {
     }
 }
 
-/// Plans by id, loaded once per run.
+/// A plan as billing needs it.
+struct CachedPlan {
+    content: PlanContent,
+    currency: String,
+    parsed: Result<Currency, String>,
+}
+
+impl CachedPlan {
+    fn new(content: PlanContent, currency: String) -> CachedPlan {
+        let parsed = Currency::parse(&currency).map_err(|e| e.message);
+        CachedPlan {
+            content,
+            currency,
+            parsed,
+        }
+    }
+    fn currency(&self) -> StoreResult<Currency> {
+        self.parsed.clone().map_err(StoreError::Corrupt)
+    }
+}
+
+/// Plans by id, loaded once per run (a batch loads the ones it misses in one query).
 #[derive(Default)]
-struct PlanCache(Mutex<HashMap<i64, Arc<(PlanContent, String)>>>);
+struct PlanCache(Mutex<HashMap<i64, Arc<CachedPlan>>>);
 
 impl PlanCache {
-    async fn get(&self, db: &Db, id: i64) -> StoreResult<Arc<(PlanContent, String)>> {
-        if let Some(p) = self.0.lock().unwrap_or_else(|e| e.into_inner()).get(&id) {
-            return Ok(p.clone());
+    fn cached(&self, id: i64) -> Option<Arc<CachedPlan>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .cloned()
+    }
+
+    async fn get(&self, db: &Db, id: i64) -> StoreResult<Arc<CachedPlan>> {
+        if let Some(p) = self.cached(id) {
+            return Ok(p);
         }
         let plan = db.plans().get(id).await?;
-        let v = Arc::new((plan.content, plan.currency));
+        let v = Arc::new(CachedPlan::new(plan.content, plan.currency));
         self.0
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(id, v.clone());
         Ok(v)
+    }
+
+    /// Load every plan of `ids` not cached yet, in one query.
+    async fn load_missing(&self, db: &Db, ids: impl Iterator<Item = i64>) -> StoreResult<()> {
+        let missing: Vec<i64> = {
+            let cache = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            let set: HashSet<i64> = ids.filter(|id| !cache.contains_key(id)).collect();
+            set.into_iter().collect()
+        };
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let plans = billing_batch::plans(db, &missing).await?;
+        let mut cache = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        for (id, currency, content) in plans {
+            cache.insert(id, Arc::new(CachedPlan::new(content, currency)));
+        }
+        Ok(())
     }
 }
 
@@ -251,29 +322,59 @@ pub fn bill_subscription(
     })
 }
 
-/// Bill one account in one transaction. Returns (subscriptions billed, documents, lines).
+/// An invoice line for a charge.
+fn new_line(sub: i64, l: &ChargeLine, currency: Currency) -> NewLine {
+    NewLine {
+        subscription_id: Some(sub),
+        kind: l.kind.as_str().into(),
+        description: l.description.clone(),
+        quantity: l.quantity,
+        unit_price_micro: l.unit_price.0,
+        amount_minor: to_minor(l.amount, currency).minor,
+        period_start: l.period.map(|p| p.start.to_string()),
+        period_end: l.period.map(|p| p.end.to_string()),
+        charge_key: Some(l.key.clone()),
+    }
+}
+
+/// The span whose usage a subscription's billing reads: the period containing the day
+/// before its next billing date.
+fn usage_span(sub: &Subscription, plan: &PlanContent, statement_day: u32) -> StoreResult<Span> {
+    let start = date(&sub.start_date)?;
+    let (cycle, _) = cycle_of(plan, start, statement_day);
+    Ok(cycle.period_containing(date(&sub.next_bill_date)?.pred_opt().unwrap_or(start)))
+}
+
+/// Usage before this date is billed once `b` is written.
+fn usage_until(b: &SubBilling, day: &str) -> String {
+    if b.next_bill_date.as_str() < day {
+        b.next_bill_date.clone()
+    } else {
+        day.to_string()
+    }
+}
+
+/// Bill one account in one transaction (the per-account path: batches fall back to it).
+/// Returns (subscriptions billed, documents, lines).
 async fn bill_account(
     db: &Db,
     plans: &PlanCache,
-    account: &Account,
+    account: AccountId,
     today: NaiveDate,
-    now: cascade_domain::clock::Timestamp,
+    now: Timestamp,
     crash_inside: bool,
 ) -> Result<(u64, u64, u64), RunError> {
     let day = today.format("%Y-%m-%d").to_string();
     let mut tx = db.begin().await?;
-    let subs = Subscriptions::due_of_account_in(&mut tx, account.id, &day).await?;
-    let statement_day = statement_day(&mut tx, account.id).await?;
+    let subs = Subscriptions::due_of_account_in(&mut tx, account, &day).await?;
+    let statement_day = statement_day(&mut tx, account).await?;
     // Lines per (issuer, currency).
     let mut invoices: BTreeMap<(i64, String), Vec<NewLine>> = BTreeMap::new();
     let mut moves = Vec::with_capacity(subs.len());
     for sub in &subs {
         let plan = plans.get(db, sub.plan_id).await?;
-        let (content, currency) = (&plan.0, &plan.1);
-        let start = date(&sub.start_date)?;
-        let (cycle, _) = cycle_of(content, start, statement_day);
         // Usage recorded up to the end of the period that ends on or before today.
-        let span = cycle.period_containing(date(&sub.next_bill_date)?.pred_opt().unwrap_or(start));
+        let span = usage_span(sub, &plan.content, statement_day)?;
         let usage = Subscriptions::unbilled_usage_in(
             &mut tx,
             sub.id,
@@ -281,38 +382,26 @@ async fn bill_account(
             &span.end.to_string(),
         )
         .await?;
-        let billed = bill_subscription(sub, content, statement_day, &usage, today)?;
-        let cur = Currency::parse(currency).map_err(|e| StoreError::Corrupt(e.message))?;
+        let billed = bill_subscription(sub, &plan.content, statement_day, &usage, today)?;
+        let cur = plan.currency()?;
         let entry = invoices
-            .entry((sub.vendor_id.0, currency.clone()))
+            .entry((sub.vendor_id.0, plan.currency.clone()))
             .or_default();
-        for l in &billed.lines {
-            entry.push(NewLine {
-                subscription_id: Some(sub.id),
-                kind: l.kind.as_str().into(),
-                description: l.description.clone(),
-                quantity: l.quantity,
-                unit_price_micro: l.unit_price.0,
-                amount_minor: to_minor(l.amount, cur).minor,
-                period_start: l.period.map(|p| p.start.to_string()),
-                period_end: l.period.map(|p| p.end.to_string()),
-                charge_key: Some(l.key.clone()),
-            });
-        }
+        entry.extend(billed.lines.iter().map(|l| new_line(sub.id, l, cur)));
         moves.push((sub, billed));
     }
     let (mut docs, mut lines) = (0u64, 0u64);
+    let due = (today + chrono::Duration::days(14))
+        .format("%Y-%m-%d")
+        .to_string();
     for ((issuer, currency), ls) in &invoices {
         if ls.is_empty() {
             continue;
         }
-        let due = (today + chrono::Duration::days(14))
-            .format("%Y-%m-%d")
-            .to_string();
         let head = NewDocument {
             kind: DocKind::Invoice,
             issuer: AccountId(*issuer),
-            account: account.id,
+            account,
             currency,
             issue_date: &day,
             due_date: Some(&due),
@@ -342,12 +431,7 @@ async fn bill_account(
             now,
         )
         .await?;
-        let until = if b.next_bill_date < day {
-            b.next_bill_date.clone()
-        } else {
-            day.clone()
-        };
-        mark_usage_billed(&mut tx, sub.id, &until).await?;
+        mark_usage_billed(&mut tx, sub.id, &usage_until(b, &day)).await?;
     }
     tx.commit().await?;
     Ok((moves.len() as u64, docs, lines))
@@ -365,12 +449,341 @@ async fn mark_usage_billed(tx: &mut Tx, sub: i64, until: &str) -> StoreResult<()
     Ok(())
 }
 
+/// What billing one account produced in memory, ready to be written with its batch.
+struct AccountBill {
+    /// Position of the account in its batch.
+    index: usize,
+    moves: Vec<SubscriptionMove>,
+    invoices: Vec<NewInvoice>,
+    /// Usage records the written lines account for.
+    usage: Vec<i64>,
+}
+
+/// Compute one account's billing from what its batch read.
+fn bill_in_memory(
+    index: usize,
+    account: AccountId,
+    subs: &[DueSubscription],
+    usage: &HashMap<i64, &[UsageRecord]>,
+    plans: &PlanCache,
+    today: NaiveDate,
+    day: &str,
+) -> StoreResult<AccountBill> {
+    let mut invoices: BTreeMap<(i64, String), Vec<NewLine>> = BTreeMap::new();
+    let mut bill = AccountBill {
+        index,
+        moves: Vec::with_capacity(subs.len()),
+        invoices: vec![],
+        usage: vec![],
+    };
+    for DueSubscription { sub, statement_day } in subs {
+        let plan = plans.cached(sub.plan_id).ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "subscription {}: plan {} not found",
+                sub.id, sub.plan_id
+            ))
+        })?;
+        let records = usage.get(&sub.id).copied().unwrap_or_default();
+        // The same usage as `unbilled_usage_in` over the span, summed per rate.
+        let span = usage_span(sub, &plan.content, *statement_day)?;
+        let (from, to) = (span.start.to_string(), span.end.to_string());
+        let mut sums: BTreeMap<String, i64> = BTreeMap::new();
+        for r in records
+            .iter()
+            .filter(|r| r.usage_date >= from && r.usage_date < to)
+        {
+            *sums.entry(r.rate_uid.clone()).or_default() += r.quantity;
+        }
+        let billed = bill_subscription(sub, &plan.content, *statement_day, &sums, today)?;
+        let cur = plan.currency()?;
+        let entry = invoices
+            .entry((sub.vendor_id.0, plan.currency.clone()))
+            .or_default();
+        entry.extend(billed.lines.iter().map(|l| new_line(sub.id, l, cur)));
+        let until = usage_until(&billed, day);
+        bill.usage.extend(
+            records
+                .iter()
+                .filter(|r| r.usage_date < until)
+                .map(|r| r.id),
+        );
+        bill.moves.push(SubscriptionMove {
+            id: sub.id,
+            version: sub.version,
+            next_bill_date: billed.next_bill_date,
+            expires_on: billed.expires_on,
+            status: billed.status,
+        });
+    }
+    bill.invoices = invoices
+        .into_iter()
+        .filter(|(_, lines)| !lines.is_empty())
+        .map(|((issuer, currency), lines)| NewInvoice {
+            issuer: AccountId(issuer),
+            account,
+            currency,
+            lines,
+        })
+        .collect();
+    Ok(bill)
+}
+
+/// What a batch did.
+#[derive(Debug, Default)]
+struct BatchReport {
+    accounts_done: u64,
+    accounts_failed: u64,
+    subscriptions_billed: u64,
+    documents_written: u64,
+    lines_written: u64,
+    accounts_billed_alone: u64,
+}
+
+enum Written {
+    Committed {
+        documents: u64,
+        lines: u64,
+    },
+    /// Subscriptions of these accounts (positions in the batch) changed since they were
+    /// read; nothing was written.
+    Conflicts(HashSet<usize>),
+    /// Some charge was billed already (`KeyCheck::Optimistic`); nothing was written.
+    KeysBilled,
+}
+
+/// Write a batch's billing in one transaction.
+async fn write_batch(
+    db: &Db,
+    bills: &[AccountBill],
+    today: NaiveDate,
+    now: Timestamp,
+    check: KeyCheck,
+    crash: bool,
+) -> Result<Written, RunError> {
+    let day = today.format("%Y-%m-%d").to_string();
+    let due = (today + chrono::Duration::days(14))
+        .format("%Y-%m-%d")
+        .to_string();
+    let t = std::time::Instant::now();
+    let mut tx = db.begin().await?;
+    billing_batch::phase(4, t);
+    let t = std::time::Instant::now();
+    let moves: Vec<SubscriptionMove> = bills.iter().flat_map(|b| b.moves.iter().cloned()).collect();
+    let moved = billing_batch::move_subscriptions(&mut tx, &moves, now).await?;
+    billing_batch::phase(5, t);
+    if moved.len() != moves.len() {
+        let conflicts = bills
+            .iter()
+            .filter(|b| b.moves.iter().any(|m| !moved.contains(&m.id)))
+            .map(|b| b.index)
+            .collect();
+        tx.rollback().await?;
+        return Ok(Written::Conflicts(conflicts));
+    }
+    let usage: Vec<i64> = bills.iter().flat_map(|b| b.usage.iter().copied()).collect();
+    let t = std::time::Instant::now();
+    billing_batch::mark_usage_billed(&mut tx, &usage).await?;
+    billing_batch::phase(6, t);
+    let invoices: Vec<&NewInvoice> = bills.iter().flat_map(|b| &b.invoices).collect();
+    let head = InvoiceHead {
+        issue_date: &day,
+        due_date: Some(&due),
+        tax_bp: 0,
+    };
+    let Some(issued) = billing_batch::issue_invoices(&mut tx, &head, &invoices, now, check).await?
+    else {
+        tx.rollback().await?;
+        return Ok(Written::KeysBilled);
+    };
+    if crash {
+        drop(tx);
+        return Err(RunError::Crash);
+    }
+    let t = std::time::Instant::now();
+    tx.commit().await?;
+    billing_batch::phase(11, t);
+    let documents = issued.iter().flatten().count() as u64;
+    let lines = issued.iter().flatten().map(|(_, n)| *n as u64).sum();
+    Ok(Written::Committed { documents, lines })
+}
+
+/// Read a batch and compute its billing: per account (in batch order), its bill or the
+/// error that sends it down the per-account path.
+async fn prepare_batch(
+    db: &Db,
+    plans: &PlanCache,
+    accounts: &[AccountId],
+    today: NaiveDate,
+) -> StoreResult<Vec<Result<AccountBill, StoreError>>> {
+    let day = today.format("%Y-%m-%d").to_string();
+    let t = std::time::Instant::now();
+    let rows = billing_batch::due_subscriptions(db, accounts, &day).await?;
+    billing_batch::phase(0, t);
+    let t = std::time::Instant::now();
+    let mut subs: HashMap<AccountId, Vec<DueSubscription>> = HashMap::with_capacity(accounts.len());
+    let mut broken: HashMap<AccountId, StoreError> = HashMap::new();
+    for r in rows {
+        match r {
+            Ok(s) => subs.entry(s.sub.account_id).or_default().push(s),
+            Err((account, e)) => {
+                broken.insert(account, e);
+            }
+        }
+    }
+    plans
+        .load_missing(db, subs.values().flatten().map(|s| s.sub.plan_id))
+        .await?;
+    billing_batch::phase(1, t);
+    let t = std::time::Instant::now();
+    let ids: Vec<i64> = subs.values().flatten().map(|s| s.sub.id).collect();
+    let records = billing_batch::unbilled_usage(db, &ids, &day).await?;
+    billing_batch::phase(2, t);
+    let t = std::time::Instant::now();
+    let mut usage: HashMap<i64, &[UsageRecord]> = HashMap::new();
+    for chunk in records.chunk_by(|a, b| a.subscription_id == b.subscription_id) {
+        usage.insert(chunk[0].subscription_id, chunk);
+    }
+    let out = Ok(accounts
+        .iter()
+        .enumerate()
+        .map(|(i, a)| match broken.remove(a) {
+            Some(e) => Err(e),
+            None => bill_in_memory(
+                i,
+                *a,
+                subs.get(a).map(Vec::as_slice).unwrap_or_default(),
+                &usage,
+                plans,
+                today,
+                &day,
+            ),
+        })
+        .collect());
+    billing_batch::phase(3, t);
+    out
+}
+
+/// Bill a batch of accounts: set-wise in one transaction, the accounts that cannot be
+/// (conflicts, bad data, a failed batch) one by one. `crash_at`: position in the batch
+/// of the account whose transaction crashes (tests).
+async fn bill_batch(
+    db: Db,
+    plans: Arc<PlanCache>,
+    accounts: Vec<AccountId>,
+    today: NaiveDate,
+    now: Timestamp,
+    crash_at: Option<usize>,
+) -> Result<BatchReport, RunError> {
+    let mut report = BatchReport::default();
+    let mut alone: Vec<usize> = Vec::new();
+    let mut bills: Vec<AccountBill> = Vec::with_capacity(accounts.len());
+    match prepare_batch(&db, &plans, &accounts, today).await {
+        Ok(prepared) => {
+            for (i, b) in prepared.into_iter().enumerate() {
+                match b {
+                    Ok(b) => bills.push(b),
+                    Err(e) => {
+                        tracing::debug!(account = accounts[i].0, error = %e, "account cannot be billed with its batch; billing it alone");
+                        alone.push(i);
+                    }
+                }
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, accounts = accounts.len(), "reading a billing batch failed; billing its accounts one by one");
+            alone.extend(0..accounts.len());
+        }
+    }
+    // A run normally meets only charges it has never billed: insert optimistically, and
+    // look the keys up first only when that fails.
+    let mut check = KeyCheck::Optimistic;
+    while !bills.is_empty() {
+        let crash = crash_at.is_some_and(|c| bills.iter().any(|b| b.index == c));
+        match write_batch(&db, &bills, today, now, check, crash).await {
+            Ok(Written::Committed { documents, lines }) => {
+                report.accounts_done += bills.len() as u64;
+                report.subscriptions_billed +=
+                    bills.iter().map(|b| b.moves.len() as u64).sum::<u64>();
+                report.documents_written += documents;
+                report.lines_written += lines;
+                break;
+            }
+            Ok(Written::Conflicts(changed)) => {
+                // Each round takes at least one account out, so this ends.
+                tracing::debug!(
+                    accounts = changed.len(),
+                    "subscriptions changed during billing; billing their accounts alone"
+                );
+                bills.retain(|b| !changed.contains(&b.index));
+                alone.extend(changed);
+            }
+            Ok(Written::KeysBilled) if check == KeyCheck::Optimistic => check = KeyCheck::Before,
+            Ok(Written::KeysBilled) => {
+                // Keys billed meanwhile by someone else: the per-account path sorts it out.
+                tracing::warn!(
+                    accounts = bills.len(),
+                    "charges of a billing batch were billed concurrently; billing its accounts one by one"
+                );
+                alone.extend(bills.iter().map(|b| b.index));
+                break;
+            }
+            Err(RunError::Crash) => return Err(RunError::Crash),
+            Err(RunError::Store(e)) => {
+                tracing::warn!(error = %e, accounts = bills.len(), "writing a billing batch failed; billing its accounts one by one");
+                alone.extend(bills.iter().map(|b| b.index));
+                break;
+            }
+        }
+    }
+    alone.sort_unstable();
+    report.accounts_billed_alone = alone.len() as u64;
+    for i in alone {
+        let account = accounts[i];
+        match bill_account(&db, &plans, account, today, now, crash_at == Some(i)).await {
+            Ok((subs, docs, lines)) => {
+                report.accounts_done += 1;
+                report.subscriptions_billed += subs;
+                report.documents_written += docs;
+                report.lines_written += lines;
+            }
+            Err(RunError::Crash) => return Err(RunError::Crash),
+            Err(RunError::Store(e)) => {
+                report.accounts_failed += 1;
+                // Its subscriptions stay due: the next run retries it.
+                tracing::warn!(account = account.0, error = %e, "billing failed for an account; it stays due and is retried next run");
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Batches in flight at once: SQLite has one writer, so two (one reads and computes
+/// while the other writes); PostgreSQL writes concurrently too.
+pub fn default_parallel(db: &Db) -> usize {
+    match db.backend() {
+        Backend::Sqlite => 2,
+        Backend::Postgres => 3,
+    }
+}
+
 /// Run billing for `today`. `progress` is called with (accounts done, accounts failed).
 pub async fn run(
     db: &Db,
     clock: &dyn Clock,
     today: NaiveDate,
     opts: &RunOptions,
+    progress: impl Fn(u64, u64),
+) -> Result<RunReport, RunError> {
+    run_with(db, clock, today, opts, default_parallel(db), progress).await
+}
+
+/// [`run`] with at most `parallel` batches in flight.
+pub async fn run_with(
+    db: &Db,
+    clock: &dyn Clock,
+    today: NaiveDate,
+    opts: &RunOptions,
+    parallel: usize,
     progress: impl Fn(u64, u64),
 ) -> Result<RunReport, RunError> {
     let day = today.format("%Y-%m-%d").to_string();
@@ -380,43 +793,73 @@ pub async fn run(
         "INSERT INTO billing_runs (run_date, started_at, accounts_done, accounts_failed, subscriptions_billed, documents_written, lines_written)
          VALUES ($1, $2, 0, 0, 0, 0, 0) RETURNING id").bind(&day).bind(started.0).fetch_one(c).await)?;
     tx.commit().await?;
-    let plans = PlanCache::default();
+    let due = billing_batch::due_accounts(db, &day).await?;
+    let plans = Arc::new(PlanCache::default());
     let mut report = RunReport {
         run_id,
         ..Default::default()
     };
-    let mut after = 0i64;
-    let mut index = 0u64;
+    let batch = opts.batch.max(1) as usize;
+    let parallel = parallel.max(1);
+    let mut in_flight = JoinSet::new();
+    let mut next = 0usize;
+    let mut stop: Option<RunError> = None;
     loop {
-        let batch = db
-            .subscriptions()
-            .accounts_due(&day, after, opts.batch)
-            .await?;
-        let Some(last) = batch.last() else { break };
-        after = last.0;
-        for account_id in batch {
-            if opts.crash == Some(CrashPoint::BetweenAccounts(report.accounts_done)) {
-                return Err(RunError::Crash);
+        while stop.is_none() && in_flight.len() < parallel && next < due.len() {
+            if opts.crash == Some(CrashPoint::BetweenAccounts(next as u64)) {
+                stop = Some(RunError::Crash);
+                break;
             }
-            let account = db.accounts().get(account_id).await?;
-            let crash_inside = opts.crash == Some(CrashPoint::InsideAccount(index));
-            index += 1;
-            match bill_account(db, &plans, &account, today, clock.now(), crash_inside).await {
-                Ok((subs, docs, lines)) => {
-                    report.accounts_done += 1;
-                    report.subscriptions_billed += subs;
-                    report.documents_written += docs;
-                    report.lines_written += lines;
-                }
-                Err(RunError::Crash) => return Err(RunError::Crash),
-                Err(RunError::Store(e)) => {
-                    report.accounts_failed += 1;
-                    tracing::warn!(account = account_id.0, error = %e, "billing failed for an account; it stays due and is retried next run");
-                    // Skip it for the rest of this run: its subscriptions stay due.
+            let mut end = (next + batch).min(due.len());
+            if let Some(CrashPoint::BetweenAccounts(n)) = opts.crash {
+                let n = n as usize;
+                if n > next && n < end {
+                    end = n;
                 }
             }
-            progress(report.accounts_done, report.accounts_failed);
+            let crash_at = match opts.crash {
+                Some(CrashPoint::InsideAccount(i)) if (next..end).contains(&(i as usize)) => {
+                    Some(i as usize - next)
+                }
+                _ => None,
+            };
+            in_flight.spawn(bill_batch(
+                db.clone(),
+                plans.clone(),
+                due[next..end].to_vec(),
+                today,
+                clock.now(),
+                crash_at,
+            ));
+            next = end;
         }
+        // Batches in flight always finish (or roll back) before the run returns.
+        let Some(joined) = in_flight.join_next().await else {
+            break;
+        };
+        match joined {
+            Ok(Ok(b)) => {
+                report.accounts_done += b.accounts_done;
+                report.accounts_failed += b.accounts_failed;
+                report.subscriptions_billed += b.subscriptions_billed;
+                report.documents_written += b.documents_written;
+                report.lines_written += b.lines_written;
+                report.accounts_billed_alone += b.accounts_billed_alone;
+                progress(report.accounts_done, report.accounts_failed);
+            }
+            Ok(Err(e)) => {
+                stop.get_or_insert(e);
+            }
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => {
+                stop.get_or_insert(RunError::Store(StoreError::Corrupt(format!(
+                    "billing batch cancelled: {e}"
+                ))));
+            }
+        }
+    }
+    if let Some(e) = stop {
+        return Err(e);
     }
     let mut tx = db.begin().await?;
     on_tx!(&mut tx, c => sqlx::query(
@@ -426,6 +869,7 @@ pub async fn run(
         .execute(c).await.map(|r| r.rows_affected()))?;
     tx.commit().await?;
     tracing::info!(run_id, date = %day, accounts = report.accounts_done, failed = report.accounts_failed,
-        subscriptions = report.subscriptions_billed, documents = report.documents_written, lines = report.lines_written, "billing run finished");
+        subscriptions = report.subscriptions_billed, documents = report.documents_written, lines = report.lines_written,
+        billed_alone = report.accounts_billed_alone, "billing run finished");
     Ok(report)
 }

@@ -82,10 +82,12 @@ impl Registry {
         Self::default()
     }
 
-    /// The handlers shipped with the worker (currently `notify.welcome_user`).
+    /// The handlers shipped with the worker (`notify.welcome_user`, `orders.provision`
+    /// with the no-op service).
     pub fn with_builtin() -> Self {
         let mut r = Self::new();
         r.register(Arc::new(crate::notify::WelcomeUser));
+        r.register(Arc::new(crate::provision::ProvisionOrder::noop()));
         r
     }
 

@@ -25,6 +25,7 @@ pub mod cleanup;
 pub mod config;
 pub mod handler;
 pub mod notify;
+pub mod provision;
 pub mod routing;
 pub mod worker;
 

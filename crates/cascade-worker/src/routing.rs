@@ -17,9 +17,12 @@ use cascade_store::tasks::NewTask;
 ///   `user_id`, `login`, `email`, `display_name` and `language`.
 /// - `account.created` → nothing yet; provisioning defaults for new accounts will hang
 ///   here. Listed so the choice is visible.
+/// - `order.paid` → `orders.provision`: chain check, then provisioning of a paid order.
+///   The payload carries `order_id`.
 pub const ROUTES: &[(&str, &[&str])] = &[
     ("user.created", &["notify.welcome_user"]),
     ("account.created", &[]),
+    ("order.paid", &["orders.provision"]),
 ];
 
 /// The tasks to create for `event` (none for kinds not in [`ROUTES`]).

@@ -15,7 +15,7 @@ use cascade_store::plans::Plans;
 use cascade_store::subscriptions::{NewSubscription, Subscriptions};
 use cascade_store::{Db, on_tx};
 use cascade_testkit::both_backends;
-use cascade_worker::billing_run::{CrashPoint, RunError, RunOptions, run as billing_run};
+use cascade_worker::billing_run::{CrashPoint, RunError, RunOptions, run as billing_run, run_with};
 use chrono::NaiveDate;
 use std::collections::BTreeMap;
 
@@ -334,5 +334,326 @@ both_backends! {
             assert_eq!(seats, 8, "customer {i}");
         }
         f.assert_books_balance().await;
+    }
+}
+
+/// A small deterministic generator (xorshift64*), so a failing seed can be replayed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// Fifty customers with a mix of everything the run bills: prepaid monthly on the
+/// statement day (1st or 15th) with seats and overuse, anniversaries on the 31st,
+/// annual periods, terms charged before the subscription period, postpaid, PAYG usage,
+/// terms that expire, and customers of two issuers (the provider and a reseller).
+async fn seed_mix(f: &Fixture) -> Vec<AccountId> {
+    use BillingModel::*;
+    let reseller = account(&f.db, Some(f.provider), AccountKind::Reseller, "R").await;
+    let kinds = [
+        f.plan(ChargeBeforeBillingPeriod, monthly(), true).await,
+        f.plan(
+            ChargeBeforeBillingPeriod,
+            BillingPeriodType::EveryNMonths { months: 1 },
+            false,
+        )
+        .await,
+        f.plan(
+            ChargeBeforeBillingPeriod,
+            BillingPeriodType::EveryNMonths { months: 12 },
+            false,
+        )
+        .await,
+        f.plan(
+            ChargeBeforeSubscriptionPeriod,
+            BillingPeriodType::EveryNMonths { months: 12 },
+            true,
+        )
+        .await,
+        f.plan(ChargeAfterBillingPeriod, monthly(), true).await,
+        f.plan(ExternalRating, monthly(), true).await,
+    ];
+    let mut customers = vec![];
+    for i in 0..50i64 {
+        let vendor = if i % 5 == 4 { reseller } else { f.provider };
+        let c = account(&f.db, Some(vendor), AccountKind::Customer, &format!("C{i}")).await;
+        if i % 3 == 1 {
+            let mut tx = f.db.begin().await.unwrap();
+            on_tx!(&mut tx, x => sqlx::query("UPDATE accounts SET statement_day = 15 WHERE id = $1").bind(c.0).execute(x).await.map(|r| r.rows_affected())).unwrap();
+            tx.commit().await.unwrap();
+        }
+        for j in 0..(1 + i % 3) {
+            let k = ((i + j) % kinds.len() as i64) as usize;
+            let (start, next) = match k {
+                1 => ("2024-01-31", "2024-02-29"),
+                2 | 3 => ("2023-03-01", "2024-03-01"),
+                _ if i % 3 == 1 => ("2024-01-15", "2024-02-15"),
+                _ => ("2024-01-10", "2024-02-01"),
+            };
+            let renew = if i % 7 == 3 {
+                AutoRenew::Off
+            } else {
+                AutoRenew::OnExpiry
+            };
+            let s = NewSubscription {
+                account_id: c,
+                vendor_id: vendor,
+                plan_id: kinds[k],
+                period_uid: "y1".into(),
+                status: SubscriptionStatus::Active,
+                start_date: start.into(),
+                expires_on: cascade_domain::billing::calendar::add_months(
+                    d(start),
+                    if i % 7 == 3 { 4 } else { 12 },
+                )
+                .to_string(),
+                next_bill_date: next.into(),
+                auto_renew: renew,
+                quantities: BTreeMap::from([("seats".to_string(), 1 + (i + j) % 4)]),
+                attributes: serde_json::json!({}),
+            };
+            let mut tx = f.db.begin().await.unwrap();
+            let sub = Subscriptions::create(&mut tx, &s, T0).await.unwrap();
+            tx.commit().await.unwrap();
+            if matches!(k, 0 | 3 | 4 | 5) {
+                for (n, day) in [
+                    "2024-01-20",
+                    "2024-02-05",
+                    "2024-02-20",
+                    "2024-03-10",
+                    "2024-04-02",
+                    "2024-05-25",
+                ]
+                .iter()
+                .enumerate()
+                {
+                    f.usage(sub.id, &format!("u{n}"), 1 + (i + n as i64) % 5, day)
+                        .await;
+                }
+            }
+        }
+        customers.push(c);
+    }
+    customers
+}
+
+/// Everything billing wrote, in a form that does not depend on ids or on the order in
+/// which batches committed.
+#[derive(Debug, sqlx::FromRow)]
+#[allow(dead_code)] // read through Debug
+struct LineRow {
+    account_id: i64,
+    issuer_account_id: i64,
+    issue_date: String,
+    total_minor: i64,
+    open_minor: i64,
+    subscription_id: Option<i64>,
+    line_kind: String,
+    description: String,
+    quantity: i64,
+    unit_price_micro: i64,
+    amount_minor: i64,
+    period_start: Option<String>,
+    period_end: Option<String>,
+    charge_key: Option<String>,
+}
+
+async fn billed_state(db: &Db) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let mut tx = db.begin().await.unwrap();
+    let lines: Vec<LineRow> = on_tx!(&mut tx, c => sqlx::query_as(
+        "SELECT d.account_id, d.issuer_account_id, d.issue_date, d.total_minor, d.open_minor, l.subscription_id, l.line_kind, l.description,
+                l.quantity, l.unit_price_micro, l.amount_minor, l.period_start, l.period_end, l.charge_key
+         FROM document_lines l JOIN documents d ON d.id = l.document_id").fetch_all(c).await).unwrap();
+    let subs: Vec<(i64, String, String, String, i64)> = on_tx!(&mut tx, c => sqlx::query_as(
+        "SELECT id, next_bill_date, expires_on, status, version FROM subscriptions ORDER BY id").fetch_all(c).await).unwrap();
+    let usage: Vec<(i64, String, Option<i64>)> = on_tx!(&mut tx, c => sqlx::query_as(
+        "SELECT subscription_id, external_id, billed_line_id FROM usage_records ORDER BY subscription_id, external_id").fetch_all(c).await).unwrap();
+    let numbers: Vec<(i64, String)> = on_tx!(&mut tx, c => sqlx::query_as(
+        "SELECT issuer_account_id, number FROM documents WHERE kind = 'invoice' ORDER BY issuer_account_id, number").fetch_all(c).await).unwrap();
+    tx.rollback().await.unwrap();
+    // Invoice numbers are sequential per issuer, without gaps or repeats.
+    let mut per_issuer: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+    for (issuer, n) in numbers {
+        per_issuer.entry(issuer).or_default().push(n);
+    }
+    for (issuer, ns) in per_issuer {
+        let want: Vec<String> = (1..=ns.len()).map(|i| format!("INV-{i:06}")).collect();
+        assert_eq!(ns, want, "numbers of issuer {issuer}");
+    }
+    let mut lines: Vec<String> = lines.into_iter().map(|l| format!("{l:?}")).collect();
+    lines.sort();
+    (
+        lines,
+        subs.into_iter().map(|s| format!("{s:?}")).collect(),
+        usage.into_iter().map(|u| format!("{u:?}")).collect(),
+    )
+}
+
+/// Equal lists, or a failure that shows only what differs.
+fn same(got: &[String], want: &[String], what: &str) {
+    let missing: Vec<_> = want.iter().filter(|w| !got.contains(w)).collect();
+    let extra: Vec<_> = got.iter().filter(|g| !want.contains(g)).collect();
+    assert!(
+        got == want,
+        "{what}: {} vs {} rows; missing {missing:#?}; extra {extra:#?}",
+        got.len(),
+        want.len()
+    );
+}
+
+both_backends! {
+    async fn random_crashes_in_batches_bill_exactly_what_a_clean_run_bills(db) {
+        let dates = ["2024-02-01", "2024-02-15", "2024-02-29", "2024-03-01", "2024-03-15", "2024-04-10", "2024-05-01", "2024-05-31", "2024-07-02"];
+        // The reference: a clean run per date on a fresh database.
+        let clean = cascade_testkit::TestDb::for_backend(db.backend().as_str()).await;
+        let reference = fixture(clean.db.clone()).await;
+        let customers = seed_mix(&reference).await;
+        for day in dates {
+            let r = billing_run(&reference.db, &ManualClock::new(T0), d(day), &RunOptions::default(), |_, _| {}).await.unwrap();
+            assert_eq!((r.accounts_failed, r.accounts_billed_alone), (0, 0), "{day}: a clean run bills every account with its batch");
+        }
+        let want = billed_state(&reference.db).await;
+        assert!(want.0.len() > 300, "the mix bills plenty: {} lines", want.0.len());
+
+        let f = fixture(db).await;
+        assert_eq!(seed_mix(&f).await, customers);
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut crashes = 0;
+        for day in dates {
+            let mut due = cascade_store::billing_batch::due_accounts(&f.db, day).await.unwrap().len() as u64;
+            for _ in 0..2 + rng.below(3) {
+                let point = if rng.below(2) == 0 { CrashPoint::InsideAccount(rng.below(due + 2)) } else { CrashPoint::BetweenAccounts(rng.below(due + 2)) };
+                let opts = RunOptions { batch: 1 + rng.below(20) as i64, crash: Some(point) };
+                let parallel = 1 + rng.below(3) as usize;
+                let out = run_with(&f.db, &ManualClock::new(T0), d(day), &opts, parallel, |_, _| {}).await;
+                let reached = match point {
+                    CrashPoint::InsideAccount(i) => i < due,
+                    CrashPoint::BetweenAccounts(n) => n < due,
+                };
+                if reached {
+                    assert!(matches!(out, Err(RunError::Crash)), "{day} {point:?}: {out:?}");
+                    crashes += 1;
+                } else {
+                    out.unwrap();
+                }
+                // What is left due after the crash, for the next point.
+                let left = cascade_store::billing_batch::due_accounts(&f.db, day).await.unwrap().len() as u64;
+                assert!(left <= due);
+                due = left;
+            }
+            let opts = RunOptions { batch: 1 + rng.below(30) as i64, crash: None };
+            let r = run_with(&f.db, &ManualClock::new(T0), d(day), &opts, 1 + rng.below(3) as usize, |_, _| {}).await.unwrap();
+            assert_eq!(r.accounts_failed, 0, "{day}");
+            let again = billing_run(&f.db, &ManualClock::new(T0), d(day), &RunOptions::default(), |_, _| {}).await.unwrap();
+            assert_eq!((again.accounts_done, again.documents_written, again.lines_written), (0, 0, 0), "{day}: re-running writes nothing");
+        }
+        let got = billed_state(&f.db).await;
+        same(&got.0, &want.0, "the same lines on the same invoices, with the same totals");
+        same(&got.1, &want.1, "subscriptions end in the same state");
+        same(&got.2, &want.2, "the same usage is marked billed");
+        assert!(crashes >= 10, "only {crashes} crashes");
+        f.assert_books_balance().await;
+        let reseller = AccountId(f.provider.0 + 1);
+        assert!(f.db.documents().unbalanced(reseller).await.unwrap().is_empty());
+    }
+
+    async fn an_account_with_bad_data_is_billed_alone_and_fails_alone(db) {
+        let f = fixture(db).await;
+        let plan = f.plan(BillingModel::ChargeBeforeBillingPeriod, monthly(), false).await;
+        let mut subs = vec![];
+        for i in 0..6 {
+            let c = account(&f.db, Some(f.provider), AccountKind::Customer, &format!("C{i}")).await;
+            subs.push(f.subscribe(c, plan, "2024-01-10", "2024-02-01", AutoRenew::OnExpiry, 2).await);
+        }
+        let mut tx = f.db.begin().await.unwrap();
+        on_tx!(&mut tx, c => sqlx::query("UPDATE subscriptions SET period_uid = 'gone' WHERE id = $1").bind(subs[2]).execute(c).await.map(|r| r.rows_affected())).unwrap();
+        tx.commit().await.unwrap();
+        let r = f.bill("2024-02-01").await;
+        assert_eq!((r.accounts_done, r.accounts_failed, r.accounts_billed_alone, r.documents_written), (5, 1, 1, 5));
+        assert_eq!(f.db.subscriptions().get(subs[2]).await.unwrap().next_bill_date, "2024-02-01", "stays due");
+        assert_eq!(f.db.subscriptions().get(subs[3]).await.unwrap().next_bill_date, "2024-03-01");
+        f.assert_books_balance().await;
+    }
+
+    async fn a_subscription_changed_since_it_was_read_is_not_moved(db) {
+        use cascade_store::billing_batch::{SubscriptionMove, move_subscriptions};
+        let f = fixture(db).await;
+        let plan = f.plan(BillingModel::ChargeBeforeBillingPeriod, monthly(), false).await;
+        let c = account(&f.db, Some(f.provider), AccountKind::Customer, "C").await;
+        let a = f.subscribe(c, plan, "2024-01-10", "2024-02-01", AutoRenew::OnExpiry, 2).await;
+        let b = f.subscribe(c, plan, "2024-01-10", "2024-02-01", AutoRenew::OnExpiry, 2).await;
+        let read = [f.db.subscriptions().get(a).await.unwrap(), f.db.subscriptions().get(b).await.unwrap()];
+        // Someone changes `b` meanwhile.
+        let mut tx = f.db.begin().await.unwrap();
+        Subscriptions::set_status(&mut tx, b, SubscriptionStatus::Active, T0).await.unwrap();
+        tx.commit().await.unwrap();
+        let moves: Vec<SubscriptionMove> = read.iter().map(|s| SubscriptionMove {
+            id: s.id, version: s.version, next_bill_date: "2024-03-01".into(), expires_on: s.expires_on.clone(), status: s.status,
+        }).collect();
+        let mut tx = f.db.begin().await.unwrap();
+        let moved = move_subscriptions(&mut tx, &moves, T0).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(moved, [a].into_iter().collect());
+        let (sa, sb) = (f.db.subscriptions().get(a).await.unwrap(), f.db.subscriptions().get(b).await.unwrap());
+        assert_eq!((sa.next_bill_date.as_str(), sa.version), ("2024-03-01", read[0].version + 1));
+        assert_eq!(sb.next_bill_date, "2024-02-01");
+    }
+}
+
+both_backends! {
+    async fn a_charge_billed_elsewhere_is_not_billed_again_and_the_batch_still_goes_through(db) {
+        use cascade_store::documents::{DocKind, Documents, NewDocument, NewLine};
+        let f = fixture(db).await;
+        let plan = f.plan(BillingModel::ChargeBeforeBillingPeriod, monthly(), false).await;
+        let mut subs = vec![];
+        let mut customers = vec![];
+        for i in 0..4 {
+            let c = account(&f.db, Some(f.provider), AccountKind::Customer, &format!("C{i}")).await;
+            subs.push(f.subscribe(c, plan, "2024-01-10", "2024-02-01", AutoRenew::OnExpiry, 3).await);
+            customers.push(c);
+        }
+        // The order flow already charged February's fee of the second subscription.
+        let head = NewDocument {
+            kind: DocKind::Invoice,
+            issuer: f.provider,
+            account: customers[1],
+            currency: "EUR",
+            issue_date: "2024-01-20",
+            due_date: None,
+            charge_date: None,
+            tax_bp: 0,
+            method: None,
+            external_ref: None,
+            idem_key: None,
+        };
+        let line = NewLine {
+            subscription_id: Some(subs[1]),
+            kind: "recurring".into(),
+            description: "February, charged with the order".into(),
+            quantity: 1,
+            unit_price_micro: 10_000_000,
+            amount_minor: 1000,
+            period_start: Some("2024-02-01".into()),
+            period_end: Some("2024-03-01".into()),
+            charge_key: Some(format!("sub:{}:rec:2024-02-01", subs[1])),
+        };
+        let mut tx = f.db.begin().await.unwrap();
+        Documents::issue(&mut tx, &head, &[line], T0).await.unwrap().unwrap();
+        tx.commit().await.unwrap();
+        let r = f.bill("2024-02-01").await;
+        assert_eq!((r.accounts_done, r.accounts_billed_alone, r.documents_written, r.lines_written), (4, 0, 4, 7));
+        let kinds: Vec<String> = f.lines(customers[1]).await.into_iter().map(|l| l.0).collect();
+        assert_eq!(kinds, ["recurring", "resource"], "February's fee once (from the order), seats from the run");
+        f.assert_books_balance().await;
+        let (_, _, _) = billed_state(&f.db).await; // numbers stay sequential
     }
 }

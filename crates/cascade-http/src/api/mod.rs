@@ -9,6 +9,8 @@
 //! drift from the code.
 
 pub mod accounts;
+pub mod billing;
+pub mod orders;
 pub mod plans;
 pub mod resources;
 pub mod sales_categories;
@@ -39,6 +41,8 @@ use utoipa_axum::router::OpenApiRouter;
         (name = "catalog", description = "Resource types, resource categories, service templates, provisioning overrides"),
         (name = "sales-categories", description = "A seller's store tree"),
         (name = "plans", description = "Service plans, delegation down the channel, synchronization"),
+        (name = "billing", description = "Money: invoices, payments, credit and debit memos, refunds, balances, PDFs, customer classes and credit terms"),
+        (name = "orders", description = "Orders and subscriptions: buy, pay, provision, change, renew, cancel, restore; invoice preview"),
     )
 )]
 struct ApiDoc;
@@ -47,17 +51,41 @@ struct ApiDoc;
 #[derive(utoipa::IntoResponses)]
 #[allow(dead_code)]
 pub enum ProblemResponses {
-    #[response(status = 400, description = "Malformed request", content_type = "application/problem+json")]
+    #[response(
+        status = 400,
+        description = "Malformed request",
+        content_type = "application/problem+json"
+    )]
     BadRequest(Problem),
-    #[response(status = 401, description = "Not authenticated", content_type = "application/problem+json")]
+    #[response(
+        status = 401,
+        description = "Not authenticated",
+        content_type = "application/problem+json"
+    )]
     Unauthorized(Problem),
-    #[response(status = 403, description = "Missing privilege", content_type = "application/problem+json")]
+    #[response(
+        status = 403,
+        description = "Missing privilege",
+        content_type = "application/problem+json"
+    )]
     Forbidden(Problem),
-    #[response(status = 404, description = "Not found, or not visible to the caller", content_type = "application/problem+json")]
+    #[response(
+        status = 404,
+        description = "Not found, or not visible to the caller",
+        content_type = "application/problem+json"
+    )]
     NotFound(Problem),
-    #[response(status = 409, description = "Conflict with the current state", content_type = "application/problem+json")]
+    #[response(
+        status = 409,
+        description = "Conflict with the current state",
+        content_type = "application/problem+json"
+    )]
     Conflict(Problem),
-    #[response(status = 422, description = "Validation failed; `errors` names each field", content_type = "application/problem+json")]
+    #[response(
+        status = 422,
+        description = "Validation failed; `errors` names each field",
+        content_type = "application/problem+json"
+    )]
     Unprocessable(Problem),
 }
 
@@ -71,6 +99,8 @@ pub fn api() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(resources::router())
         .merge(sales_categories::router())
         .merge(plans::router())
+        .merge(billing::router())
+        .merge(orders::router())
         .split_for_parts()
 }
 
@@ -86,8 +116,19 @@ pub async fn emit(
     subject_id: i64,
     payload: serde_json::Value,
 ) -> ApiResult<()> {
-    Events::emit(tx, NewEvent { kind, account_id: Some(account), actor_user_id: Some(auth.actor.user_id), subject_type, subject_id, payload }, now)
-        .await?;
+    Events::emit(
+        tx,
+        NewEvent {
+            kind,
+            account_id: Some(account),
+            actor_user_id: Some(auth.actor.user_id),
+            subject_type,
+            subject_id,
+            payload,
+        },
+        now,
+    )
+    .await?;
     Ok(())
 }
 

@@ -1,0 +1,684 @@
+//! Set-wise reads and writes of the daily billing run.
+//!
+//! Billing one account per transaction with a few queries per subscription spends the
+//! run's time on round trips, not on work. Here a whole batch of accounts is read with
+//! three queries (due subscriptions with their account's statement day, the plans not
+//! cached yet, unbilled usage) and written in one transaction with a constant number of
+//! statements: move the subscriptions (with their version check), mark usage billed,
+//! check charge keys, reserve invoice numbers (one counter update per issuer, all in one
+//! statement), insert the invoices, insert their lines.
+//!
+//! The statements take their lists as **one parameter**: a PostgreSQL array (`= ANY($1)`,
+//! `unnest(…)`) or, on SQLite, a JSON array read with `json_each`. That keeps each
+//! statement's text independent of the batch size (prepared once and cached by sqlx),
+//! avoids the bind-parameter limits of both backends, and lets PostgreSQL do
+//! `UPDATE … FROM unnest(…)`. This is the one module with backend-specific SQL for billing;
+//! everything else goes through the shared subset.
+//!
+//! Exactly-once rests on the same two guards as the per-account path in `documents` and
+//! `subscriptions`: charge keys under a unique index (lines already billed are dropped
+//! before writing, and a concurrent writer of the same key fails the transaction), and
+//! the version check on every subscription moved in the same transaction as its lines.
+
+use crate::documents::{NewLine, tax_of};
+use crate::subscriptions::Subscription;
+use crate::{Db, StoreError, StoreResult, Tx};
+use cascade_domain::billing::lifecycle::SubscriptionStatus;
+use cascade_domain::catalog::plan::PlanContent;
+use cascade_domain::clock::Timestamp;
+use cascade_domain::ids::AccountId;
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// Statuses the daily run bills (as `Subscriptions::accounts_due`).
+const DUE: &str = "s.status IN ('active', 'graced', 'expired')";
+
+/// Prefix of invoice numbers; must match `DocKind::Invoice` in `documents`
+/// (`Documents::next_number`), which shares the counter row.
+const INVOICE_PREFIX: &str = "INV";
+const INVOICE: &str = "invoice";
+
+fn json<T: serde::Serialize>(v: &T) -> StoreResult<String> {
+    serde_json::to_string(v).map_err(|e| StoreError::Corrupt(format!("encoding a batch: {e}")))
+}
+
+/// Every account with something to bill on or before `date`: one indexed query
+/// (`subscriptions_due`); 16 bytes per account, so a run over millions of subscriptions
+/// holds a few MiB. Ordered by the account's vendor, then id: customers of one reseller
+/// come together, so a batch touches few issuers' invoice counters, and batches in
+/// flight at once rarely wait on each other's counters.
+pub async fn due_accounts(db: &Db, date: &str) -> StoreResult<Vec<AccountId>> {
+    let sql = format!(
+        "SELECT DISTINCT COALESCE(a.vendor_id, 0) AS vendor, s.account_id FROM subscriptions s JOIN accounts a ON a.id = s.account_id
+         WHERE s.next_bill_date <= $1 AND {DUE} ORDER BY vendor, s.account_id"
+    );
+    let rows: Vec<(i64, i64)> =
+        crate::on_db!(db, p => sqlx::query_as(&sql).bind(date).fetch_all(p).await)?;
+    Ok(rows.into_iter().map(|r| AccountId(r.1)).collect())
+}
+
+/// A due subscription and its account's statement day.
+#[derive(Debug, Clone)]
+pub struct DueSubscription {
+    /// `attributes` is not loaded (billing does not read it): always `Null`.
+    pub sub: Subscription,
+    pub statement_day: u32,
+}
+
+#[derive(sqlx::FromRow)]
+struct DueRow {
+    id: i64,
+    account_id: i64,
+    vendor_id: i64,
+    plan_id: i64,
+    period_uid: String,
+    status: String,
+    start_date: String,
+    expires_on: String,
+    next_bill_date: String,
+    auto_renew: String,
+    quantities: String,
+    suspension_deadline: Option<String>,
+    data_removed: bool,
+    version: i64,
+    created_at: i64,
+    updated_at: i64,
+    statement_day: i32,
+}
+
+impl TryFrom<DueRow> for DueSubscription {
+    type Error = StoreError;
+    fn try_from(r: DueRow) -> StoreResult<DueSubscription> {
+        let bad = |what: &str, e: String| {
+            StoreError::Corrupt(format!("subscription {}: {what}: {e}", r.id))
+        };
+        let sub = Subscription {
+            id: r.id,
+            account_id: AccountId(r.account_id),
+            vendor_id: AccountId(r.vendor_id),
+            plan_id: r.plan_id,
+            status: SubscriptionStatus::parse(&r.status).map_err(|e| bad("status", e.message))?,
+            auto_renew: serde_json::from_str(&r.auto_renew)
+                .map_err(|e| bad("auto_renew", e.to_string()))?,
+            quantities: serde_json::from_str(&r.quantities)
+                .map_err(|e| bad("quantities", e.to_string()))?,
+            period_uid: r.period_uid,
+            start_date: r.start_date,
+            expires_on: r.expires_on,
+            next_bill_date: r.next_bill_date,
+            attributes: serde_json::Value::Null,
+            suspension_deadline: r.suspension_deadline,
+            data_removed: r.data_removed,
+            version: r.version,
+            created_at: Timestamp(r.created_at),
+            updated_at: Timestamp(r.updated_at),
+        };
+        Ok(DueSubscription {
+            sub,
+            statement_day: r.statement_day.clamp(1, 31) as u32,
+        })
+    }
+}
+
+const DUE_COLUMNS: &str = "s.id, s.account_id, s.vendor_id, s.plan_id, s.period_uid, s.status, s.start_date, s.expires_on, s.next_bill_date, \
+     s.auto_renew, s.quantities, s.suspension_deadline, s.data_removed, s.version, s.created_at, s.updated_at, a.statement_day";
+
+/// The subscriptions of `accounts` due on or before `date`, ordered by account and id.
+/// A row that does not parse fails only its account: it comes back as `Err` with the
+/// account id, so the caller can bill that account on its own (and report it).
+pub async fn due_subscriptions(
+    db: &Db,
+    accounts: &[AccountId],
+    date: &str,
+) -> StoreResult<Vec<Result<DueSubscription, (AccountId, StoreError)>>> {
+    let ids: Vec<i64> = accounts.iter().map(|a| a.0).collect();
+    let rows: Vec<DueRow> = match db {
+        Db::Postgres(p) => {
+            let sql = format!(
+                "SELECT {DUE_COLUMNS} FROM subscriptions s JOIN accounts a ON a.id = s.account_id
+                 WHERE s.account_id = ANY($1) AND s.next_bill_date <= $2 AND {DUE} ORDER BY s.account_id, s.id"
+            );
+            sqlx::query_as(&sql)
+                .bind(&ids)
+                .bind(date)
+                .fetch_all(p)
+                .await?
+        }
+        Db::Sqlite { read, .. } => {
+            let sql = format!(
+                "SELECT {DUE_COLUMNS} FROM subscriptions s JOIN accounts a ON a.id = s.account_id
+                 WHERE s.account_id IN (SELECT value FROM json_each($1)) AND s.next_bill_date <= $2 AND {DUE} ORDER BY s.account_id, s.id"
+            );
+            sqlx::query_as(&sql)
+                .bind(json(&ids)?)
+                .bind(date)
+                .fetch_all(read)
+                .await?
+        }
+    };
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let account = AccountId(r.account_id);
+            DueSubscription::try_from(r).map_err(|e| (account, e))
+        })
+        .collect())
+}
+
+/// A usage record not billed yet.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct UsageRecord {
+    pub id: i64,
+    pub subscription_id: i64,
+    pub rate_uid: String,
+    pub quantity: i64,
+    pub usage_date: String,
+}
+
+/// Unbilled usage of `subscriptions` dated before `before`, ordered by subscription and id.
+pub async fn unbilled_usage(
+    db: &Db,
+    subscriptions: &[i64],
+    before: &str,
+) -> StoreResult<Vec<UsageRecord>> {
+    if subscriptions.is_empty() {
+        return Ok(vec![]);
+    }
+    Ok(match db {
+        Db::Postgres(p) => {
+            sqlx::query_as(
+                "SELECT id, subscription_id, rate_uid, quantity, usage_date FROM usage_records
+                 WHERE subscription_id = ANY($1) AND billed_line_id IS NULL AND usage_date < $2 ORDER BY subscription_id, id",
+            )
+            .bind(subscriptions)
+            .bind(before)
+            .fetch_all(p)
+            .await?
+        }
+        Db::Sqlite { read, .. } => {
+            sqlx::query_as(
+                "SELECT id, subscription_id, rate_uid, quantity, usage_date FROM usage_records
+                 WHERE subscription_id IN (SELECT value FROM json_each($1)) AND billed_line_id IS NULL AND usage_date < $2
+                 ORDER BY subscription_id, id",
+            )
+            .bind(json(&subscriptions)?)
+            .bind(before)
+            .fetch_all(read)
+            .await?
+        }
+    })
+}
+
+/// Plans by id: (id, currency, content).
+pub async fn plans(db: &Db, ids: &[i64]) -> StoreResult<Vec<(i64, String, PlanContent)>> {
+    if ids.is_empty() {
+        return Ok(vec![]);
+    }
+    let rows: Vec<(i64, String, String)> = match db {
+        Db::Postgres(p) => {
+            sqlx::query_as("SELECT id, currency, content FROM plans WHERE id = ANY($1)")
+                .bind(ids)
+                .fetch_all(p)
+                .await?
+        }
+        Db::Sqlite { read, .. } => sqlx::query_as(
+            "SELECT id, currency, content FROM plans WHERE id IN (SELECT value FROM json_each($1))",
+        )
+        .bind(json(&ids)?)
+        .fetch_all(read)
+        .await?,
+    };
+    rows.into_iter()
+        .map(|(id, currency, content)| {
+            let c = serde_json::from_str(&content)
+                .map_err(|e| StoreError::Corrupt(format!("plan {id}: content: {e}")))?;
+            Ok((id, currency, c))
+        })
+        .collect()
+}
+
+/// Where billing moves a subscription, if it is still at `version`.
+#[derive(Debug, Clone)]
+pub struct SubscriptionMove {
+    pub id: i64,
+    pub version: i64,
+    pub next_bill_date: String,
+    pub expires_on: String,
+    pub status: SubscriptionStatus,
+}
+
+/// Move subscriptions in one statement (`version + 1`), each only if still at its
+/// `version`. Returns the ids that moved; the others were changed meanwhile.
+pub async fn move_subscriptions(
+    tx: &mut Tx,
+    moves: &[SubscriptionMove],
+    now: Timestamp,
+) -> StoreResult<HashSet<i64>> {
+    if moves.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let rows: Vec<(i64,)> = match tx {
+        Tx::Postgres(t) => {
+            let ids: Vec<i64> = moves.iter().map(|m| m.id).collect();
+            let versions: Vec<i64> = moves.iter().map(|m| m.version).collect();
+            let next: Vec<&str> = moves.iter().map(|m| m.next_bill_date.as_str()).collect();
+            let expires: Vec<&str> = moves.iter().map(|m| m.expires_on.as_str()).collect();
+            let status: Vec<&str> = moves.iter().map(|m| m.status.as_str()).collect();
+            sqlx::query_as(
+                "UPDATE subscriptions AS s
+                 SET next_bill_date = v.next_bill_date, expires_on = v.expires_on, status = v.status, version = s.version + 1, updated_at = $6
+                 FROM unnest($1::int8[], $2::int8[], $3::text[], $4::text[], $5::text[]) AS v(id, version, next_bill_date, expires_on, status)
+                 WHERE s.id = v.id AND s.version = v.version
+                 RETURNING s.id",
+            )
+            .bind(ids)
+            .bind(versions)
+            .bind(next)
+            .bind(expires)
+            .bind(status)
+            .bind(now.0)
+            .fetch_all(&mut **t)
+            .await?
+        }
+        Tx::Sqlite(t) => {
+            let rows: Vec<(i64, i64, &str, &str, &str)> = moves
+                .iter()
+                .map(|m| {
+                    (
+                        m.id,
+                        m.version,
+                        m.next_bill_date.as_str(),
+                        m.expires_on.as_str(),
+                        m.status.as_str(),
+                    )
+                })
+                .collect();
+            sqlx::query_as(
+                "UPDATE subscriptions
+                 SET next_bill_date = v.value ->> 2, expires_on = v.value ->> 3, status = v.value ->> 4, version = version + 1, updated_at = $2
+                 FROM json_each($1) AS v
+                 WHERE subscriptions.id = v.value ->> 0 AND subscriptions.version = v.value ->> 1
+                 RETURNING subscriptions.id",
+            )
+            .bind(json(&rows)?)
+            .bind(now.0)
+            .fetch_all(&mut **t)
+            .await?
+        }
+    };
+    Ok(rows.into_iter().map(|r| r.0).collect())
+}
+
+/// Mark usage records billed (as the per-account path does: `billed_line_id = 0`).
+pub async fn mark_usage_billed(tx: &mut Tx, ids: &[i64]) -> StoreResult<u64> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let n = match tx {
+        Tx::Postgres(t) => {
+            sqlx::query("UPDATE usage_records SET billed_line_id = 0 WHERE id = ANY($1) AND billed_line_id IS NULL")
+                .bind(ids)
+                .execute(&mut **t)
+                .await?
+                .rows_affected()
+        }
+        Tx::Sqlite(t) => {
+            sqlx::query("UPDATE usage_records SET billed_line_id = 0 WHERE id IN (SELECT value FROM json_each($1)) AND billed_line_id IS NULL")
+                .bind(json(&ids)?)
+                .execute(&mut **t)
+                .await?
+                .rows_affected()
+        }
+    };
+    Ok(n)
+}
+
+/// Which of `keys` were billed already.
+pub async fn existing_charge_keys(tx: &mut Tx, keys: &[&str]) -> StoreResult<HashSet<String>> {
+    if keys.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let rows: Vec<(String,)> = match tx {
+        Tx::Postgres(t) => {
+            sqlx::query_as("SELECT charge_key FROM document_lines WHERE charge_key = ANY($1::text[])").bind(keys).fetch_all(&mut **t).await?
+        }
+        Tx::Sqlite(t) => {
+            sqlx::query_as("SELECT charge_key FROM document_lines WHERE charge_key IN (SELECT value FROM json_each($1))")
+                .bind(json(&keys)?)
+                .fetch_all(&mut **t)
+                .await?
+        }
+    };
+    Ok(rows.into_iter().map(|r| r.0).collect())
+}
+
+/// Reserve `count` consecutive invoice numbers per issuer with one statement (one
+/// counter row update per issuer, taken in issuer order so concurrent batches never
+/// deadlock on each other). Returns the first number reserved per issuer.
+pub async fn reserve_invoice_numbers(
+    tx: &mut Tx,
+    counts: &BTreeMap<i64, i64>,
+) -> StoreResult<HashMap<i64, i64>> {
+    if counts.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<(i64, i64)> = match tx {
+        Tx::Postgres(t) => {
+            let issuers: Vec<i64> = counts.keys().copied().collect();
+            let ns: Vec<i64> = counts.values().copied().collect();
+            sqlx::query_as(
+                "INSERT INTO document_sequences (issuer_account_id, kind, next_number)
+                 SELECT v.issuer, $3, v.n FROM unnest($1::int8[], $2::int8[]) AS v(issuer, n) ORDER BY v.issuer
+                 ON CONFLICT (issuer_account_id, kind) DO UPDATE SET next_number = document_sequences.next_number + excluded.next_number
+                 RETURNING issuer_account_id, next_number",
+            )
+            .bind(issuers)
+            .bind(ns)
+            .bind(INVOICE)
+            .fetch_all(&mut **t)
+            .await?
+        }
+        Tx::Sqlite(t) => {
+            let rows: Vec<(i64, i64)> = counts.iter().map(|(i, n)| (*i, *n)).collect();
+            // `WHERE true` settles the parsing ambiguity of INSERT … SELECT … ON CONFLICT.
+            sqlx::query_as(
+                "INSERT INTO document_sequences (issuer_account_id, kind, next_number)
+                 SELECT v.value ->> 0, $2, v.value ->> 1 FROM json_each($1) AS v WHERE true
+                 ON CONFLICT (issuer_account_id, kind) DO UPDATE SET next_number = document_sequences.next_number + excluded.next_number
+                 RETURNING issuer_account_id, next_number",
+            )
+            .bind(json(&rows)?)
+            .bind(INVOICE)
+            .fetch_all(&mut **t)
+            .await?
+        }
+    };
+    // The counter holds the last number issued.
+    rows.into_iter()
+        .map(|(issuer, last)| {
+            let n = counts.get(&issuer).copied().ok_or_else(|| {
+                StoreError::Corrupt(format!("counter of unexpected issuer {issuer}"))
+            })?;
+            Ok((issuer, last - n + 1))
+        })
+        .collect()
+}
+
+/// Dates and tax shared by the invoices of one batch.
+#[derive(Debug, Clone, Copy)]
+pub struct InvoiceHead<'a> {
+    pub issue_date: &'a str,
+    pub due_date: Option<&'a str>,
+    /// Tax rate in basis points applied to each invoice's subtotal.
+    pub tax_bp: i64,
+}
+
+/// One invoice to issue: what `issuer` bills `account` in `currency`.
+#[derive(Debug, Clone)]
+pub struct NewInvoice {
+    pub issuer: AccountId,
+    pub account: AccountId,
+    pub currency: String,
+    pub lines: Vec<NewLine>,
+}
+
+/// How [`issue_invoices`] treats charge keys billed already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyCheck {
+    /// Look the keys up first and drop the lines billed already (the semantics of
+    /// `Documents::issue`).
+    Before,
+    /// Assume no key was billed: insert the lines with `ON CONFLICT DO NOTHING` and, if
+    /// any was skipped, report it (`Ok(None)`): what was written is then wrong (totals,
+    /// numbers) and the caller must roll back and issue again with [`KeyCheck::Before`].
+    /// Saves a query and an index probe per line in the usual case, where a billing
+    /// run only meets keys it has never billed.
+    Optimistic,
+}
+
+/// Issue many invoices at once, with the semantics of `Documents::issue` for each: lines
+/// whose charge key was billed already are dropped, and an invoice left with nothing to
+/// bill is not written. Numbers are sequential per issuer. Returns, per input invoice,
+/// `(document id, lines written)` or `None`; `Ok(None)` when [`KeyCheck::Optimistic`]
+/// met a key billed already (roll back).
+pub async fn issue_invoices(
+    tx: &mut Tx,
+    head: &InvoiceHead<'_>,
+    invoices: &[&NewInvoice],
+    now: Timestamp,
+    check: KeyCheck,
+) -> StoreResult<Option<Vec<Option<(i64, usize)>>>> {
+    let keys: Vec<&str> = invoices
+        .iter()
+        .flat_map(|i| i.lines.iter().filter_map(|l| l.charge_key.as_deref()))
+        .collect();
+    let t = std::time::Instant::now();
+    let seen = match check {
+        KeyCheck::Before => existing_charge_keys(tx, &keys).await?,
+        KeyCheck::Optimistic => HashSet::new(),
+    };
+    phase(7, t);
+    let fresh: Vec<Vec<&NewLine>> = invoices
+        .iter()
+        .map(|i| {
+            i.lines
+                .iter()
+                .filter(|l| l.charge_key.as_ref().is_none_or(|k| !seen.contains(k)))
+                .collect()
+        })
+        .collect();
+    let mut counts: BTreeMap<i64, i64> = BTreeMap::new();
+    for (inv, lines) in invoices.iter().zip(&fresh) {
+        if !lines.is_empty() {
+            *counts.entry(inv.issuer.0).or_default() += 1;
+        }
+    }
+    let t = std::time::Instant::now();
+    let mut next = reserve_invoice_numbers(tx, &counts).await?;
+    phase(8, t);
+    let t = std::time::Instant::now();
+    // Document rows: (number, issuer, account, currency, subtotal, tax, total).
+    let mut docs: Vec<(String, i64, i64, &str, i64, i64, i64)> = Vec::with_capacity(invoices.len());
+    let mut doc_of: Vec<Option<usize>> = Vec::with_capacity(invoices.len());
+    for (inv, lines) in invoices.iter().zip(&fresh) {
+        if lines.is_empty() {
+            doc_of.push(None);
+            continue;
+        }
+        let n = next.get_mut(&inv.issuer.0).ok_or_else(|| {
+            StoreError::Corrupt(format!("no number reserved for issuer {}", inv.issuer.0))
+        })?;
+        let number = format!("{INVOICE_PREFIX}-{:06}", *n);
+        *n += 1;
+        let subtotal: i64 = lines.iter().map(|l| l.amount_minor).sum();
+        let tax = tax_of(subtotal, head.tax_bp);
+        doc_of.push(Some(docs.len()));
+        docs.push((
+            number,
+            inv.issuer.0,
+            inv.account.0,
+            inv.currency.as_str(),
+            subtotal,
+            tax,
+            subtotal + tax,
+        ));
+    }
+    if docs.is_empty() {
+        return Ok(Some(vec![None; invoices.len()]));
+    }
+    let returned: Vec<(i64, i64, String)> = match &mut *tx {
+        Tx::Postgres(t) => {
+            sqlx::query_as(
+                "INSERT INTO documents (kind, number, issuer_account_id, account_id, currency, status, subtotal_minor, tax_minor, total_minor, open_minor,
+                    issue_date, due_date, charge_date, method, external_ref, idem_key, created_at, issued_at, tax_bp)
+                 SELECT $8, v.number, v.issuer, v.account, v.currency, 'issued', v.subtotal, v.tax, v.total, v.total, $9, $10, NULL, NULL, NULL, NULL, $11, $11, $12
+                 FROM unnest($1::text[], $2::int8[], $3::int8[], $4::text[], $5::int8[], $6::int8[], $7::int8[])
+                   AS v(number, issuer, account, currency, subtotal, tax, total)
+                 RETURNING id, issuer_account_id, number",
+            )
+            .bind(docs.iter().map(|d| d.0.as_str()).collect::<Vec<_>>())
+            .bind(docs.iter().map(|d| d.1).collect::<Vec<_>>())
+            .bind(docs.iter().map(|d| d.2).collect::<Vec<_>>())
+            .bind(docs.iter().map(|d| d.3).collect::<Vec<_>>())
+            .bind(docs.iter().map(|d| d.4).collect::<Vec<_>>())
+            .bind(docs.iter().map(|d| d.5).collect::<Vec<_>>())
+            .bind(docs.iter().map(|d| d.6).collect::<Vec<_>>())
+            .bind(INVOICE)
+            .bind(head.issue_date)
+            .bind(head.due_date)
+            .bind(now.0)
+            .bind(head.tax_bp)
+            .fetch_all(&mut **t)
+            .await?
+        }
+        Tx::Sqlite(t) => {
+            sqlx::query_as(
+                "INSERT INTO documents (kind, number, issuer_account_id, account_id, currency, status, subtotal_minor, tax_minor, total_minor, open_minor,
+                    issue_date, due_date, charge_date, method, external_ref, idem_key, created_at, issued_at, tax_bp)
+                 SELECT $2, v.value ->> 0, v.value ->> 1, v.value ->> 2, v.value ->> 3, 'issued', v.value ->> 4, v.value ->> 5, v.value ->> 6, v.value ->> 6,
+                    $3, $4, NULL, NULL, NULL, NULL, $5, $5, $6
+                 FROM json_each($1) AS v
+                 RETURNING id, issuer_account_id, number",
+            )
+            .bind(json(&docs)?)
+            .bind(INVOICE)
+            .bind(head.issue_date)
+            .bind(head.due_date)
+            .bind(now.0)
+            .bind(head.tax_bp)
+            .fetch_all(&mut **t)
+            .await?
+        }
+    };
+    phase(9, t);
+    // RETURNING order is not promised: map back by (issuer, number), unique per kind.
+    let ids: HashMap<(i64, String), i64> = returned
+        .into_iter()
+        .map(|(id, issuer, number)| ((issuer, number), id))
+        .collect();
+    let doc_ids: Vec<i64> = docs
+        .iter()
+        .map(|d| {
+            ids.get(&(d.1, d.0.clone())).copied().ok_or_else(|| {
+                StoreError::Corrupt(format!("invoice {} of issuer {} not returned", d.0, d.1))
+            })
+        })
+        .collect::<StoreResult<_>>()?;
+    let mut line_rows: Vec<(i64, &NewLine)> = Vec::with_capacity(keys.len());
+    for (lines, d) in fresh.iter().zip(&doc_of) {
+        if let Some(d) = d {
+            line_rows.extend(lines.iter().map(|l| (doc_ids[*d], *l)));
+        }
+    }
+    let t = std::time::Instant::now();
+    let inserted = insert_lines(tx, &line_rows).await?;
+    phase(10, t);
+    if inserted != line_rows.len() as u64 {
+        return Ok(None);
+    }
+    Ok(Some(
+        doc_of
+            .iter()
+            .zip(&fresh)
+            .map(|(d, lines)| d.map(|d| (doc_ids[d], lines.len())))
+            .collect(),
+    ))
+}
+
+/// Insert lines in one statement, in the given order (their ids follow it). A line
+/// whose charge key exists is skipped; returns how many were inserted.
+async fn insert_lines(tx: &mut Tx, lines: &[(i64, &NewLine)]) -> StoreResult<u64> {
+    if lines.is_empty() {
+        return Ok(0);
+    }
+    let n = match tx {
+        Tx::Postgres(t) => {
+            sqlx::query(
+                "INSERT INTO document_lines (document_id, subscription_id, line_kind, description, quantity, unit_price_micro, amount_minor,
+                    period_start, period_end, charge_key)
+                 SELECT * FROM unnest($1::int8[], $2::int8[], $3::text[], $4::text[], $5::int8[], $6::int8[], $7::int8[], $8::text[], $9::text[], $10::text[])
+                 ON CONFLICT (charge_key) DO NOTHING",
+            )
+            .bind(lines.iter().map(|l| l.0).collect::<Vec<_>>())
+            .bind(lines.iter().map(|l| l.1.subscription_id).collect::<Vec<_>>())
+            .bind(lines.iter().map(|l| l.1.kind.as_str()).collect::<Vec<_>>())
+            .bind(lines.iter().map(|l| l.1.description.as_str()).collect::<Vec<_>>())
+            .bind(lines.iter().map(|l| l.1.quantity).collect::<Vec<_>>())
+            .bind(lines.iter().map(|l| l.1.unit_price_micro).collect::<Vec<_>>())
+            .bind(lines.iter().map(|l| l.1.amount_minor).collect::<Vec<_>>())
+            .bind(lines.iter().map(|l| l.1.period_start.as_deref()).collect::<Vec<_>>())
+            .bind(lines.iter().map(|l| l.1.period_end.as_deref()).collect::<Vec<_>>())
+            .bind(lines.iter().map(|l| l.1.charge_key.as_deref()).collect::<Vec<_>>())
+            .execute(&mut **t)
+            .await?
+            .rows_affected()
+        }
+        Tx::Sqlite(t) => {
+            type Row<'a> = (
+                i64,
+                Option<i64>,
+                &'a str,
+                &'a str,
+                i64,
+                i64,
+                i64,
+                Option<&'a str>,
+                Option<&'a str>,
+                Option<&'a str>,
+            );
+            let rows: Vec<Row<'_>> = lines
+                .iter()
+                .map(|(d, l)| {
+                    (
+                        *d,
+                        l.subscription_id,
+                        l.kind.as_str(),
+                        l.description.as_str(),
+                        l.quantity,
+                        l.unit_price_micro,
+                        l.amount_minor,
+                        l.period_start.as_deref(),
+                        l.period_end.as_deref(),
+                        l.charge_key.as_deref(),
+                    )
+                })
+                .collect();
+            sqlx::query(
+                "INSERT INTO document_lines (document_id, subscription_id, line_kind, description, quantity, unit_price_micro, amount_minor,
+                    period_start, period_end, charge_key)
+                 SELECT v.value ->> 0, v.value ->> 1, v.value ->> 2, v.value ->> 3, v.value ->> 4, v.value ->> 5, v.value ->> 6, v.value ->> 7,
+                    v.value ->> 8, v.value ->> 9
+                 FROM json_each($1) AS v WHERE true
+                 ON CONFLICT (charge_key) DO NOTHING",
+            )
+            .bind(json(&rows)?)
+            .execute(&mut **t)
+            .await?
+            .rows_affected()
+        }
+    };
+    Ok(n)
+}
+
+// TEMP-PROFILE
+pub static PHASE_NS: [std::sync::atomic::AtomicU64; 12] =
+    [const { std::sync::atomic::AtomicU64::new(0) }; 12];
+pub const PHASES: [&str; 12] = [
+    "due_subs",
+    "plans",
+    "usage",
+    "compute",
+    "begin",
+    "move",
+    "mark_usage",
+    "keys",
+    "numbers",
+    "docs",
+    "lines",
+    "commit",
+];
+pub fn phase(i: usize, t: std::time::Instant) {
+    PHASE_NS[i].fetch_add(
+        t.elapsed().as_nanos() as u64,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+}
