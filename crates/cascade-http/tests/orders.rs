@@ -295,6 +295,54 @@ impl Service for Refuse {
 }
 
 both_backends! {
+    async fn usage_import_is_idempotent_per_record_and_guarded(db) {
+        let fx = fixture(db).await;
+        let (ch, app) = (&fx.ch, &fx.app);
+        app.clock.set(at(2024, 3, 1, 9));
+        // A2 sells its own plan with a measurable resource.
+        let mut content = monthly(&fx, "Metered", 0, 0);
+        content["rates"][0]["measurable"] = json!(true);
+        content["rates"][0]["overuse_fee"] = json!(500_000);
+        content["periods"][0]["recurring"]["amount"] = json!(0);
+        content["periods"][0]["renewal"]["amount"] = json!(0);
+        let plan = app
+            .post(format!("/api/v1/accounts/{}/plans", ch.a2.account), ch.a2.cred(), json!({"template_id": fx.template, "content": content}))
+            .await
+            .expect(StatusCode::CREATED)
+            .id();
+        let order = fx.order(ch.a2c.account, ch.a2.cred(), json!({"plan_id": plan, "period_uid": "m1"})).await.expect(StatusCode::CREATED).json;
+        let sub = order["subscription_id"].as_i64().unwrap();
+        let path = format!("/api/v1/subscriptions/{sub}/usage");
+        let rec = |id: &str, qty: i64, date: &str| json!({"id": id, "rate_uid": "seats", "quantity": qty, "date": date});
+        let r = app.post(&path, ch.a2.cred(), json!({"records": [rec("u1", 5, "2024-03-01"), rec("u2", 7, "2024-03-01")]})).await.expect(StatusCode::OK).json;
+        assert_eq!((r["inserted"].as_i64(), r["already_present"].as_i64()), (Some(2), Some(0)));
+        // Re-sending the same records is harmless; the same id with other values is not.
+        let r = app.post(&path, ch.a2.cred(), json!({"records": [rec("u1", 5, "2024-03-01")]})).await.expect(StatusCode::OK).json;
+        assert_eq!((r["inserted"].as_i64(), r["already_present"].as_i64()), (Some(0), Some(1)));
+        let count = || sql(&fx.app.db, "SELECT COUNT(*) FROM usage_records");
+        let before = count().await;
+        app.post(&path, ch.a2.cred(), json!({"records": [rec("u3", 1, "2024-03-01"), rec("u1", 6, "2024-03-01")]})).await.expect(StatusCode::CONFLICT);
+        assert_eq!(count().await, before, "nothing of the batch written");
+        // Bad values name the field; nothing written.
+        app.post(&path, ch.a2.cred(), json!({"records": [rec("u4", 1, "2024-03-02")]})).await.expect_field("records[0].date", Some("in_the_future"));
+        app.post(&path, ch.a2.cred(), json!({"records": [rec("u4", -1, "2024-03-01")]})).await.expect_field("records[0].quantity", Some("out_of_range"));
+        app.post(&path, ch.a2.cred(), json!({"records": [{"id": "u4", "rate_uid": "nope", "quantity": 1, "date": "2024-03-01"}]})).await.expect_field("records[0].rate_uid", Some("unknown_rate"));
+        app.post(&path, ch.a2.cred(), json!({"records": [rec("u5", 1, "2024-03-01"), rec("u5", 1, "2024-03-01")]})).await.expect_field("records[1].id", Some("duplicate_id"));
+        // Only the seller side imports; another seller's subscription does not exist for B.
+        app.post(&path, ch.a2c.cred(), json!({"records": [rec("u6", 1, "2024-03-01")]})).await.expect(StatusCode::FORBIDDEN);
+        app.post(&path, ch.b.cred(), json!({"records": [rec("u6", 1, "2024-03-01")]})).await.expect(StatusCode::NOT_FOUND);
+        assert_eq!(count().await, before);
+        // A plan rate that is not measurable takes no usage.
+        let (_, _, plan_a2) = chain_plans(&fx).await;
+        let flat = fx.order(ch.a2c.account, ch.a2.cred(), json!({"plan_id": plan_a2, "period_uid": "m1"})).await;
+        if flat.status == StatusCode::CREATED {
+            let s2 = flat.json["subscription_id"].as_i64().unwrap();
+            app.post(format!("/api/v1/subscriptions/{s2}/usage"), ch.a2.cred(), json!({"records": [rec("x", 1, "2024-03-01")]}))
+                .await
+                .expect_field("records[0].rate_uid", Some("not_measurable"));
+        }
+    }
+
     async fn an_l2_customer_buys_down_the_chain(db) {
         let fx = fixture(db).await;
         let (_, plan_a, plan_a2) = chain_plans(&fx).await;

@@ -29,6 +29,7 @@ pub mod sales_categories;
 pub mod schema;
 pub mod subscriptions;
 pub mod tasks;
+pub mod usage;
 pub mod users;
 pub mod wholesale;
 

@@ -16,6 +16,7 @@ pub mod resources;
 pub mod sales_categories;
 pub mod session;
 pub mod tasks;
+pub mod usage;
 pub mod users;
 
 use crate::auth::Authed;
@@ -101,6 +102,7 @@ pub fn api() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(plans::router())
         .merge(billing::router())
         .merge(orders::router())
+        .merge(usage::router())
         .split_for_parts()
 }
 
