@@ -276,6 +276,9 @@ pub async fn seed(db: &Db, now: Timestamp) -> anyhow::Result<(bool, Vec<DemoLogi
             northwind: (northwind.id, northwind_admin.id),
             bluebird: (bluebird.id, bluebird_admin.id),
             alpine: (alpine.id, alpine_admin.id),
+            contoso: contoso.id,
+            edelweiss: edelweiss.id,
+            fabrikam: fabrikam.id,
         };
         crate::demo_catalog::seed(db, &channel).await?;
     }

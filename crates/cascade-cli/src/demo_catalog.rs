@@ -138,6 +138,10 @@ pub struct DemoChannel {
     pub northwind: (AccountId, UserId),
     pub bluebird: (AccountId, UserId),
     pub alpine: (AccountId, UserId),
+    /// Customers of Northwind, Alpine and Bluebird that place the demo's orders.
+    pub contoso: AccountId,
+    pub edelweiss: AccountId,
+    pub fabrikam: AccountId,
 }
 
 pub async fn seed(db: &Db, ch: &DemoChannel) -> anyhow::Result<()> {
@@ -473,6 +477,8 @@ pub async fn seed(db: &Db, ch: &DemoChannel) -> anyhow::Result<()> {
         )
         .await?;
     }
+    orders(&api, ch, n, a, b).await?;
+
     // The seed tokens are not needed any more.
     let mut tx = db.begin().await?;
     for user in [ch.provider.1, ch.northwind.1, ch.bluebird.1, ch.alpine.1] {
@@ -483,5 +489,68 @@ pub async fn seed(db: &Db, ch: &DemoChannel) -> anyhow::Result<()> {
         }
     }
     tx.commit().await?;
+    Ok(())
+}
+
+/// The vendor's copy of a plan, by its English name.
+async fn plan_named(api: &Api, token: &str, owner: i64, name: &str) -> anyhow::Result<i64> {
+    let list = api
+        .get(token, &format!("/api/v1/accounts/{owner}/plans?limit=200"))
+        .await?;
+    list["items"]
+        .as_array()
+        .and_then(|items| {
+            items
+                .iter()
+                .find(|p| p["content"]["name"]["values"]["en"] == name)
+        })
+        .and_then(|p| p["id"].as_i64())
+        .with_context(|| format!("no plan `{name}` at account {owner}"))
+}
+
+/// Orders in every state a person should see: a paid office suite (provisioned by the
+/// worker once the demo serves), a hosting order waiting for payment, and a
+/// pay-as-you-go compute subscription with usage imported by its vendor.
+async fn orders(api: &Api, ch: &DemoChannel, n: &str, a: &str, b: &str) -> anyhow::Result<()> {
+    let (nid, aid, bid) = (ch.northwind.0.0, ch.alpine.0.0, ch.bluebird.0.0);
+    let (contoso, edelweiss, fabrikam) = (ch.contoso.0, ch.edelweiss.0, ch.fabrikam.0);
+    // Contoso pays by bank transfer up front, then orders 5 seats: paid at once.
+    api.post(n, &format!("/api/v1/accounts/{contoso}/payments"), json!({"amount_minor": 50_000, "currency": "EUR", "method": "bank_transfer", "external_ref": "SEPA-2026-0001"}))
+        .await?;
+    let office = plan_named(api, n, nid, "Office Suite Business").await?;
+    api.post(
+        n,
+        &format!("/api/v1/accounts/{contoso}/orders"),
+        json!({"plan_id": office, "period_uid": "m1", "quantities": {"seats": 5, "storage": 50}, "parameters": {"admin_login": "it-admin"},
+            "auto_renew": {"mode": "on_expiry"}}),
+    )
+    .await?;
+    // Edelweiss orders hosting and has not paid yet.
+    let hosting = plan_named(api, a, aid, "Web Hosting Starter").await?;
+    api.post(a, &format!("/api/v1/accounts/{edelweiss}/orders"), json!({"plan_id": hosting, "period_uid": "y1", "attributes": {"domain": "edelweiss.example"}}))
+        .await?;
+    // Fabrikam runs pay-as-you-go compute; Bluebird imports its usage.
+    let compute = plan_named(api, b, bid, "Cloud Compute Pay-as-you-go").await?;
+    let order = api
+        .post(
+            b,
+            &format!("/api/v1/accounts/{fabrikam}/orders"),
+            json!({"plan_id": compute, "period_uid": "m1"}),
+        )
+        .await?;
+    if let Some(sub) = order["subscription_id"].as_i64() {
+        let today = chrono::DateTime::from_timestamp_micros(SystemClock.now().0)
+            .map(|d| d.date_naive().to_string())
+            .unwrap_or_default();
+        api.post(
+            b,
+            &format!("/api/v1/subscriptions/{sub}/usage"),
+            json!({"records": [
+                {"id": "vm-1-cpu", "rate_uid": "vcpu", "quantity": 720, "date": today},
+                {"id": "vm-1-ram", "rate_uid": "ram", "quantity": 2880, "date": today},
+                {"id": "vm-1-disk", "rate_uid": "disk", "quantity": 80, "date": today}]}),
+        )
+        .await?;
+    }
     Ok(())
 }
