@@ -421,7 +421,15 @@ async fn seed_subscriptions(
     match db {
         Db::Postgres(p) => {
             sqlx::query("SELECT setval(pg_get_serial_sequence('subscriptions', 'id'), (SELECT MAX(id) FROM subscriptions))").execute(p).await?;
-            sqlx::query("ANALYZE").execute(p).await?;
+            for t in [
+                "subscriptions",
+                "usage_records",
+                "plans",
+                "accounts",
+                "account_closure",
+            ] {
+                sqlx::query(&format!("ANALYZE {t}")).execute(p).await?;
+            }
         }
         Db::Sqlite { write, .. } => {
             sqlx::query("ANALYZE").execute(write).await?;
@@ -536,21 +544,65 @@ fn cpu_self() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// CPU seconds of every local `postgres` process (a local server only).
-fn cpu_postgres() -> f64 {
+/// CPU seconds of every local `postgres` process, by pid (a local server only).
+fn cpu_postgres() -> std::collections::HashMap<i32, f64> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
-        return 0.0;
+        return Default::default();
     };
     dir.filter_map(Result::ok)
         .filter(|e| {
             std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == "postgres")
         })
         .filter_map(|e| {
-            std::fs::read_to_string(e.path().join("stat"))
-                .ok()
-                .and_then(|s| cpu_of(&s))
+            let pid = e.file_name().to_str()?.parse().ok()?;
+            Some((
+                pid,
+                cpu_of(&std::fs::read_to_string(e.path().join("stat")).ok()?)?,
+            ))
         })
-        .sum()
+        .collect()
+}
+
+/// Server-wide WAL and buffer counters: (WAL bytes, full-page images, WAL buffers full,
+/// buffers written by backends).
+async fn wal_stats(db: &Db) -> Option<(i64, i64, i64, i64)> {
+    let Db::Postgres(p) = db else { return None };
+    sqlx::query_as(
+        "SELECT CAST(w.wal_bytes AS BIGINT), w.wal_fpi, w.wal_buffers_full, b.buffers_backend FROM pg_stat_wal w, pg_stat_bgwriter b",
+    )
+    .fetch_one(p)
+    .await
+    .ok()
+}
+
+/// The name our PostgreSQL sessions carry, to tell their CPU from the server's other work.
+const APP_NAME: &str = "cascade_bench_billing";
+
+/// CPU seconds spent between two `cpu_postgres` samples by this bench's sessions and by
+/// every other postgres process (autovacuum, checkpointer, WAL writer, other clients).
+async fn postgres_cpu_split(
+    db: &Db,
+    before: &std::collections::HashMap<i32, f64>,
+    after: &std::collections::HashMap<i32, f64>,
+) -> Option<(f64, f64)> {
+    let Db::Postgres(p) = db else { return None };
+    let ours: Vec<(i32,)> =
+        sqlx::query_as("SELECT pid FROM pg_stat_activity WHERE application_name = $1")
+            .bind(APP_NAME)
+            .fetch_all(p)
+            .await
+            .ok()?;
+    let ours: std::collections::HashSet<i32> = ours.into_iter().map(|r| r.0).collect();
+    let (mut mine, mut other) = (0.0, 0.0);
+    for (pid, cpu) in after {
+        let d = cpu - before.get(pid).copied().unwrap_or(0.0);
+        if ours.contains(pid) {
+            mine += d;
+        } else {
+            other += d;
+        }
+    }
+    Some((mine, other))
 }
 
 fn percentile(v: &mut [Duration], q: f64) -> Duration {
@@ -586,7 +638,14 @@ pub async fn billing_bench(a: &BillingBenchArgs<'_>) -> anyhow::Result<()> {
         resellers.len() - l1,
         a.batch
     );
-    for b in backends(a.pg_url, a.backend).await? {
+    // Name the PostgreSQL sessions, to tell their CPU from the server's other work.
+    let pg_url = a.pg_url.map(|u| {
+        format!(
+            "{u}{}application_name={APP_NAME}",
+            if u.contains('?') { '&' } else { '?' }
+        )
+    });
+    for b in backends(pg_url.as_deref(), a.backend).await? {
         run_one(&b, a, &rows, &resellers, first_customer).await?;
         b.cleanup().await?;
     }
@@ -676,9 +735,7 @@ async fn run_one(
     });
     let pb = progress(due, "billing");
     let cpu0 = (cpu_self(), cpu_postgres());
-    for p in &cascade_store::billing_batch::PHASE_NS {
-        p.store(0, Ordering::Relaxed);
-    }
+    let wal0 = wal_stats(db).await;
     let started = Instant::now();
     let r = run_with(db, &SystemClock, today, &opts, parallel, |done, failed| {
         pb.set_position(done + failed)
@@ -687,21 +744,8 @@ async fn run_one(
     .map_err(|e| anyhow::anyhow!("billing run: {e}"))?;
     let elapsed = started.elapsed();
     let cpu1 = (cpu_self(), cpu_postgres());
+    let wal1 = wal_stats(db).await;
     pb.finish_and_clear();
-    println!(
-        "[{label}] CPU during the run: cascade {:.1} s, postgres processes {:.1} s",
-        cpu1.0 - cpu0.0,
-        cpu1.1 - cpu0.1
-    );
-    let phases: Vec<String> = cascade_store::billing_batch::PHASES
-        .iter()
-        .zip(&cascade_store::billing_batch::PHASE_NS)
-        .map(|(n, v)| format!("{n} {:.2}", v.load(Ordering::Relaxed) as f64 / 1e9))
-        .collect();
-    println!(
-        "[{label}] phases (s, summed over batches): {}",
-        phases.join(", ")
-    );
     stop.store(true, Ordering::Relaxed);
     let busy = match busy {
         Some(h) => h.await?,
@@ -718,6 +762,28 @@ async fn run_one(
         r.documents_written,
         r.lines_written
     );
+    let client = cpu1.0 - cpu0.0;
+    match postgres_cpu_split(db, &cpu0.1, &cpu1.1).await {
+        Some((mine, other)) => println!(
+            "[{label}] CPU during the run: cascade {client:.1} s, its PostgreSQL sessions {mine:.1} s, other postgres processes {other:.1} s \
+             ({:.0} µs of CPU per subscription)",
+            (client + mine) * 1e6 / a.subscriptions as f64
+        ),
+        None => println!(
+            "[{label}] CPU during the run: cascade {client:.1} s ({:.0} µs per subscription)",
+            client * 1e6 / a.subscriptions as f64
+        ),
+    }
+    if let (Some(w0), Some(w1)) = (wal0, wal1) {
+        println!(
+            "[{label}] PostgreSQL server during the run (all sessions): {:.0} MiB of WAL, {} full-page images, {} WAL-buffers-full waits, \
+             {} buffers written by backends (small shared_buffers/wal_buffers show here)",
+            (w1.0 - w0.0) as f64 / 1048576.0,
+            w1.1 - w0.1,
+            w1.2 - w0.2,
+            w1.3 - w0.3
+        );
+    }
     if let Some(m) = peak_rss_mib() {
         println!("[{label}] peak memory so far: {m:.0} MiB");
     }
