@@ -33,12 +33,12 @@
 //!   subscriptions stay due and the next run retries it.
 
 use cascade_domain::billing::amounts::to_minor;
-use cascade_domain::billing::calendar::{Cycle, Span, add_months};
+use cascade_domain::billing::calendar::{Span, add_months};
 use cascade_domain::billing::charges::{
     BillingInput, ChargeLine, period_months, recurring_lines, usage_lines,
 };
 use cascade_domain::billing::lifecycle::{AutoRenew, SubscriptionStatus};
-use cascade_domain::catalog::plan::{BillingModel, BillingPeriodType, PlanContent};
+use cascade_domain::catalog::plan::{BillingModel, PlanContent};
 use cascade_domain::clock::{Clock, Timestamp};
 use cascade_domain::ids::AccountId;
 use cascade_domain::money::Currency;
@@ -49,6 +49,8 @@ use cascade_store::documents::{DocKind, Documents, NewDocument, NewLine};
 use cascade_store::subscriptions::{Subscription, Subscriptions};
 use cascade_store::{Backend, Db, StoreError, StoreResult, Tx, on_tx};
 use chrono::NaiveDate;
+
+pub use cascade_domain::billing::charges::billing_cycle as cycle_of;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
@@ -179,20 +181,6 @@ impl PlanCache {
 fn date(s: &str) -> StoreResult<NaiveDate> {
     NaiveDate::parse_from_str(s, "%Y-%m-%d")
         .map_err(|e| StoreError::Corrupt(format!("date `{s}`: {e}")))
-}
-
-/// The billing cycle of a subscription.
-pub fn cycle_of(plan: &PlanContent, sub_start: NaiveDate, statement_day: u32) -> (Cycle, u32) {
-    match plan.period_type {
-        BillingPeriodType::MonthlyOnStatementDay => (Cycle::Statement { day: statement_day }, 1),
-        BillingPeriodType::EveryNMonths { months } => (
-            Cycle::Anniversary {
-                start: sub_start,
-                months,
-            },
-            months.max(1),
-        ),
-    }
 }
 
 /// What billing one subscription on `today` produces.

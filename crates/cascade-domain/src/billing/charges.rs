@@ -54,6 +54,27 @@ pub struct ChargeLine {
     pub key: String,
 }
 
+/// The billing cycle of a subscription of `plan` started on `start` for an account whose
+/// statement day is `statement_day`, and the months in one billing period.
+pub fn billing_cycle(
+    plan: &PlanContent,
+    start: chrono::NaiveDate,
+    statement_day: u32,
+) -> (super::calendar::Cycle, u32) {
+    use super::calendar::Cycle;
+    use crate::catalog::plan::BillingPeriodType;
+    match plan.period_type {
+        BillingPeriodType::MonthlyOnStatementDay => (Cycle::Statement { day: statement_day }, 1),
+        BillingPeriodType::EveryNMonths { months } => (
+            Cycle::Anniversary {
+                start,
+                months: months.max(1),
+            },
+            months.max(1),
+        ),
+    }
+}
+
 /// Length of a subscription period in months (days count as 1/30 month, rounded up).
 pub fn period_months(p: &Period) -> u32 {
     match p.unit {

@@ -115,28 +115,13 @@ pub mod pricing {
         recurring_per_billing_period, setup_lines, usage_lines,
     };
     use cascade_domain::catalog::plan::{
-        BillingModel, BillingPeriodType, Period, PeriodUnit, PlanContent, Price, Rate,
+        BillingModel, Period, PeriodUnit, PlanContent, Price, Rate,
     };
     use cascade_domain::money::Currency;
     use chrono::{Days, NaiveDate};
     use std::collections::BTreeMap;
 
-    /// The billing cycle of a subscription of `plan` started on `start`, and the months
-    /// in one billing period.
-    pub fn cycle_of(plan: &PlanContent, start: NaiveDate, statement_day: u32) -> (Cycle, u32) {
-        match plan.period_type {
-            BillingPeriodType::MonthlyOnStatementDay => {
-                (Cycle::Statement { day: statement_day }, 1)
-            }
-            BillingPeriodType::EveryNMonths { months } => (
-                Cycle::Anniversary {
-                    start,
-                    months: months.max(1),
-                },
-                months.max(1),
-            ),
-        }
-    }
+    pub use cascade_domain::billing::charges::billing_cycle as cycle_of;
 
     /// The end of a subscription term of `period` starting on `start`.
     pub fn term_end(period: &Period, start: NaiveDate) -> NaiveDate {
@@ -470,7 +455,7 @@ pub mod pricing {
     mod tests {
         use super::*;
         use cascade_domain::catalog::plan::{
-            AfterRefundPeriod, DisplayType, Fee, RecurringBasis, RefundRules,
+            AfterRefundPeriod, BillingPeriodType, DisplayType, Fee, RecurringBasis, RefundRules,
         };
         use cascade_domain::catalog::text::Localized;
 
