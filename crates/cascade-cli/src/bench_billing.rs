@@ -710,7 +710,7 @@ async fn run_one(
     let parallel = a.parallel.unwrap_or_else(|| default_parallel(db));
     let opts = RunOptions {
         batch: a.batch,
-        crash: None,
+        ..Default::default()
     };
     let due = cascade_store::billing_batch::due_accounts(db, RUN_DATE)
         .await?

@@ -292,7 +292,8 @@ async fn serve(
             clock.clone(),
             Registry::with_builtin(),
             worker_config(cfg),
-        );
+        )
+        .with_gateway(cascade_http::state::card_gateway(&cfg.http.card_gateway));
         tokio::spawn(w.run(stop_rx.clone()))
     });
     tracing::info!(%addr, backend = db.backend().as_str(), worker = with_worker, "serving");
@@ -343,7 +344,8 @@ async fn main() -> anyhow::Result<()> {
                 Arc::new(SystemClock),
                 Registry::with_builtin(),
                 worker_config(&cfg),
-            );
+            )
+            .with_gateway(cascade_http::state::card_gateway(&cfg.http.card_gateway));
             let handle = tokio::spawn(w.run(rx));
             shutdown_signal().await;
             let _ = tx.send(true);
@@ -471,7 +473,11 @@ async fn main() -> anyhow::Result<()> {
                 .len() as u64;
             let pb = bench::progress(due, "billing");
             let started = std::time::Instant::now();
-            let opts = cascade_worker::billing_run::RunOptions { batch, crash: None };
+            let opts = cascade_worker::billing_run::RunOptions {
+                batch,
+                crash: None,
+                gateway: cascade_http::state::card_gateway(&cfg.http.card_gateway),
+            };
             let r = cascade_worker::billing_run::run(
                 &db,
                 &SystemClock,
@@ -491,6 +497,19 @@ async fn main() -> anyhow::Result<()> {
                 r.documents_written,
                 r.lines_written,
                 started.elapsed().as_secs_f64()
+            );
+            let c = &r.collections;
+            println!(
+                "collections: {} automatic charges approved, {} declined, {} pending; {} accounts put on credit hold, {} released; PAYG: {} notices, {} cleared, {} held; {} failed",
+                c.charges_approved,
+                c.charges_declined,
+                c.charges_pending,
+                c.accounts_held,
+                c.accounts_released,
+                c.payg_notices,
+                c.payg_cleared,
+                c.payg_held,
+                c.failures
             );
             db.close().await;
             Ok(())

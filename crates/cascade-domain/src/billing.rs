@@ -3,5 +3,6 @@
 pub mod amounts;
 pub mod calendar;
 pub mod charges;
+pub mod checkout;
 pub mod lifecycle;
 pub mod payments;

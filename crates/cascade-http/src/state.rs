@@ -59,11 +59,7 @@ impl AppState {
             config.login_window_secs,
             100_000,
         ));
-        let gateway: Option<Arc<dyn cascade_store::documents::PaymentGateway>> =
-            match config.card_gateway.as_str() {
-                "test" => Some(Arc::new(cascade_store::documents::TestGateway)),
-                _ => None,
-            };
+        let gateway = card_gateway(&config.card_gateway);
         Self {
             db,
             clock,
@@ -72,5 +68,14 @@ impl AppState {
             metrics,
             gateway,
         }
+    }
+}
+
+/// The card gateway named by `http.card_gateway` (`test`; anything else: none). The
+/// worker's daily run takes automatic charges through the same one.
+pub fn card_gateway(name: &str) -> Option<Arc<dyn cascade_store::documents::PaymentGateway>> {
+    match name {
+        "test" => Some(Arc::new(cascade_store::documents::TestGateway)),
+        _ => None,
     }
 }

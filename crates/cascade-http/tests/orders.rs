@@ -775,3 +775,130 @@ both_backends! {
         fx.assert_books().await;
     }
 }
+
+// ---- one step: place order and authorize ----
+
+fn checkout_body(vendor: i64, login: &str, plan: i64, card: Option<&str>) -> Value {
+    let mut b = json!({
+        "vendor_id": vendor,
+        "account": {"name": format!("{login} Ltd"), "country": "DE", "language": "en", "contact": {"email": format!("{login}@example.com")}},
+        "user": {"login": login, "display_name": "First User", "email": format!("{login}@example.com"), "password": "correct horse battery"},
+        "items": [{"plan_id": plan, "period_uid": "m1", "quantities": {"seats": 2},
+                   "name_servers": ["NS1.Example.net.", "ns2.example.net"]}],
+    });
+    if let Some(c) = card {
+        b["payment"] = json!({"method": "card", "card_number": c});
+    }
+    b
+}
+
+async fn counts(db: &Db) -> (i64, i64, i64, i64, i64) {
+    (
+        sql(db, "SELECT COUNT(*) FROM accounts").await,
+        sql(db, "SELECT COUNT(*) FROM users").await,
+        sql(db, "SELECT COUNT(*) FROM orders").await,
+        sql(db, "SELECT COUNT(*) FROM documents").await,
+        sql(db, "SELECT COUNT(*) FROM subscriptions").await,
+    )
+}
+
+both_backends! {
+    async fn place_order_and_authorize_creates_customer_user_order_and_payment(db) {
+        let fx = fixture(db).await;
+        let (ch, app) = (&fx.ch, &fx.app);
+        app.clock.set(at(2024, 3, 1, 9));
+        let (_, _, a2_plan) = chain_plans(&fx).await;
+        let body = checkout_body(ch.a2.account, "newco-admin", a2_plan, Some("4242 4242 4242 4242"));
+        let r = app.req(axum::http::Method::POST, "/api/v1/place-order-and-authorize").cred(ch.a2.cred())
+            .header("idempotency-key", "checkout-1").json(&body).send().await.expect(StatusCode::CREATED).json;
+        let account = r["account"]["id"].as_i64().unwrap();
+        assert_eq!(r["account"]["vendor_id"].as_i64(), Some(ch.a2.account));
+        assert_eq!(r["user"]["account_id"].as_i64(), Some(account));
+        // A2's price: 15.00 + 1 seat beyond the one included × 8.00 = 23.00 for March (a
+        // whole month from the 1st).
+        assert_eq!((r["payment"]["status"].as_str(), r["payment"]["amount_minor"].as_i64()), (Some("approved"), Some(2300)));
+        let order = &r["orders"][0];
+        assert_eq!((order["status"].as_str(), order["total_minor"].as_i64()), (Some("paid"), Some(2300)));
+        assert_eq!(order["details"]["name_servers"], json!(["ns1.example.net", "ns2.example.net"]));
+        // The chain's wholesale debts at each vendor's price: A2 owes A 12 + 6, A owes P 10 + 5.
+        let o = fx.get_order(order["id"].as_i64().unwrap()).await;
+        let mut w = wholesale_of(&o);
+        w.sort();
+        let mut want = vec![(ch.a2.account, ch.a.account, 1800), (ch.a.account, ch.p.account, 1500)];
+        want.sort();
+        assert_eq!(w, want);
+        let sub = fx.get_sub(order["subscription_id"].as_i64().unwrap()).await;
+        assert_eq!(sub["attributes"]["name_servers"], json!(["ns1.example.net", "ns2.example.net"]), "{sub}");
+        // The invoice is settled by the card payment; the customer owes nothing.
+        let inv = order["details"]["invoice_id"].as_i64().unwrap();
+        let d = app.get(format!("/api/v1/documents/{inv}"), ch.a2.cred()).await.expect(StatusCode::OK).json;
+        assert_eq!(d["open_minor"].as_i64(), Some(0));
+        assert_eq!(fx.balance(account).await, 0);
+        // The first user is the new account's administrator and can log in.
+        app.login("newco-admin", "correct horse battery").await.expect(StatusCode::OK);
+        // The same request again (same Idempotency-Key): the first answer, nothing new.
+        let before = counts(&app.db).await;
+        let again = app.req(axum::http::Method::POST, "/api/v1/place-order-and-authorize").cred(ch.a2.cred())
+            .header("idempotency-key", "checkout-1").json(&body).send().await.expect(StatusCode::CREATED);
+        assert_eq!(again.header("idempotency-replayed"), Some("true"));
+        assert_eq!(again.json["account"]["id"].as_i64(), Some(account));
+        assert_eq!(counts(&app.db).await, before);
+        // Provisioning runs as a task.
+        fx.work().await;
+        assert_eq!(fx.get_order(order["id"].as_i64().unwrap()).await["status"], "completed");
+        fx.assert_books().await;
+    }
+
+    async fn place_order_and_authorize_is_all_or_nothing(db) {
+        let fx = fixture(db).await;
+        let (ch, app) = (&fx.ch, &fx.app);
+        app.clock.set(at(2024, 3, 1, 9));
+        let (p_plan, _, a2_plan) = chain_plans(&fx).await;
+        let url = "/api/v1/place-order-and-authorize";
+        let before = counts(&app.db).await;
+        // A declined card: 402, and not even the account is left behind.
+        let r = app.post(url, ch.a2.cred(), checkout_body(ch.a2.account, "declined", a2_plan, Some("4000 0000 0000 0000")))
+            .await.expect_problem(StatusCode::PAYMENT_REQUIRED, "card_declined");
+        assert_eq!(r.field_errors(), vec![("payment.card_number".to_string(), "card_declined".to_string())]);
+        assert_eq!(counts(&app.db).await, before);
+        // Bad input anywhere is named at once, nothing written.
+        let mut bad = checkout_body(ch.a2.account, "bad", a2_plan, Some("4242424242424242"));
+        bad["user"]["email"] = json!("not-an-email");
+        bad["account"]["country"] = json!("XX");
+        bad["items"][0]["name_servers"] = json!(["ns1..example.net", "ns2.example.net"]);
+        bad["items"][0]["quantities"] = json!({"seats": 51});
+        bad["items"].as_array_mut().unwrap().push(json!({"plan_id": p_plan, "period_uid": "m1"}));
+        let r = app.post(url, ch.a2.cred(), bad).await.expect(StatusCode::UNPROCESSABLE_ENTITY);
+        let fields: Vec<String> = r.field_errors().into_iter().map(|(f, _)| f).collect();
+        for f in ["account.country", "user.email", "items[0].name_servers[0]", "items[0].quantities.seats", "items[1].plan_id"] {
+            assert!(fields.contains(&f.to_string()), "{f} not in {fields:?}");
+        }
+        let mut none = checkout_body(ch.a2.account, "none", a2_plan, None);
+        none["items"] = json!([]);
+        app.post(url, ch.a2.cred(), none).await.expect_field("items", Some("out_of_range"));
+        let mut manual = checkout_body(ch.a2.account, "manual", a2_plan, None);
+        manual["payment"] = json!({"method": "bank_transfer"});
+        app.post(url, ch.a2.cred(), manual).await.expect_field("payment.method", Some("unsupported"));
+        // A login taken: the whole call fails, the account it would have created included.
+        app.post(url, ch.a2.cred(), checkout_body(ch.a2.account, &ch.a.admin_login, a2_plan, None))
+            .await.expect_field("user.login", Some("login_taken"));
+        // Another seller's branch: as if it did not exist.
+        app.post(url, ch.b.cred(), checkout_body(ch.a2.account, "foreign", a2_plan, None))
+            .await.expect_field("vendor_id", Some("unknown_vendor"));
+        // A customer cannot create accounts beside itself (its vendor is above it: unknown).
+        app.post(url, ch.a2c.cred(), checkout_body(ch.a2.account, "cust", a2_plan, None)).await.expect_field("vendor_id", Some("unknown_vendor"));
+        assert_eq!(counts(&app.db).await, before);
+
+        // Without a payment the order waits for one; a pending card waits at the gateway.
+        let r = app.post(url, ch.a2.cred(), checkout_body(ch.a2.account, "waits", a2_plan, None)).await.expect(StatusCode::CREATED).json;
+        assert_eq!((r["payment"]["status"].as_str(), r["orders"][0]["status"].as_str()), (Some("none"), Some("waiting_for_payment")));
+        let r = app.post(url, ch.a2.cred(), checkout_body(ch.a2.account, "pending", a2_plan, Some("5555 4444 3333 1111"))).await.expect(StatusCode::CREATED).json;
+        assert_eq!((r["payment"]["status"].as_str(), r["orders"][0]["status"].as_str()), (Some("pending"), Some("waiting_for_payment")));
+        let reference = r["payment"]["pending"]["reference"].as_str().unwrap().to_string();
+        app.post_empty(format!("/api/v1/payments/pending/{reference}/confirm"), ch.a2.cred()).await.expect(StatusCode::CREATED);
+        let order = r["orders"][0]["id"].as_i64().unwrap();
+        app.post_empty(format!("/api/v1/orders/{order}/pay"), ch.a2.cred()).await.expect(StatusCode::OK);
+        assert_eq!(fx.get_order(order).await["status"], "paid");
+        fx.assert_books().await;
+    }
+}

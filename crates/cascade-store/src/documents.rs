@@ -18,7 +18,7 @@
 use crate::{Db, Page, StoreError, StoreResult, Tx, on_db, on_tx};
 use cascade_domain::billing::payments::{
     AllocationError, CardNumber, GatewayDecision, OpenDocument, Side, check_allocation,
-    test_gateway_decision,
+    test_gateway_decision, test_gateway_decision_last4,
 };
 use cascade_domain::clock::Timestamp;
 use cascade_domain::ids::AccountId;
@@ -768,6 +768,16 @@ pub struct ChargeRequest<'a> {
     pub idem_key: &'a str,
 }
 
+/// A charge of a stored card, known to the gateway by its token.
+#[derive(Debug, Clone)]
+pub struct TokenChargeRequest<'a> {
+    pub account: AccountId,
+    pub amount: Money,
+    pub token: &'a str,
+    /// As for [`ChargeRequest::idem_key`].
+    pub idem_key: &'a str,
+}
+
 /// What the gateway answered to a charge.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChargeOutcome {
@@ -800,6 +810,14 @@ pub trait PaymentGateway: Send + Sync {
         &'a self,
         reference: &'a str,
     ) -> BoxFuture<'a, Result<GatewayDecision, GatewayError>>;
+    /// Keep a card at the gateway for later automatic charges: the gateway's token (the
+    /// card number itself is never stored by Cascade).
+    fn tokenize<'a>(&'a self, card: &'a CardNumber) -> BoxFuture<'a, Result<String, GatewayError>>;
+    /// Charge a stored card by its token (automatic charges of the daily run).
+    fn charge_token<'a>(
+        &'a self,
+        req: TokenChargeRequest<'a>,
+    ) -> BoxFuture<'a, Result<ChargeOutcome, GatewayError>>;
     /// Give back `amount` of a settled charge: the gateway's reference of the refund.
     fn refund<'a>(
         &'a self,
@@ -841,6 +859,36 @@ impl PaymentGateway for TestGateway {
                     req.card.last4()
                 )
             });
+            Ok(ChargeOutcome {
+                decision,
+                reference: gateway_ref("tg_ch_", &[req.idem_key]),
+                message,
+            })
+        })
+    }
+    fn tokenize<'a>(&'a self, card: &'a CardNumber) -> BoxFuture<'a, Result<String, GatewayError>> {
+        Box::pin(async move {
+            // The last four digits stay readable in the token: they decide its charges.
+            Ok(format!(
+                "{}_{}",
+                gateway_ref("tg_tok_", &[card.expose()]),
+                card.last4()
+            ))
+        })
+    }
+    fn charge_token<'a>(
+        &'a self,
+        req: TokenChargeRequest<'a>,
+    ) -> BoxFuture<'a, Result<ChargeOutcome, GatewayError>> {
+        Box::pin(async move {
+            let last4 = req
+                .token
+                .strip_prefix("tg_tok_")
+                .and_then(|t| t.rsplit('_').next())
+                .ok_or_else(|| GatewayError::UnknownCharge(req.token.to_string()))?;
+            let decision = test_gateway_decision_last4(last4);
+            let message = (decision == GatewayDecision::Declined)
+                .then(|| format!("declined by the test gateway (stored card ending {last4})"));
             Ok(ChargeOutcome {
                 decision,
                 reference: gateway_ref("tg_ch_", &[req.idem_key]),

@@ -35,6 +35,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "money",
         source: include_str!("../migrations/0004_money.sql"),
     },
+    Migration {
+        version: 5,
+        name: "billing_terms",
+        source: include_str!("../migrations/0005_billing_terms.sql"),
+    },
 ];
 
 fn render(source: &str, db: &Db) -> String {

@@ -45,7 +45,7 @@ use cascade_domain::money::Currency;
 use cascade_store::billing_batch::{
     self, DueSubscription, InvoiceHead, KeyCheck, NewInvoice, SubscriptionMove, UsageRecord,
 };
-use cascade_store::documents::{DocKind, Documents, NewDocument, NewLine};
+use cascade_store::documents::{DocKind, Documents, NewDocument, NewLine, PaymentGateway};
 use cascade_store::subscriptions::{Subscription, Subscriptions};
 use cascade_store::{Backend, Db, StoreError, StoreResult, Tx, on_tx};
 use chrono::NaiveDate;
@@ -71,6 +71,8 @@ pub struct RunReport {
     /// (changed concurrently, bad data, or a batch that failed); included in
     /// `accounts_done` / `accounts_failed`.
     pub accounts_billed_alone: u64,
+    /// After billing: automatic charges, credit holds, PAYG deadlines.
+    pub collections: crate::collections::CollectionsReport,
 }
 
 /// Test hook: a point in the run where a crash is simulated.
@@ -85,12 +87,25 @@ pub enum CrashPoint {
     InsideAccount(u64),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RunOptions {
     /// Accounts billed per batch transaction.
     pub batch: i64,
     /// Simulated crash (tests only): the run stops with an error there.
     pub crash: Option<CrashPoint>,
+    /// The card gateway automatic charges go through (`collections`); none = no
+    /// automatic charges this run.
+    pub gateway: Option<Arc<dyn PaymentGateway>>,
+}
+
+impl std::fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("batch", &self.batch)
+            .field("crash", &self.crash)
+            .field("gateway", &self.gateway.as_ref().map(|g| g.name()))
+            .finish()
+    }
 }
 
 impl Default for RunOptions {
@@ -98,6 +113,7 @@ impl Default for RunOptions {
         Self {
             batch: 500,
             crash: None,
+            gateway: None,
         }
     }
 }
@@ -876,6 +892,8 @@ pub async fn run_with(
     if let Some(e) = stop {
         return Err(e);
     }
+    report.collections =
+        crate::collections::run(db, opts.gateway.as_deref(), today, clock.now()).await?;
     let mut tx = db.begin().await?;
     on_tx!(&mut tx, c => sqlx::query(
         "UPDATE billing_runs SET finished_at = $2, accounts_done = $3, accounts_failed = $4, subscriptions_billed = $5, documents_written = $6, lines_written = $7 WHERE id = $1")

@@ -22,6 +22,7 @@
 
 pub mod billing_run;
 pub mod cleanup;
+pub mod collections;
 pub mod config;
 pub mod handler;
 pub mod notify;

@@ -75,6 +75,8 @@ pub struct Worker {
     clock: Arc<dyn Clock>,
     registry: Registry,
     config: WorkerConfig,
+    /// The card gateway of the daily run's automatic charges (none: no automatic charges).
+    gateway: Option<Arc<dyn cascade_store::documents::PaymentGateway>>,
 }
 
 impl Worker {
@@ -84,7 +86,17 @@ impl Worker {
             clock,
             registry,
             config,
+            gateway: None,
         }
+    }
+
+    /// Take automatic charges in the daily billing run through `gateway`.
+    pub fn with_gateway(
+        mut self,
+        gateway: Option<Arc<dyn cascade_store::documents::PaymentGateway>>,
+    ) -> Self {
+        self.gateway = gateway;
+        self
     }
 
     pub fn config(&self) -> &WorkerConfig {
@@ -249,8 +261,12 @@ impl Worker {
                 if billed_day.is_none_or(|d| d < today) {
                     billed_day = Some(today);
                     let (db, clock) = (self.db.clone(), self.clock.clone());
+                    let gateway = self.gateway.clone();
                     billing = Some(tokio::spawn(async move {
-                        let opts = crate::billing_run::RunOptions::default();
+                        let opts = crate::billing_run::RunOptions {
+                            gateway,
+                            ..Default::default()
+                        };
                         if let Err(e) =
                             crate::billing_run::run(&db, clock.as_ref(), today, &opts, |_, _| {})
                                 .await

@@ -320,7 +320,7 @@ both_backends! {
         let points: Vec<CrashPoint> = (0..4).flat_map(|i| [CrashPoint::InsideAccount(i), CrashPoint::BetweenAccounts(i)]).collect();
         for (i, point) in points.iter().enumerate() {
             let day = format!("2024-{:02}-01", 2 + i);
-            let crashed = billing_run(&f.db, &ManualClock::new(T0), d(&day), &RunOptions { batch: 2, crash: Some(*point) }, |_, _| {}).await;
+            let crashed = billing_run(&f.db, &ManualClock::new(T0), d(&day), &RunOptions { batch: 2, crash: Some(*point), ..Default::default() }, |_, _| {}).await;
             assert!(matches!(crashed, Err(RunError::Crash)), "{point:?}");
             billing_run(&f.db, &ManualClock::new(T0), d(&day), &RunOptions::default(), |_, _| {}).await.unwrap();
             billing_run(&f.db, &ManualClock::new(T0), d(&day), &RunOptions::default(), |_, _| {}).await.unwrap();
@@ -532,7 +532,7 @@ both_backends! {
             let mut due = cascade_store::billing_batch::due_accounts(&f.db, day).await.unwrap().len() as u64;
             for _ in 0..2 + rng.below(3) {
                 let point = if rng.below(2) == 0 { CrashPoint::InsideAccount(rng.below(due + 2)) } else { CrashPoint::BetweenAccounts(rng.below(due + 2)) };
-                let opts = RunOptions { batch: 1 + rng.below(20) as i64, crash: Some(point) };
+                let opts = RunOptions { batch: 1 + rng.below(20) as i64, crash: Some(point), ..Default::default() };
                 let parallel = 1 + rng.below(3) as usize;
                 let out = run_with(&f.db, &ManualClock::new(T0), d(day), &opts, parallel, |_, _| {}).await;
                 let reached = match point {
@@ -550,7 +550,7 @@ both_backends! {
                 assert!(left <= due);
                 due = left;
             }
-            let opts = RunOptions { batch: 1 + rng.below(30) as i64, crash: None };
+            let opts = RunOptions { batch: 1 + rng.below(30) as i64, crash: None, ..Default::default() };
             let r = run_with(&f.db, &ManualClock::new(T0), d(day), &opts, 1 + rng.below(3) as usize, |_, _| {}).await.unwrap();
             assert_eq!(r.accounts_failed, 0, "{day}");
             let again = billing_run(&f.db, &ManualClock::new(T0), d(day), &RunOptions::default(), |_, _| {}).await.unwrap();

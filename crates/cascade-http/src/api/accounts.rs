@@ -194,7 +194,11 @@ async fn create_account(
 }
 
 /// Customer classes are defined by the vendor (a seller) for the accounts under it.
-async fn check_class(st: &AppState, class: CustomerClassId, vendor: &Account) -> ApiResult<()> {
+pub(crate) async fn check_class(
+    st: &AppState,
+    class: CustomerClassId,
+    vendor: &Account,
+) -> ApiResult<()> {
     if st
         .db
         .accounts()

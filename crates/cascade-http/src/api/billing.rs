@@ -89,7 +89,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// The payment gateway card payments go through, as configured in the application state
 /// (`http.card_gateway`); without one, card payments are refused.
-fn gateway(st: &AppState) -> Result<&dyn PaymentGateway, ApiError> {
+pub(crate) fn gateway(st: &AppState) -> Result<&dyn PaymentGateway, ApiError> {
     st.gateway.as_deref().ok_or_else(|| {
         ApiError::field(
             "method",
@@ -483,7 +483,7 @@ pub struct PendingPaymentOut {
     pub confirm_url: String,
 }
 
-fn pending_out(a: &PaymentAttempt) -> PendingPaymentOut {
+pub(crate) fn pending_out(a: &PaymentAttempt) -> PendingPaymentOut {
     PendingPaymentOut {
         status: a.status.clone(),
         reference: a.reference.clone(),
@@ -494,7 +494,7 @@ fn pending_out(a: &PaymentAttempt) -> PendingPaymentOut {
     }
 }
 
-fn idempotency_key(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn idempotency_key(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(crate::middleware::IDEMPOTENCY_HEADER)
         .and_then(|v| v.to_str().ok())
@@ -503,7 +503,7 @@ fn idempotency_key(headers: &HeaderMap) -> Option<&str> {
 
 /// One payment document (and its allocations), inside the caller's transaction.
 #[allow(clippy::too_many_arguments)]
-async fn record_payment(
+pub(crate) async fn record_payment(
     tx: &mut Tx,
     auth: &Authed,
     account: &Account,

@@ -10,7 +10,9 @@
 
 pub mod accounts;
 pub mod billing;
+pub mod checkout;
 pub mod orders;
+pub mod payment_methods;
 pub mod plans;
 pub mod resources;
 pub mod sales_categories;
@@ -102,6 +104,8 @@ pub fn api() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(plans::router())
         .merge(billing::router())
         .merge(orders::router())
+        .merge(checkout::router())
+        .merge(payment_methods::router())
         .merge(usage::router())
         .split_for_parts()
 }

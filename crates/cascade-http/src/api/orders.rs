@@ -690,6 +690,10 @@ pub struct PlaceOrderIn {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub auto_renew: Option<AutoRenew>,
+    /// Domain items: the name servers to delegate the domain to (none, or 2–13 host
+    /// names); stored with the subscription's parameters.
+    #[serde(default)]
+    pub name_servers: Vec<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -751,7 +755,7 @@ fn order_out(o: Order, wholesale: Vec<WholesaleOut>) -> OrderOut {
 }
 
 /// The order with the wholesale rows `auth` may see.
-async fn order_view(st: &AppState, auth: &Authed, o: Order) -> ApiResult<OrderOut> {
+pub(crate) async fn order_view(st: &AppState, auth: &Authed, o: Order) -> ApiResult<OrderOut> {
     let rows = st.db.wholesale().of_order(o.id).await?;
     let mut visible = Vec::new();
     for w in rows {
@@ -1141,10 +1145,6 @@ fn check_quantities(e: &mut ValidationErrors, plan: &PlanContent, q: &BTreeMap<S
     }
 }
 
-fn plan_field(code: &'static str, msg: &str) -> ApiError {
-    ApiError::field("plan_id", code, msg)
-}
-
 /// A subscription the caller may act on with `action` (404 outside its subtree).
 async fn sub_for(
     st: &AppState,
@@ -1188,12 +1188,83 @@ async fn place_order(
             ));
         }
     };
+    let chain = st.db.accounts().vendor_chain(customer_id).await?;
+    let so = prepare_so(&st, vendor, &chain, &body)
+        .await
+        .map_err(ApiError::from)?;
+    let now = st.clock.now();
+    let mut tx = st.db.begin().await?;
+    let order = write_so(&st, &mut tx, &auth, &customer, &so, now).await?;
+    tx.commit().await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(order_view(&st, &auth, order).await?),
+    ))
+}
 
+/// An SO checked against the seller's catalog view, with what writing it needs. Made
+/// by [`prepare_so`] outside any transaction; written by [`write_so`]. Placing an order
+/// (`POST /accounts/{id}/orders`) and the one-step checkout (`checkout`) share both.
+pub(crate) struct PreparedSo {
+    plan: Plan,
+    period: cascade_domain::catalog::plan::Period,
+    quantities: BTreeMap<String, i64>,
+    attributes: BTreeMap<String, String>,
+    parameters: BTreeMap<String, String>,
+    name_servers: Vec<String>,
+    auto_renew: AutoRenew,
+    /// (buyer, its vendor, the vendor's copy of the plan) per reseller of the chain.
+    tiers: Vec<(AccountId, AccountId, Plan)>,
+}
+
+/// Where an order's validation failed: a field error (the caller re-roots it under the
+/// item it came from) or anything else.
+pub(crate) enum PrepareError {
+    Fields(ValidationErrors),
+    Other(ApiError),
+}
+
+impl From<PrepareError> for ApiError {
+    fn from(e: PrepareError) -> Self {
+        match e {
+            PrepareError::Fields(v) => v.into(),
+            PrepareError::Other(e) => e,
+        }
+    }
+}
+
+impl From<ApiError> for PrepareError {
+    fn from(e: ApiError) -> Self {
+        PrepareError::Other(e)
+    }
+}
+
+impl From<StoreError> for PrepareError {
+    fn from(e: StoreError) -> Self {
+        PrepareError::Other(e.into())
+    }
+}
+
+fn plan_err(code: &'static str, msg: &str) -> PrepareError {
+    PrepareError::Fields(FieldError::new("plan_id", code, msg).into())
+}
+
+/// Check an SO for a customer of `vendor` (whose vendors, nearest first, are `chain`:
+/// `vendor` itself, then its own vendors up to the provider) against the vendor's
+/// catalog view: the plan is the vendor's, on sale; the period active; quantities in
+/// range; attributes, service parameters and name servers valid. Every bad field is
+/// named at once. Reads only; nothing is written.
+pub(crate) async fn prepare_so(
+    st: &AppState,
+    vendor: AccountId,
+    chain: &[Account],
+    body: &PlaceOrderIn,
+) -> Result<PreparedSo, PrepareError> {
     // The seller's catalog view: its own plans and copies, on sale.
     let plan = match st.db.plans().get(body.plan_id).await {
         Ok(p) => p,
         Err(StoreError::NotFound) => {
-            return Err(plan_field(
+            return Err(plan_err(
                 "unknown_plan",
                 "no such plan in the seller's catalog",
             ));
@@ -1201,13 +1272,13 @@ async fn place_order(
         Err(e) => return Err(e.into()),
     };
     if plan.owner_account_id != vendor {
-        return Err(plan_field(
+        return Err(plan_err(
             "unknown_plan",
             "no such plan in the seller's catalog",
         ));
     }
     if !plan.on_sale() || plan.content.has_unconfirmed_prices() {
-        return Err(plan_field(
+        return Err(plan_err(
             "not_on_sale",
             "the plan is not on sale (unpublished, hidden or withdrawn)",
         ));
@@ -1238,23 +1309,53 @@ async fn place_order(
         &plan.content.service_parameters,
         &body.parameters,
     );
-    e.into_result()?;
+    let name_servers =
+        match cascade_domain::billing::checkout::name_servers("name_servers", &body.name_servers) {
+            Ok(n) => n,
+            Err(x) => {
+                e.0.extend(x.0);
+                Vec::new()
+            }
+        };
+    e.into_result().map_err(PrepareError::Fields)?;
     let Some(period) = period else {
-        return Err(ApiError::internal());
+        return Err(ApiError::internal().into());
     };
-
-    let now = st.clock.now();
-    let start = today(now);
-    let expires = pricing::term_end(&period, start);
     let quantities = pricing::full_quantities(&plan.content, &body.quantities);
-    let cur = currency(&plan.currency)?;
-
     // Wholesale prices are read before the transaction: the copies up the chain as they are now.
-    let tiers = wholesale_tiers(&st, &customer, &plan, &period.uid).await?;
+    let tiers = wholesale_tiers(st, chain, &plan, &period.uid).await?;
+    Ok(PreparedSo {
+        plan,
+        period,
+        quantities,
+        attributes,
+        parameters,
+        name_servers,
+        auto_renew: body.auto_renew.unwrap_or(AutoRenew::OnExpiry),
+        tiers,
+    })
+}
 
-    let mut tx = st.db.begin().await?;
+/// Write a prepared SO for `customer` inside `tx`: the subscription (`ordered`), its
+/// first invoice, the order (through the payment gate), one wholesale transaction per
+/// reseller of the chain and `order.placed` (and `order.paid` when the balance covered
+/// it). A plan of the same unique group as a live subscription is refused.
+pub(crate) async fn write_so(
+    st: &AppState,
+    tx: &mut cascade_store::Tx,
+    auth: &Authed,
+    customer: &Account,
+    so: &PreparedSo,
+    now: Timestamp,
+) -> ApiResult<Order> {
+    let customer_id = customer.id;
+    let (plan, period, quantities) = (&so.plan, &so.period, &so.quantities);
+    let vendor = plan.owner_account_id;
+    let start = today(now);
+    let expires = pricing::term_end(period, start);
+    let cur = currency(&plan.currency)?;
     if let Some(group) = plan.content.unique_group.as_deref() {
-        for other in Subscriptions::live_of_account_in(&mut tx, customer_id, vendor).await? {
+        for other in Subscriptions::live_of_account_in(tx, customer_id, vendor).await? {
             let op = st.db.plans().get(other.plan_id).await?;
             if op.content.unique_group.as_deref() == Some(group) {
                 return Err(ApiError::field(
@@ -1268,9 +1369,13 @@ async fn place_order(
             }
         }
     }
-    let terms = wholesale::account_terms(&mut tx, customer_id).await?;
+    let terms = wholesale::account_terms(tx, customer_id).await?;
+    let mut sub_attributes = json!({"attributes": so.attributes, "parameters": so.parameters});
+    if !so.name_servers.is_empty() {
+        sub_attributes["name_servers"] = json!(so.name_servers);
+    }
     let sub = Subscriptions::create(
-        &mut tx,
+        tx,
         &NewSubscription {
             account_id: customer_id,
             vendor_id: vendor,
@@ -1281,9 +1386,9 @@ async fn place_order(
             expires_on: expires.to_string(),
             // Set below, once the first charge says when the next one is.
             next_bill_date: expires.to_string(),
-            auto_renew: body.auto_renew.unwrap_or(AutoRenew::OnExpiry),
+            auto_renew: so.auto_renew,
             quantities: quantities.clone(),
-            attributes: json!({"attributes": attributes, "parameters": parameters}),
+            attributes: sub_attributes,
         },
         now,
     )
@@ -1291,24 +1396,24 @@ async fn place_order(
     let first = pricing::first_charge(
         sub.id,
         &plan.content,
-        &period,
-        &quantities,
+        period,
+        quantities,
         start,
         expires,
         terms.statement_day,
     );
     let sub = Subscriptions::update_terms(
-        &mut tx,
+        tx,
         &sub,
         &period.uid,
-        &quantities,
+        quantities,
         &expires.to_string(),
         &first.next_bill_date.to_string(),
         now,
     )
     .await?;
     let invoice = issue(
-        &mut tx,
+        tx,
         DocKind::Invoice,
         vendor,
         customer_id,
@@ -1319,10 +1424,19 @@ async fn place_order(
         now,
     )
     .await?;
-    let (status, reason) = gate(&mut tx, &customer, invoice.as_ref(), now).await?;
+    let (status, reason) = gate(tx, customer, invoice.as_ref(), now).await?;
     let total = invoice.as_ref().map(|d| d.total_minor).unwrap_or(0);
+    let mut details = json!({
+        "plan_id": plan.id, "period_uid": period.uid, "quantities": quantities,
+        "attributes": so.attributes, "parameters": so.parameters,
+        "start_date": start.to_string(), "expires_on": expires.to_string(), "next_bill_date": first.next_bill_date.to_string(),
+        "invoice_id": invoice.as_ref().map(|d| d.id), "invoice_number": invoice.as_ref().and_then(|d| d.number.clone()),
+    });
+    if !so.name_servers.is_empty() {
+        details["name_servers"] = json!(so.name_servers);
+    }
     let order = Orders::create(
-        &mut tx,
+        tx,
         &NewOrder {
             account_id: customer_id,
             vendor_id: vendor,
@@ -1332,24 +1446,19 @@ async fn place_order(
             reason,
             currency: cur.code().to_string(),
             total_minor: total,
-            details: json!({
-                "plan_id": plan.id, "period_uid": period.uid, "quantities": quantities,
-                "attributes": attributes, "parameters": parameters,
-                "start_date": start.to_string(), "expires_on": expires.to_string(), "next_bill_date": first.next_bill_date.to_string(),
-                "invoice_id": invoice.as_ref().map(|d| d.id), "invoice_number": invoice.as_ref().and_then(|d| d.number.clone()),
-            }),
+            details,
             placed_by: Some(auth.actor.user_id.0),
         },
         now,
     )
     .await?;
-    for (buyer, seller, tier_plan) in &tiers {
+    for (buyer, seller, tier_plan) in &so.tiers {
         let amount = pricing::total_minor(
             &pricing::first_charge(
                 sub.id,
                 &tier_plan.content,
-                tier_plan.content.period(&period.uid).unwrap_or(&period),
-                &quantities,
+                tier_plan.content.period(&period.uid).unwrap_or(period),
+                quantities,
                 start,
                 expires,
                 terms.statement_day,
@@ -1358,7 +1467,7 @@ async fn place_order(
             cur,
         );
         Wholesale::record(
-            &mut tx,
+            tx,
             &NewWholesale {
                 order_id: order.id,
                 buyer: *buyer,
@@ -1370,16 +1479,46 @@ async fn place_order(
         )
         .await?;
     }
-    emit(&mut tx, now, "order.placed", customer_id, &auth, "order", order.id,
+    emit(tx, now, "order.placed", customer_id, auth, "order", order.id,
         json!({"order_id": order.id, "type": "SO", "subscription_id": sub.id, "plan_id": plan.id, "status": order.status.as_str(), "total_minor": total})).await?;
     if order.status == OrderStatus::Paid {
-        after_paid(&mut tx, &auth, &order, now).await?;
+        after_paid(tx, auth, &order, now).await?;
     }
-    tx.commit().await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(order_view(&st, &auth, order).await?),
-    ))
+    Ok(order)
+}
+
+/// Inside `tx`: an order waiting for payment whose invoice is now covered (paid through
+/// an allocation, or by the balance) moves to `paid` and on to provisioning. Returns the
+/// order as it is afterwards (unchanged when still not covered).
+pub(crate) async fn promote_if_covered(
+    tx: &mut cascade_store::Tx,
+    auth: &Authed,
+    customer: &Account,
+    order: &Order,
+    now: Timestamp,
+) -> ApiResult<Order> {
+    if !matches!(
+        order.status,
+        OrderStatus::New | OrderStatus::WaitingForPayment
+    ) {
+        return Ok(order.clone());
+    }
+    let invoice = match order.details["invoice_id"].as_i64() {
+        Some(i) => Some(Documents::get_in(tx, i).await?),
+        None => None,
+    };
+    let (status, reason) = gate(tx, customer, invoice.as_ref(), now).await?;
+    if status != OrderStatus::Paid {
+        Orders::set_reason(tx, order.id, reason.as_deref(), now).await?;
+        return Orders::get_in(tx, order.id).await.map_err(Into::into);
+    }
+    order.status.transition(OrderStatus::Paid)?;
+    if !Orders::set_status(tx, order.id, order.status, OrderStatus::Paid, None, now).await? {
+        return Err(ApiError::conflict("the order changed meanwhile; try again"));
+    }
+    let paid = Orders::get_in(tx, order.id).await?;
+    after_paid(tx, auth, &paid, now).await?;
+    Ok(paid)
 }
 
 /// For each reseller between the customer and the provider: (buyer, its vendor, the
@@ -1387,11 +1526,10 @@ async fn place_order(
 /// original (a reseller's own plan owes nobody).
 async fn wholesale_tiers(
     st: &AppState,
-    customer: &Account,
+    chain: &[Account],
     plan: &Plan,
     period_uid: &str,
 ) -> ApiResult<Vec<(AccountId, AccountId, Plan)>> {
-    let chain = st.db.accounts().vendor_chain(customer.id).await?;
     let mut out = Vec::new();
     let mut current = plan.clone();
     for pair in chain.windows(2) {
@@ -1531,13 +1669,8 @@ async fn pay_order(
     ) {
         return Ok(Json(order_view(&st, &auth, order).await?));
     }
-    let invoice = match order.details["invoice_id"].as_i64() {
-        Some(i) => Some(Documents::get_in(&mut tx, i).await?),
-        None => None,
-    };
-    let (status, reason) = gate(&mut tx, &customer, invoice.as_ref(), now).await?;
-    if status != OrderStatus::Paid {
-        Orders::set_reason(&mut tx, order.id, reason.as_deref(), now).await?;
+    let after = promote_if_covered(&mut tx, &auth, &customer, &order, now).await?;
+    if after.status != OrderStatus::Paid {
         tx.commit().await?;
         return Err(if is_held(&customer) {
             ApiError::new(
@@ -1547,7 +1680,10 @@ async fn pay_order(
             )
             .detail("orders of a held account wait until the hold is released")
         } else {
-            let open = invoice.as_ref().map(|d| d.open_minor).unwrap_or(0);
+            let open = match order.details["invoice_id"].as_i64() {
+                Some(i) => st.db.documents().get(i).await?.open_minor,
+                None => 0,
+            };
             ApiError::new(
                 StatusCode::CONFLICT,
                 "insufficient_balance",
@@ -1559,21 +1695,6 @@ async fn pay_order(
             ))
         });
     }
-    order.status.transition(OrderStatus::Paid)?;
-    if !Orders::set_status(
-        &mut tx,
-        order.id,
-        order.status,
-        OrderStatus::Paid,
-        None,
-        now,
-    )
-    .await?
-    {
-        return Err(ApiError::conflict("the order changed meanwhile; try again"));
-    }
-    let paid = Orders::get_in(&mut tx, order.id).await?;
-    after_paid(&mut tx, &auth, &paid, now).await?;
     tx.commit().await?;
     let fresh = st.db.orders().get(order.id).await?;
     Ok(Json(order_view(&st, &auth, fresh).await?))

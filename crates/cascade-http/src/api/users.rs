@@ -202,7 +202,7 @@ fn field_err(e: ApiError, field: &str) -> ApiError {
 /// A role may be given to a user of `target` by `auth` when it is built in or defined
 /// by an account between the caller's and the target (inclusive), and when the caller
 /// holds every privilege the role grants: nobody hands out more than it has.
-async fn assignable_role(
+pub(crate) async fn assignable_role(
     st: &AppState,
     auth: &Authed,
     role: RoleId,
