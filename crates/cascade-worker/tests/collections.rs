@@ -1,0 +1,444 @@
+//! Collections after the daily run, on both backends: automatic charges of stored cards
+//! (net terms: on the scheduled day between issue and due date, never on the issue day;
+//! a declined charge loses and duplicates nothing; a run stopped between the gateway and
+//! the commit is finished with the same key), automatic credit hold and release, and the
+//! pay-as-you-go suspension deadline end to end. The books balance after each scenario.
+
+use cascade_domain::account::{AccountKind, ContactInput, NewAccountInput};
+use cascade_domain::billing::lifecycle::{AutoRenew, SubscriptionStatus};
+use cascade_domain::billing::payments::{CardNumber, CreditTerms};
+use cascade_domain::catalog::plan::{
+    BillingModel, BillingPeriodType, DisplayType, Fee, Period, PeriodUnit, PlanContent, Price,
+    Rate, RecurringBasis, RefundRules,
+};
+use cascade_domain::catalog::text::Localized;
+use cascade_domain::clock::Timestamp;
+use cascade_domain::ids::AccountId;
+use cascade_store::accounts::Accounts;
+use cascade_store::collections::{AutoCharges, PaymentMethods};
+use cascade_store::credit::CustomerClasses;
+use cascade_store::documents::{
+    DocKind, Documents, NewDocument, NewLine, PaymentGateway, TestGateway,
+};
+use cascade_store::plans::Plans;
+use cascade_store::subscriptions::{NewSubscription, Subscriptions};
+use cascade_store::{Db, on_db, on_tx};
+use cascade_testkit::both_backends;
+use cascade_worker::collections::{self, CollectionsReport};
+use chrono::NaiveDate;
+use std::collections::BTreeMap;
+
+const T0: Timestamp = Timestamp(1_700_000_000_000_000);
+
+fn d(s: &str) -> NaiveDate {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+}
+
+async fn account(db: &Db, vendor: Option<AccountId>, kind: AccountKind, name: &str) -> AccountId {
+    let facts = match vendor {
+        Some(v) => Some(db.accounts().get(v).await.unwrap().facts()),
+        None => None,
+    };
+    let new = NewAccountInput {
+        kind,
+        name: name.into(),
+        contact: ContactInput::default(),
+        country: "DE".into(),
+        language: "en".into(),
+        currency: vendor.is_none().then(|| "EUR".into()),
+        customer_class_id: None,
+    }
+    .validate(facts.as_ref())
+    .unwrap();
+    let mut tx = db.begin().await.unwrap();
+    let a = Accounts::create(&mut tx, &new, T0).await.unwrap();
+    tx.commit().await.unwrap();
+    a.id
+}
+
+async fn count(db: &Db, q: &str) -> i64 {
+    let (n,): (i64,) = on_db!(db, p => sqlx::query_as(q).fetch_one(p).await).unwrap();
+    n
+}
+
+async fn status_of(db: &Db, account: AccountId) -> String {
+    db.accounts()
+        .get(account)
+        .await
+        .unwrap()
+        .status
+        .as_str()
+        .to_string()
+}
+
+async fn events(db: &Db, kind: &str) -> i64 {
+    count(
+        db,
+        &format!("SELECT COUNT(*) FROM events WHERE kind = '{kind}'"),
+    )
+    .await
+}
+
+struct Fx {
+    db: Db,
+    p: AccountId,
+}
+
+impl Fx {
+    async fn new(db: Db) -> Fx {
+        let p = account(&db, None, AccountKind::Provider, "P").await;
+        Fx { db, p }
+    }
+
+    async fn customer(&self, name: &str, terms: Option<CreditTerms>) -> AccountId {
+        let c = account(&self.db, Some(self.p), AccountKind::Customer, name).await;
+        if let Some(t) = terms {
+            let mut tx = self.db.begin().await.unwrap();
+            let class = CustomerClasses::create(&mut tx, self.p, name, &t, T0)
+                .await
+                .unwrap();
+            on_tx!(&mut tx, x => sqlx::query("UPDATE accounts SET customer_class_id = $1 WHERE id = $2")
+                .bind(class.id.0).bind(c.0).execute(x).await.map(|r| r.rows_affected())).unwrap();
+            tx.commit().await.unwrap();
+        }
+        c
+    }
+
+    async fn card(&self, account: AccountId, number: &str) -> i64 {
+        let card = CardNumber::parse(number).unwrap();
+        let token = TestGateway.tokenize(&card).await.unwrap();
+        let mut tx = self.db.begin().await.unwrap();
+        let m = PaymentMethods::create(&mut tx, account, "test", &token, card.last4(), None, T0)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        m.id
+    }
+
+    async fn invoice(&self, account: AccountId, minor: i64, issued: &str, due: &str) -> i64 {
+        let head = NewDocument {
+            kind: DocKind::Invoice,
+            issuer: self.p,
+            account,
+            currency: "EUR",
+            issue_date: issued,
+            due_date: Some(due),
+            charge_date: None,
+            tax_bp: 0,
+            method: None,
+            external_ref: None,
+            idem_key: None,
+        };
+        let line = NewLine {
+            subscription_id: None,
+            kind: "recurring".into(),
+            description: "Service".into(),
+            quantity: 1,
+            unit_price_micro: minor * 10_000,
+            amount_minor: minor,
+            period_start: None,
+            period_end: None,
+            charge_key: Some(format!("test:{}:{issued}:{minor}", account.0)),
+        };
+        let mut tx = self.db.begin().await.unwrap();
+        let (doc, _) = Documents::issue(&mut tx, &head, &[line], T0)
+            .await
+            .unwrap()
+            .unwrap();
+        tx.commit().await.unwrap();
+        doc.id
+    }
+
+    /// A standalone payment (a top-up) of `minor`, open until applied.
+    async fn top_up(&self, account: AccountId, minor: i64, day: &str) -> i64 {
+        let head = NewDocument {
+            kind: DocKind::Payment,
+            issuer: self.p,
+            account,
+            currency: "EUR",
+            issue_date: day,
+            due_date: None,
+            charge_date: None,
+            tax_bp: 0,
+            method: Some("bank_transfer"),
+            external_ref: None,
+            idem_key: None,
+        };
+        let mut tx = self.db.begin().await.unwrap();
+        let doc = Documents::issue_single(&mut tx, &head, "payment", "Top-up", minor, T0)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        doc.id
+    }
+
+    async fn open(&self, doc: i64) -> i64 {
+        self.db.documents().get(doc).await.unwrap().open_minor
+    }
+
+    async fn collect(&self, day: &str) -> CollectionsReport {
+        collections::run(&self.db, Some(&TestGateway), d(day), T0)
+            .await
+            .unwrap()
+    }
+
+    async fn assert_books(&self) {
+        let bad = self.db.documents().unbalanced(self.p).await.unwrap();
+        assert!(
+            bad.is_empty(),
+            "the provider's books do not balance: {bad:?}"
+        );
+    }
+}
+
+both_backends! {
+    async fn net_terms_charge_on_the_scheduled_day_never_on_issue(db) {
+        let fx = Fx::new(db).await;
+        // Net 30, charged 10 days after issue.
+        let net = CreditTerms { due_days: 30, payment_delay_days: Some(10), ..Default::default() };
+        let c = fx.customer("Net30", Some(net)).await;
+        fx.card(c, "4242 4242 4242 4242").await;
+        let inv = fx.invoice(c, 12_000, "2024-03-01", "2024-03-31").await;
+        // An account without a stored card is never charged automatically.
+        let plain = fx.customer("NoCard", None).await;
+        let other = fx.invoice(plain, 5_000, "2024-03-01", "2024-03-15").await;
+        for day in ["2024-03-01", "2024-03-05", "2024-03-10"] {
+            let r = fx.collect(day).await;
+            assert_eq!(r.charges_approved, 0, "{day}: not before the scheduled day");
+            assert_eq!(fx.open(inv).await, 12_000);
+        }
+        let r = fx.collect("2024-03-11").await;
+        assert_eq!(r.charges_approved, 1);
+        assert_eq!(fx.open(inv).await, 0);
+        assert_eq!(fx.open(other).await, 5_000);
+        let charges = fx.db.auto_charges().of_document(inv).await.unwrap();
+        assert_eq!(charges.len(), 1);
+        assert_eq!((charges[0].status.as_str(), charges[0].attempt_date.as_str()), ("approved", "2024-03-11"));
+        let pay = fx.db.documents().get(charges[0].payment_document_id.unwrap()).await.unwrap();
+        assert_eq!((pay.kind, pay.total_minor, pay.open_minor), (DocKind::Payment, 12_000, 0));
+        // Re-running the day, and the days after, charges nothing twice.
+        for day in ["2024-03-11", "2024-03-11", "2024-03-12"] {
+            assert_eq!(fx.collect(day).await.charges_approved, 0);
+        }
+        assert_eq!(count(&fx.db, &format!("SELECT COUNT(*) FROM documents WHERE kind = 'payment' AND account_id = {}", c.0)).await, 1);
+        fx.assert_books().await;
+    }
+
+    async fn a_declined_automatic_charge_loses_and_duplicates_nothing(db) {
+        let fx = Fx::new(db).await;
+        let c = fx.customer("Declined", None).await;
+        let bad = fx.card(c, "4000 0000 0000 0000").await;
+        let inv = fx.invoice(c, 3_000, "2024-03-01", "2024-03-15").await;
+        // Without a delayed schedule the charge is taken on the issue day.
+        let r = fx.collect("2024-03-01").await;
+        assert_eq!((r.charges_declined, r.charges_approved), (1, 0));
+        assert_eq!(fx.open(inv).await, 3_000);
+        assert_eq!(events(&fx.db, "payment.declined").await, 1);
+        // The same day again: no second attempt, no second notice.
+        let r = fx.collect("2024-03-01").await;
+        assert_eq!(r.charges_declined, 0);
+        assert_eq!(events(&fx.db, "payment.declined").await, 1);
+        // The next day it is tried again (a new attempt, a new key).
+        assert_eq!(fx.collect("2024-03-02").await.charges_declined, 1);
+        assert_eq!(fx.db.auto_charges().of_document(inv).await.unwrap().len(), 2);
+        assert_eq!(count(&fx.db, "SELECT COUNT(*) FROM documents WHERE kind = 'payment'").await, 0);
+        // A new card replaces the declined one: charged once, on the next run.
+        let mut tx = fx.db.begin().await.unwrap();
+        assert!(PaymentMethods::deactivate(&mut tx, bad).await.unwrap());
+        tx.commit().await.unwrap();
+        fx.card(c, "4242 4242 4242 4242").await;
+        assert_eq!(fx.collect("2024-03-03").await.charges_approved, 1);
+        assert_eq!(fx.open(inv).await, 0);
+        assert_eq!(fx.collect("2024-03-04").await, CollectionsReport::default());
+        fx.assert_books().await;
+    }
+
+    async fn a_charge_interrupted_after_the_gateway_is_finished_with_its_key(db) {
+        let fx = Fx::new(db).await;
+        let c = fx.customer("Crash", None).await;
+        let card = fx.card(c, "4242 4242 4242 4242").await;
+        let inv = fx.invoice(c, 7_000, "2024-03-01", "2024-03-15").await;
+        // A run recorded the attempt and was killed after asking the gateway, before the
+        // commit of the payment: the gateway took the money under key auto:{inv}:2024-03-01.
+        let mut tx = fx.db.begin().await.unwrap();
+        let started = AutoCharges::start(&mut tx, inv, c, "2024-03-01", card, 7_000, T0).await.unwrap().unwrap();
+        tx.commit().await.unwrap();
+        let mut tx = fx.db.begin().await.unwrap();
+        assert!(AutoCharges::start(&mut tx, inv, c, "2024-03-01", card, 7_000, T0).await.unwrap().is_none(), "one attempt per document and date");
+        tx.commit().await.unwrap();
+        // The next run (a later date) finishes that attempt first, with the same key, and
+        // does not start another.
+        let r = fx.collect("2024-03-02").await;
+        assert_eq!(r.charges_approved, 1);
+        let charges = fx.db.auto_charges().of_document(inv).await.unwrap();
+        assert_eq!(charges.len(), 1);
+        assert_eq!((charges[0].id, charges[0].status.as_str()), (started.id, "approved"));
+        let pay = fx.db.documents().by_idem_key(&started.idem_key).await.unwrap().unwrap();
+        assert_eq!(pay.total_minor, 7_000);
+        assert_eq!(fx.open(inv).await, 0);
+        assert_eq!(fx.collect("2024-03-02").await, CollectionsReport::default());
+        assert_eq!(count(&fx.db, "SELECT COUNT(*) FROM documents WHERE kind = 'payment'").await, 1);
+        fx.assert_books().await;
+    }
+
+    async fn credit_hold_after_due_grace_and_hold_days_and_release_when_paid(db) {
+        let fx = Fx::new(db).await;
+        // Default terms: 7 days' grace, hold 30 days later.
+        let c = fx.customer("Late", None).await;
+        let relaxed = fx.customer("Relaxed", Some(CreditTerms { auto_credit_hold: false, ..Default::default() })).await;
+        let inv = fx.invoice(c, 9_900, "2024-01-01", "2024-01-15").await;
+        fx.invoice(relaxed, 9_900, "2024-01-01", "2024-01-15").await;
+        // Held on 15 Jan + 7 + 30 + 1 = 22 Feb, not a day earlier.
+        for day in ["2024-01-15", "2024-01-16", "2024-02-21"] {
+            assert_eq!(fx.collect(day).await.accounts_held, 0, "{day}");
+            assert_eq!(status_of(&fx.db, c).await, "active");
+        }
+        let r = fx.collect("2024-02-22").await;
+        assert_eq!(r.accounts_held, 1, "only the class that holds automatically");
+        assert_eq!(status_of(&fx.db, c).await, "credit_hold");
+        assert_eq!(status_of(&fx.db, relaxed).await, "active");
+        assert_eq!(events(&fx.db, "account.credit_hold").await, 1);
+        assert_eq!(fx.collect("2024-02-23").await, CollectionsReport::default(), "held once");
+        // Paid: released on the next run.
+        let pay = fx.top_up(c, 9_900, "2024-02-24").await;
+        let mut tx = fx.db.begin().await.unwrap();
+        Documents::apply(&mut tx, pay, inv, 9_900, T0).await.unwrap().unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(fx.collect("2024-02-24").await.accounts_released, 1);
+        assert_eq!(status_of(&fx.db, c).await, "active");
+        assert_eq!(events(&fx.db, "account.credit_released").await, 1);
+        // An administrative hold is never lifted by the credit check.
+        let mut tx = fx.db.begin().await.unwrap();
+        Accounts::set_status(&mut tx, relaxed, cascade_domain::account::AccountStatus::AdminHold, T0).await.unwrap();
+        tx.commit().await.unwrap();
+        fx.collect("2024-02-25").await;
+        assert_eq!(status_of(&fx.db, relaxed).await, "admin_hold");
+        fx.assert_books().await;
+    }
+
+    async fn payg_deadline_notice_top_up_and_credit_hold(db) {
+        let fx = Fx::new(db).await;
+        let mut tx = fx.db.begin().await.unwrap();
+        let (rt,): (i64,) = on_tx!(&mut tx, c => sqlx::query_as(
+            "INSERT INTO resource_types (owner_account_id, code, service, unit, name, created_at, updated_at) VALUES ($1, 'gb', 's', 'GB', '{}', 0, 0) RETURNING id")
+            .bind(fx.p.0).fetch_one(c).await).unwrap();
+        let (template,): (i64,) = on_tx!(&mut tx, c => sqlx::query_as(
+            "INSERT INTO service_templates (owner_account_id, name, resources, settings, created_at, updated_at) VALUES ($1, 't', '[]', '{}', 0, 0) RETURNING id")
+            .bind(fx.p.0).fetch_one(c).await).unwrap();
+        let plan = Plans::create(&mut tx, fx.p, template, "EUR", &payg_plan(rt), T0).await.unwrap();
+        tx.commit().await.unwrap();
+        // Three days' grace for this class.
+        let terms = CreditTerms { payg_grace_days: 3, ..Default::default() };
+        let late = fx.customer("PaysLate", Some(terms)).await;
+        let never = fx.customer("NeverPays", Some(terms)).await;
+        let fine = fx.customer("Prepaid", Some(terms)).await;
+        let subs = [late, never, fine].map(|a| (a, 0));
+        let mut ids = Vec::new();
+        for (a, _) in subs {
+            ids.push(subscribe(&fx.db, fx.p, a, plan.id).await);
+            fx.invoice(a, 4_000, "2024-03-01", "2024-03-15").await;
+        }
+        fx.top_up(fine, 5_000, "2024-02-20").await;
+        // Short on 1 March: deadline 4 March and a notice; the prepaid one is fine.
+        let r = fx.collect("2024-03-01").await;
+        assert_eq!(r.payg_notices, 2);
+        for s in &ids[..2] {
+            let sub = fx.db.subscriptions().get(*s).await.unwrap();
+            assert_eq!((sub.status, sub.suspension_deadline.as_deref()), (SubscriptionStatus::Active, Some("2024-03-04")));
+        }
+        assert_eq!(fx.db.subscriptions().get(ids[2]).await.unwrap().suspension_deadline, None);
+        assert_eq!(events(&fx.db, "subscription.suspension_notice").await, 2);
+        assert_eq!(fx.collect("2024-03-02").await, CollectionsReport::default(), "one notice per deadline");
+        // One tops up before the deadline: cleared. The other is still short on the deadline
+        // day (not suspended yet) and is put on credit hold the day after.
+        fx.top_up(late, 4_000, "2024-03-03").await;
+        let r = fx.collect("2024-03-04").await;
+        assert_eq!((r.payg_cleared, r.payg_held), (1, 0));
+        assert_eq!(fx.db.subscriptions().get(ids[0]).await.unwrap().suspension_deadline, None);
+        let r = fx.collect("2024-03-05").await;
+        assert_eq!(r.payg_held, 1);
+        let held = fx.db.subscriptions().get(ids[1]).await.unwrap();
+        assert_eq!(held.status, SubscriptionStatus::CreditHold);
+        assert_eq!(events(&fx.db, "subscription.credit_hold").await, 1);
+        assert_eq!(fx.collect("2024-03-06").await, CollectionsReport::default());
+        // Paid at last: back to active.
+        fx.top_up(never, 4_000, "2024-03-07").await;
+        assert_eq!(fx.collect("2024-03-07").await.payg_cleared, 1);
+        let back = fx.db.subscriptions().get(ids[1]).await.unwrap();
+        assert_eq!((back.status, back.suspension_deadline), (SubscriptionStatus::Active, None));
+        fx.assert_books().await;
+    }
+}
+
+fn payg_plan(rt: i64) -> PlanContent {
+    let zero = Fee::of(Price(0));
+    PlanContent {
+        name: Localized::new("en", "Metered"),
+        short_description: None,
+        long_description: None,
+        terms: None,
+        plan_category: None,
+        sales_categories: vec![],
+        unique_group: None,
+        published: true,
+        visible: true,
+        listing_priority: 0,
+        billing_model: BillingModel::ExternalRating,
+        period_type: BillingPeriodType::MonthlyOnStatementDay,
+        recurring_basis: RecurringBasis::BillingPeriod,
+        periods: vec![Period {
+            uid: "m1".into(),
+            duration: 1,
+            unit: PeriodUnit::Month,
+            trial: false,
+            active: true,
+            setup: zero.clone(),
+            recurring: zero.clone(),
+            renewal: zero.clone(),
+            transfer: zero.clone(),
+            cancellation: zero,
+            refund: RefundRules::default(),
+            sort: 0,
+            unconfirmed: false,
+        }],
+        rates: vec![Rate {
+            uid: "gb".into(),
+            resource_type_id: rt,
+            resource_category_id: None,
+            included: 0,
+            min: 0,
+            max: -1,
+            setup_fee: Price(0),
+            recurring_fee: Price(0),
+            overuse_fee: Price(100_000),
+            per_unit: true,
+            measurable: true,
+            show_in_store: true,
+            show_in_panel: true,
+            display: DisplayType::Spinner,
+            unconfirmed: false,
+        }],
+        order_attributes: vec![],
+        service_parameters: vec![],
+    }
+}
+
+async fn subscribe(db: &Db, vendor: AccountId, account: AccountId, plan: i64) -> i64 {
+    let s = NewSubscription {
+        account_id: account,
+        vendor_id: vendor,
+        plan_id: plan,
+        period_uid: "m1".into(),
+        status: SubscriptionStatus::Active,
+        start_date: "2024-02-01".into(),
+        expires_on: "2024-04-01".into(),
+        next_bill_date: "2024-04-01".into(),
+        auto_renew: AutoRenew::OnExpiry,
+        quantities: BTreeMap::from([("gb".to_string(), 0)]),
+        attributes: serde_json::json!({}),
+    };
+    let mut tx = db.begin().await.unwrap();
+    let sub = Subscriptions::create(&mut tx, &s, T0).await.unwrap();
+    tx.commit().await.unwrap();
+    sub.id
+}
