@@ -8,8 +8,11 @@
 //! Seeding uses bulk loads (multi-row inserts; `COPY` on PostgreSQL) so that the run, not
 //! the set-up, dominates. Then ONE run is timed; the books of a sample of issuers are
 //! checked and a second run for the same date must write nothing. Optionally, the p99
-//! latency of an API write (`POST /api/v1/accounts` through the in-process router) is
-//! measured idle and while the run is in progress.
+//! latency of **order placement** is measured idle and while the run is in progress:
+//! real SOs (`POST /api/v1/accounts/{id}/orders` through the in-process router, a
+//! customer of a level-2 reseller buying its copy of the monthly plan with two seats,
+//! so each order writes the subscription, its invoice, the order and two wholesale
+//! rows up the chain).
 
 use crate::bench::{BenchDb, backends, peak_rss_mib, progress};
 use anyhow::Context;
@@ -442,13 +445,18 @@ async fn seed_subscriptions(
 struct ApiProbe {
     router: Router,
     cookie: String,
+    /// The customer the probe's orders are placed for, and the plan it buys.
+    customer: i64,
+    plan: i64,
 }
 
 const PROBE_LOGIN: &str = "bench-admin";
 const PROBE_PASSWORD: &str = "bench-password-0123456789";
 
 impl ApiProbe {
-    async fn new(db: &Db) -> anyhow::Result<ApiProbe> {
+    /// Log in as a provider administrator and create, through the API, the customer of
+    /// `reseller` that will buy `plan` (the reseller's copy of the monthly plan).
+    async fn new(db: &Db, reseller: i64, plan: i64) -> anyhow::Result<ApiProbe> {
         let now = SystemClock.now();
         db.roles().sync_builtin(now).await?;
         let provider = db.accounts().get(AccountId(1)).await?;
@@ -470,6 +478,8 @@ impl ApiProbe {
         let mut probe = ApiProbe {
             router,
             cookie: String::new(),
+            customer: 0,
+            plan,
         };
         let resp = probe
             .send(
@@ -493,6 +503,16 @@ impl ApiProbe {
                     .map(|rest| rest.split(';').next().unwrap_or_default().to_string())
             })
             .context("bench login set no session cookie")?;
+        let body = serde_json::json!({"vendor_id": reseller, "kind": "customer", "name": "Probe customer", "country": "DE", "language": "en"});
+        let resp = probe.send("/api/v1/accounts", body).await?;
+        anyhow::ensure!(
+            resp.status() == StatusCode::CREATED,
+            "POST /api/v1/accounts: {}",
+            resp.status()
+        );
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await?;
+        let v: serde_json::Value = serde_json::from_slice(&bytes)?;
+        probe.customer = v["id"].as_i64().context("created account without id")?;
         Ok(probe)
     }
 
@@ -514,16 +534,20 @@ impl ApiProbe {
         Ok(self.router.clone().oneshot(req).await?)
     }
 
-    /// One `POST /api/v1/accounts` (a new customer under the provider): its latency.
-    async fn write_once(&self, n: u64) -> anyhow::Result<Duration> {
+    /// One order placed (an SO of the reseller's monthly plan): its latency.
+    async fn write_once(&self, _n: u64) -> anyhow::Result<Duration> {
         let t = Instant::now();
-        let body = serde_json::json!({"vendor_id": 1, "kind": "customer", "name": format!("Probe customer {n}"), "country": "DE", "language": "en"});
-        let resp = self.send("/api/v1/accounts", body).await?;
+        let body = serde_json::json!({"plan_id": self.plan, "period_uid": "m12", "quantities": {"seats": 2, "storage_gb": 10}});
+        let resp = self
+            .send(&format!("/api/v1/accounts/{}/orders", self.customer), body)
+            .await?;
         let status = resp.status();
-        let _ = axum::body::to_bytes(resp.into_body(), 1 << 20).await;
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await;
         anyhow::ensure!(
             status == StatusCode::CREATED,
-            "POST /api/v1/accounts: {status}"
+            "POST /api/v1/accounts/{}/orders: {status} {:?}",
+            self.customer,
+            bytes.map(|b| String::from_utf8_lossy(&b).into_owned())
         );
         Ok(t.elapsed())
     }
@@ -695,7 +719,14 @@ async fn run_one(
     );
 
     let probe = if a.api_latency {
-        Some(Arc::new(ApiProbe::new(db).await?))
+        // A level-2 reseller (its vendor is not the provider) and its monthly plan copy.
+        let k = resellers
+            .iter()
+            .position(|r| vendor_of.get(r).is_some_and(|v| *v != 1))
+            .unwrap_or(0);
+        Some(Arc::new(
+            ApiProbe::new(db, resellers[k], copies[k][0]).await?,
+        ))
     } else {
         None
     };
@@ -726,7 +757,7 @@ async fn run_one(
                 n += 1;
                 match p.write_once(n).await {
                     Ok(d) => v.push(d),
-                    Err(e) => eprintln!("API write failed during the run: {e}"),
+                    Err(e) => eprintln!("order placement failed during the run: {e}"),
                 }
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
@@ -790,13 +821,15 @@ async fn run_one(
     if probe.is_some() {
         let (mut idle, mut busy) = (idle, busy);
         let (n_idle, n_busy) = (idle.len(), busy.len());
+        let (p99_idle, p99_busy) = (percentile(&mut idle, 0.99), percentile(&mut busy, 0.99));
         println!(
-            "[{label}] API write (POST /api/v1/accounts, in-process): idle p50 {} p99 {} ({n_idle} requests); during the run p50 {} p99 {} max {} ({n_busy} requests)",
+            "[{label}] order placement (POST /api/v1/accounts/{{id}}/orders, in-process): idle p50 {} p99 {} ({n_idle} orders); during the run p50 {} p99 {} max {} ({n_busy} orders); p99 during / idle = {:.2}",
             ms(percentile(&mut idle, 0.5)),
-            ms(percentile(&mut idle, 0.99)),
+            ms(p99_idle),
             ms(percentile(&mut busy, 0.5)),
-            ms(percentile(&mut busy, 0.99)),
+            ms(p99_busy),
             ms(percentile(&mut busy, 1.0)),
+            p99_busy.as_secs_f64() / p99_idle.as_secs_f64().max(1e-9),
         );
     }
 

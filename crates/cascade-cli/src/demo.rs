@@ -333,6 +333,12 @@ pub async fn seed(db: &Db, now: Timestamp) -> anyhow::Result<(bool, Vec<DemoLogi
             account: "Edelweiss AG (customer of Alpine VAR)".into(),
             role: "account administrator",
         },
+        DemoLogin {
+            login: "globex-admin",
+            account: "Globex Corporation (Northwind customer on net terms, signed up in one step)"
+                .into(),
+            role: "account administrator",
+        },
     ];
     Ok((fresh, logins))
 }

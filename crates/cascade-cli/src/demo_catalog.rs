@@ -552,5 +552,34 @@ async fn orders(api: &Api, ch: &DemoChannel, n: &str, a: &str, b: &str) -> anyho
         )
         .await?;
     }
+    // Northwind sells to Globex on net terms (due in 30 days, cards charged on day 10),
+    // signing it up in one step: the account, its first user, an office order and the
+    // card authorized at once; the card is then kept for the daily run's automatic charges.
+    let net30 = api
+        .post(
+            n,
+            &format!("/api/v1/accounts/{nid}/customer-classes"),
+            json!({"name": "Net 30, charged on day 10", "due_days": 30, "payment_delay_days": 10}),
+        )
+        .await?;
+    let signup = api
+        .post(
+            n,
+            "/api/v1/place-order-and-authorize",
+            json!({"vendor_id": nid,
+                "account": {"name": "Globex Corporation", "country": "US", "language": "en", "customer_class_id": net30["id"]},
+                "user": {"login": "globex-admin", "display_name": "Hank Scorpio", "email": "hank@globex.example", "password": "cascade-demo"},
+                "items": [{"plan_id": office, "period_uid": "m1", "quantities": {"seats": 3, "storage": 50}, "parameters": {"admin_login": "hank"}}],
+                "payment": {"method": "card", "card_number": "4242 4242 4242 4242"}}),
+        )
+        .await?;
+    if let Some(globex) = signup["account"]["id"].as_i64() {
+        api.post(
+            n,
+            &format!("/api/v1/accounts/{globex}/payment-methods"),
+            json!({"card_number": "4242 4242 4242 4242"}),
+        )
+        .await?;
+    }
     Ok(())
 }

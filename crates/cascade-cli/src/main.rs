@@ -194,7 +194,7 @@ enum BenchCommand {
         /// Batches in flight (default: 2 on SQLite, 3 on PostgreSQL).
         #[arg(long)]
         parallel: Option<usize>,
-        /// Skip the API write latency probe.
+        /// Skip the order-placement latency probe.
         #[arg(long)]
         no_api_probe: bool,
     },

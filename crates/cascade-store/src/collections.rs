@@ -427,3 +427,51 @@ pub async fn plan_contents(db: &Db) -> StoreResult<Vec<(i64, String)>> {
         on_db!(db, p => sqlx::query_as("SELECT id, content FROM plans ORDER BY id").fetch_all(p).await)?,
     )
 }
+
+/// Date documents just issued on `issue` by their account's credit terms: the due date
+/// (`due_days` of the account's class) and, for a class with a delayed payment schedule,
+/// the charge date (`payments::charge_date`). Documents of accounts without a class keep
+/// the default terms they were written with. One read for the whole set; an update only
+/// for documents whose account has a class.
+pub async fn date_by_terms(
+    tx: &mut Tx,
+    docs: &[(i64, AccountId)],
+    issue: chrono::NaiveDate,
+) -> StoreResult<()> {
+    use cascade_domain::billing::payments::{charge_date, due_date};
+    use std::collections::HashMap;
+    let mut by_account: HashMap<i64, Vec<i64>> = HashMap::new();
+    for (doc, account) in docs {
+        by_account.entry(account.0).or_default().push(*doc);
+    }
+    let accounts: Vec<i64> = by_account.keys().copied().collect();
+    for chunk in accounts.chunks(1000) {
+        let list = chunk
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        // Ids are integers we formatted ourselves: nothing from outside reaches the SQL.
+        let sql = format!(
+            "SELECT a.id, c.due_days, c.payment_delay_days FROM accounts a JOIN customer_classes c ON c.id = a.customer_class_id
+             WHERE a.id IN ({list})"
+        );
+        let rows: Vec<(i64, i32, Option<i32>)> =
+            on_tx!(tx, c => sqlx::query_as(&sql).fetch_all(c).await)?;
+        for (account, due_days, delay) in rows {
+            let terms = CreditTerms {
+                due_days: due_days.max(0) as u32,
+                payment_delay_days: delay.map(|d| d.max(0) as u32),
+                ..Default::default()
+            };
+            let due = due_date(issue, &terms).to_string();
+            let charge = charge_date(issue, &terms).map(|d| d.to_string());
+            for doc in by_account.get(&account).into_iter().flatten() {
+                on_tx!(tx, c => sqlx::query(
+                    "UPDATE documents SET due_date = $2, charge_date = $3 WHERE id = $1 AND kind IN ('invoice', 'debit_memo')")
+                    .bind(doc).bind(&due).bind(&charge).execute(c).await.map(|r| r.rows_affected()))?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -412,7 +412,8 @@ async fn bill_account(
             external_ref: None,
             idem_key: None,
         };
-        if let Some((_, n)) = Documents::issue(&mut tx, &head, ls, now).await? {
+        if let Some((d, n)) = Documents::issue(&mut tx, &head, ls, now).await? {
+            cascade_store::collections::date_by_terms(&mut tx, &[(d.id, account)], today).await?;
             docs += 1;
             lines += n as u64;
         }
@@ -590,6 +591,13 @@ async fn write_batch(
         tx.rollback().await?;
         return Ok(Written::KeysBilled);
     };
+    // Accounts of a customer class get their class's due date and net-terms charge date.
+    let dated: Vec<(i64, AccountId)> = invoices
+        .iter()
+        .zip(&issued)
+        .filter_map(|(inv, d)| d.map(|(id, _)| (id, inv.account)))
+        .collect();
+    cascade_store::collections::date_by_terms(&mut tx, &dated, today).await?;
     if crash {
         drop(tx);
         return Err(RunError::Crash);

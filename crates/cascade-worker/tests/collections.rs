@@ -192,6 +192,22 @@ impl Fx {
 }
 
 both_backends! {
+    async fn invoices_are_dated_by_the_class_terms(db) {
+        let fx = Fx::new(db).await;
+        let net60 = fx.customer("Net60", Some(CreditTerms { due_days: 60, payment_delay_days: Some(45), ..Default::default() })).await;
+        let plain = fx.customer("Plain", None).await;
+        let a = fx.invoice(net60, 100, "2024-01-31", "2024-02-14").await;
+        let b = fx.invoice(plain, 100, "2024-01-31", "2024-02-14").await;
+        let mut tx = fx.db.begin().await.unwrap();
+        cascade_store::collections::date_by_terms(&mut tx, &[(a, net60), (b, plain)], d("2024-01-31")).await.unwrap();
+        tx.commit().await.unwrap();
+        let a = fx.db.documents().get(a).await.unwrap();
+        // 31 Jan 2024 + 60 days = 31 Mar (leap year); charged 45 days after issue, 16 Mar.
+        assert_eq!((a.due_date.as_deref(), a.charge_date.as_deref()), (Some("2024-03-31"), Some("2024-03-16")));
+        let b = fx.db.documents().get(b).await.unwrap();
+        assert_eq!((b.due_date.as_deref(), b.charge_date.as_deref()), (Some("2024-02-14"), None));
+    }
+
     async fn net_terms_charge_on_the_scheduled_day_never_on_issue(db) {
         let fx = Fx::new(db).await;
         // Net 30, charged 10 days after issue.

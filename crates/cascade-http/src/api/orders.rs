@@ -1424,6 +1424,10 @@ pub(crate) async fn write_so(
         now,
     )
     .await?;
+    if let Some(inv) = &invoice {
+        // Net terms: the class's charge day is printed on the invoice.
+        cascade_store::collections::date_by_terms(tx, &[(inv.id, customer_id)], start).await?;
+    }
     let (status, reason) = gate(tx, customer, invoice.as_ref(), now).await?;
     let total = invoice.as_ref().map(|d| d.total_minor).unwrap_or(0);
     let mut details = json!({
