@@ -356,6 +356,9 @@ async fn payg(
     if plans.is_empty() {
         return Ok(());
     }
+    // Decide every move first, then write them in chunks of one transaction each (a
+    // chunk that fails is written again one subscription per transaction).
+    let mut moves: Vec<PaygMove> = Vec::new();
     for s in collections::payg_candidates(db, &plans).await? {
         let short = s.balance_minor > s.credit_limit_minor.unwrap_or(0);
         let deadline = s
@@ -364,7 +367,7 @@ async fn payg(
             .map(parse_day)
             .transpose()?;
         // (new status, new deadline, event)
-        let (status, new_deadline, kind): (&str, Option<NaiveDate>, &'static str) =
+        let (status, new_deadline, kind): (&'static str, Option<NaiveDate>, &'static str) =
             match (short, deadline, s.status.as_str()) {
                 (true, None, "active") => (
                     "active",
@@ -386,37 +389,87 @@ async fn payg(
                 }
                 _ => continue,
             };
-        let r: StoreResult<()> = async {
-            let mut tx = db.begin().await?;
-            let nd = new_deadline.map(|d| d.to_string());
-            if !collections::set_payg_state(
-                &mut tx,
-                s.subscription_id,
-                s.version,
-                status,
-                nd.as_deref(),
-                now,
-            )
-            .await?
-            {
-                return Ok(());
+        moves.push(PaygMove {
+            status,
+            deadline: new_deadline.map(|d| d.to_string()),
+            kind,
+            s,
+        });
+    }
+    for chunk in moves.chunks(PAYG_CHUNK) {
+        let mut counts = CollectionsReport::default();
+        match write_payg(db, chunk, now, &mut counts).await {
+            Ok(()) => add_payg(report, &counts),
+            Err(e) if chunk.len() > 1 => {
+                tracing::warn!(error = %e, "PAYG chunk failed; writing its subscriptions one by one");
+                for m in chunk {
+                    let mut one = CollectionsReport::default();
+                    match write_payg(db, std::slice::from_ref(m), now, &mut one).await {
+                        Ok(()) => add_payg(report, &one),
+                        Err(e) => {
+                            report.failures += 1;
+                            tracing::error!(error = %e, subscription = m.s.subscription_id, "PAYG check failed; retried next run");
+                        }
+                    }
+                }
             }
-            event(&mut tx, kind, s.account_id, "subscription", s.subscription_id,
-                json!({"subscription_id": s.subscription_id, "suspension_deadline": nd, "balance_minor": s.balance_minor,
-                       "currency": s.currency, "status": status}), now).await?;
-            tx.commit().await?;
-            match kind {
-                "subscription.suspension_notice" => report.payg_notices += 1,
-                "subscription.credit_hold" => report.payg_held += 1,
-                _ => report.payg_cleared += 1,
+            Err(e) => {
+                report.failures += 1;
+                tracing::error!(error = %e, "PAYG check failed; retried next run");
             }
-            Ok(())
-        }
-        .await;
-        if let Err(e) = r {
-            report.failures += 1;
-            tracing::error!(error = %e, subscription = s.subscription_id, "PAYG check failed; retried next run");
         }
     }
+    Ok(())
+}
+
+/// Subscriptions moved per transaction by the PAYG check.
+const PAYG_CHUNK: usize = 500;
+
+struct PaygMove {
+    status: &'static str,
+    deadline: Option<String>,
+    kind: &'static str,
+    s: collections::PaygCandidate,
+}
+
+fn add_payg(report: &mut CollectionsReport, c: &CollectionsReport) {
+    report.payg_notices += c.payg_notices;
+    report.payg_held += c.payg_held;
+    report.payg_cleared += c.payg_cleared;
+}
+
+/// Write PAYG moves in one transaction: each subscription still at the version it was
+/// read at moves, with its event; one changed meanwhile is left for the next run.
+async fn write_payg(
+    db: &Db,
+    moves: &[PaygMove],
+    now: Timestamp,
+    counts: &mut CollectionsReport,
+) -> StoreResult<()> {
+    let mut tx = db.begin().await?;
+    for m in moves {
+        let s = &m.s;
+        if !collections::set_payg_state(
+            &mut tx,
+            s.subscription_id,
+            s.version,
+            m.status,
+            m.deadline.as_deref(),
+            now,
+        )
+        .await?
+        {
+            continue;
+        }
+        event(&mut tx, m.kind, s.account_id, "subscription", s.subscription_id,
+            json!({"subscription_id": s.subscription_id, "suspension_deadline": m.deadline, "balance_minor": s.balance_minor,
+                   "currency": s.currency, "status": m.status}), now).await?;
+        match m.kind {
+            "subscription.suspension_notice" => counts.payg_notices += 1,
+            "subscription.credit_hold" => counts.payg_held += 1,
+            _ => counts.payg_cleared += 1,
+        }
+    }
+    tx.commit().await?;
     Ok(())
 }
