@@ -17,6 +17,7 @@
 pub mod accounts;
 pub mod auth;
 pub mod billing_batch;
+pub mod connectors;
 pub mod credit;
 pub mod db;
 pub mod documents;

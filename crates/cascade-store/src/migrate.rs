@@ -35,6 +35,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "money",
         source: include_str!("../migrations/0004_money.sql"),
     },
+    Migration {
+        version: 6,
+        name: "connectors",
+        source: include_str!("../migrations/0006_connectors.sql"),
+    },
 ];
 
 fn render(source: &str, db: &Db) -> String {
