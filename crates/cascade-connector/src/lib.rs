@@ -307,7 +307,8 @@ impl ConnectorClient {
         body: Option<&[u8]>,
     ) -> Result<(T, Answer), ConnectorError> {
         let a = self.call(method, path, transaction, body).await?;
-        let v = serde_json::from_slice(&a.body).map_err(|e| ConnectorError::Garbage(e.to_string()))?;
+        let v =
+            serde_json::from_slice(&a.body).map_err(|e| ConnectorError::Garbage(e.to_string()))?;
         Ok((v, a))
     }
 
@@ -323,11 +324,17 @@ impl ConnectorClient {
     /// `GET /health`.
     pub async fn health(&self) -> Result<(), ConnectorError> {
         let tx = uuid::Uuid::new_v4().to_string();
-        self.call(Method::GET, "/health", &tx, None).await.map(|_| ())
+        self.call(Method::GET, "/health", &tx, None)
+            .await
+            .map(|_| ())
     }
 
     /// `POST /callback-check`: ask the connector to call Cascade back.
-    pub async fn request_callback(&self, callback_url: &str, nonce: &str) -> Result<(), ConnectorError> {
+    pub async fn request_callback(
+        &self,
+        callback_url: &str,
+        nonce: &str,
+    ) -> Result<(), ConnectorError> {
         let body = serde_json::json!({"callback_url": callback_url, "nonce": nonce});
         let body = serde_json::to_vec(&body).map_err(|e| ConnectorError::Config(e.to_string()))?;
         self.call(Method::POST, "/callback-check", nonce, Some(&body))
@@ -348,7 +355,9 @@ impl ConnectorClient {
         max_wait: Duration,
     ) -> Result<OperationResult, ConnectorError> {
         let bytes = match body {
-            Some(b) => Some(serde_json::to_vec(b).map_err(|e| ConnectorError::Config(e.to_string()))?),
+            Some(b) => {
+                Some(serde_json::to_vec(b).map_err(|e| ConnectorError::Config(e.to_string()))?)
+            }
             None => None,
         };
         let (mut r, mut a) = self
@@ -360,7 +369,8 @@ impl ConnectorClient {
                 OperationStatus::Done => return Ok(r),
                 OperationStatus::Failed => {
                     return Err(ConnectorError::Refused(
-                        r.message.unwrap_or_else(|| "failed without a message".into()),
+                        r.message
+                            .unwrap_or_else(|| "failed without a message".into()),
                     ));
                 }
                 OperationStatus::Pending => {
@@ -431,8 +441,20 @@ mod tests {
     #[test]
     fn retryable_classes() {
         assert!(ConnectorError::Timeout.is_retryable());
-        assert!(ConnectorError::Status { status: 500, message: String::new() }.is_retryable());
-        assert!(!ConnectorError::Status { status: 400, message: String::new() }.is_retryable());
+        assert!(
+            ConnectorError::Status {
+                status: 500,
+                message: String::new()
+            }
+            .is_retryable()
+        );
+        assert!(
+            !ConnectorError::Status {
+                status: 400,
+                message: String::new()
+            }
+            .is_retryable()
+        );
         assert!(!ConnectorError::Refused("no".into()).is_retryable());
         assert!(ConnectorError::Garbage("x".into()).is_retryable());
         assert!(ConnectorError::BadSignature("x".into()).is_retryable());

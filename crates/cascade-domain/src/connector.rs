@@ -45,7 +45,13 @@ pub enum Signed<'a> {
     Response { status: u16 },
 }
 
-fn mac(secret: &[u8], timestamp: i64, transaction: &str, what: Signed<'_>, body: &[u8]) -> HmacSha256 {
+fn mac(
+    secret: &[u8],
+    timestamp: i64,
+    transaction: &str,
+    what: Signed<'_>,
+    body: &[u8],
+) -> HmacSha256 {
     // HMAC accepts keys of any length; `new_from_slice` cannot fail for it.
     let mut m = HmacSha256::new_from_slice(secret).unwrap_or_else(|_| unreachable!());
     m.update(timestamp.to_string().as_bytes());
@@ -66,8 +72,16 @@ fn mac(secret: &[u8], timestamp: i64, transaction: &str, what: Signed<'_>, body:
 }
 
 /// The `x-cascade-signature` value of a message.
-pub fn sign(secret: &[u8], timestamp: i64, transaction: &str, what: Signed<'_>, body: &[u8]) -> String {
-    let tag = mac(secret, timestamp, transaction, what, body).finalize().into_bytes();
+pub fn sign(
+    secret: &[u8],
+    timestamp: i64,
+    transaction: &str,
+    what: Signed<'_>,
+    body: &[u8],
+) -> String {
+    let tag = mac(secret, timestamp, transaction, what, body)
+        .finalize()
+        .into_bytes();
     format!("v1={}", hex::encode(tag))
 }
 
@@ -78,7 +92,9 @@ pub enum SignatureError {
     Missing(&'static str),
     #[error("malformed header {0}")]
     Malformed(&'static str),
-    #[error("timestamp {timestamp} is {off} s away from now; more than the allowed {skew} s (clocks must agree)")]
+    #[error(
+        "timestamp {timestamp} is {off} s away from now; more than the allowed {skew} s (clocks must agree)"
+    )]
     Skew { timestamp: i64, off: i64, skew: i64 },
     #[error("signature does not match")]
     Mismatch,
@@ -90,7 +106,11 @@ pub enum SignatureError {
 pub fn check_skew(timestamp: i64, now_secs: i64, skew_secs: i64) -> Result<(), SignatureError> {
     let off = (now_secs - timestamp).abs();
     if off > skew_secs {
-        return Err(SignatureError::Skew { timestamp, off, skew: skew_secs });
+        return Err(SignatureError::Skew {
+            timestamp,
+            off,
+            skew: skew_secs,
+        });
     }
     Ok(())
 }
@@ -280,34 +300,88 @@ pub fn poll_delay_secs(retry_after: Option<i64>) -> i64 {
 mod tests {
     use super::*;
 
-    const REQ: Signed<'static> = Signed::Request { method: "POST", path: "/resources" };
+    const REQ: Signed<'static> = Signed::Request {
+        method: "POST",
+        path: "/resources",
+    };
 
     #[test]
     fn signature_round_trip_and_tamper() {
         let s = sign(b"secret", 1000, "tx-1", REQ, b"{}");
         assert!(s.starts_with("v1=") && s.len() == 3 + 64);
-        assert_eq!(verify(b"secret", 1000, "tx-1", REQ, b"{}", &s, 1000, 300), Ok(()));
+        assert_eq!(
+            verify(b"secret", 1000, "tx-1", REQ, b"{}", &s, 1000, 300),
+            Ok(())
+        );
         // Any change of body, secret, transaction, path, timestamp breaks it.
-        assert_eq!(verify(b"secret", 1000, "tx-1", REQ, b"{ }", &s, 1000, 300), Err(SignatureError::Mismatch));
-        assert_eq!(verify(b"other", 1000, "tx-1", REQ, b"{}", &s, 1000, 300), Err(SignatureError::Mismatch));
-        assert_eq!(verify(b"secret", 1000, "tx-2", REQ, b"{}", &s, 1000, 300), Err(SignatureError::Mismatch));
-        let other = Signed::Request { method: "DELETE", path: "/resources" };
-        assert_eq!(verify(b"secret", 1000, "tx-1", other, b"{}", &s, 1000, 300), Err(SignatureError::Mismatch));
-        assert_eq!(verify(b"secret", 1001, "tx-1", REQ, b"{}", &s, 1000, 300), Err(SignatureError::Mismatch));
+        assert_eq!(
+            verify(b"secret", 1000, "tx-1", REQ, b"{ }", &s, 1000, 300),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            verify(b"other", 1000, "tx-1", REQ, b"{}", &s, 1000, 300),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            verify(b"secret", 1000, "tx-2", REQ, b"{}", &s, 1000, 300),
+            Err(SignatureError::Mismatch)
+        );
+        let other = Signed::Request {
+            method: "DELETE",
+            path: "/resources",
+        };
+        assert_eq!(
+            verify(b"secret", 1000, "tx-1", other, b"{}", &s, 1000, 300),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            verify(b"secret", 1001, "tx-1", REQ, b"{}", &s, 1000, 300),
+            Err(SignatureError::Mismatch)
+        );
         assert_eq!(
             verify(b"secret", 1000, "tx-1", REQ, b"{}", "deadbeef", 1000, 300),
             Err(SignatureError::Malformed(H_SIGNATURE))
         );
         // Responses bind the status.
         let r = sign(b"k", 5, "t", Signed::Response { status: 200 }, b"x");
-        assert_eq!(verify(b"k", 5, "t", Signed::Response { status: 500 }, b"x", &r, 5, 300), Err(SignatureError::Mismatch));
+        assert_eq!(
+            verify(
+                b"k",
+                5,
+                "t",
+                Signed::Response { status: 500 },
+                b"x",
+                &r,
+                5,
+                300
+            ),
+            Err(SignatureError::Mismatch)
+        );
     }
 
     #[test]
     fn known_vector() {
         // HMAC-SHA256(key="key", "0.t.GET /\n") — fixed so third parties can check theirs.
-        let s = sign(b"key", 0, "t", Signed::Request { method: "get", path: "/" }, b"");
-        let again = sign(b"key", 0, "t", Signed::Request { method: "GET", path: "/" }, b"");
+        let s = sign(
+            b"key",
+            0,
+            "t",
+            Signed::Request {
+                method: "get",
+                path: "/",
+            },
+            b"",
+        );
+        let again = sign(
+            b"key",
+            0,
+            "t",
+            Signed::Request {
+                method: "GET",
+                path: "/",
+            },
+            b"",
+        );
         assert_eq!(s, again);
         assert_eq!(s.len(), 67);
     }
@@ -316,10 +390,19 @@ mod tests {
     fn skew_in_both_directions() {
         assert!(check_skew(1000, 1300, 300).is_ok());
         assert!(check_skew(1300, 1000, 300).is_ok());
-        assert!(matches!(check_skew(1000, 1301, 300), Err(SignatureError::Skew { off: 301, .. })));
-        assert!(matches!(check_skew(1301, 1000, 300), Err(SignatureError::Skew { .. })));
+        assert!(matches!(
+            check_skew(1000, 1301, 300),
+            Err(SignatureError::Skew { off: 301, .. })
+        ));
+        assert!(matches!(
+            check_skew(1301, 1000, 300),
+            Err(SignatureError::Skew { .. })
+        ));
         let s = sign(b"k", 1000, "t", REQ, b"");
-        assert!(matches!(verify(b"k", 1000, "t", REQ, b"", &s, 2000, 300), Err(SignatureError::Skew { .. })));
+        assert!(matches!(
+            verify(b"k", 1000, "t", REQ, b"", &s, 2000, 300),
+            Err(SignatureError::Skew { .. })
+        ));
     }
 
     #[test]
@@ -327,7 +410,11 @@ mod tests {
         assert_eq!(billable_quantity(UsageKind::Level, 7, Some(100)), 7);
         assert_eq!(billable_quantity(UsageKind::Counter, 7, None), 7);
         assert_eq!(billable_quantity(UsageKind::Counter, 10, Some(7)), 3);
-        assert_eq!(billable_quantity(UsageKind::Counter, 2, Some(7)), 2, "reset counter");
+        assert_eq!(
+            billable_quantity(UsageKind::Counter, 2, Some(7)),
+            2,
+            "reset counter"
+        );
         assert_eq!(billable_quantity(UsageKind::Level, -3, None), 0);
     }
 

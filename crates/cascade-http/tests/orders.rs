@@ -285,14 +285,24 @@ impl Service for Refuse {
         &'a self,
         _ctx: &'b cascade_worker::TaskContext,
         _order: &'c cascade_store::subscriptions::Order,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), cascade_worker::provision::ServiceError>> + Send + 'f>>
+    ) -> std::pin::Pin<
+        Box<
+            dyn std::future::Future<Output = Result<(), cascade_worker::provision::ServiceError>>
+                + Send
+                + 'f,
+        >,
+    >
     where
         'a: 'f,
         'b: 'f,
         'c: 'f,
         Self: 'f,
     {
-        Box::pin(async { Err(cascade_worker::provision::ServiceError::permanent("the connector answered 409: mailbox name taken")) })
+        Box::pin(async {
+            Err(cascade_worker::provision::ServiceError::permanent(
+                "the connector answered 409: mailbox name taken",
+            ))
+        })
     }
 }
 

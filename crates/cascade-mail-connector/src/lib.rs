@@ -264,7 +264,10 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         store.resources.insert(
             format!("seed-{i}"),
             MailResource {
-                customer: proto::Customer { id: i as i64, name: format!("Seed {i}") },
+                customer: proto::Customer {
+                    id: i as i64,
+                    name: format!("Seed {i}"),
+                },
                 limits: BTreeMap::from([("mailbox".into(), 1)]),
                 settings: serde_json::json!({}),
                 state: ResourceState::Active,
@@ -292,15 +295,27 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
     )
     .handle(handle.clone());
     let join = tokio::spawn(server.serve(app.into_make_service()));
-    Ok(Running { addr, pin, shared, handle, join })
+    Ok(Running {
+        addr,
+        pin,
+        shared,
+        handle,
+        join,
+    })
 }
 
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
-        .route("/health", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
+        .route(
+            "/health",
+            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+        )
         .route("/describe", get(|| async { axum::Json(describe()) }))
         .route("/resources", post(provision))
-        .route("/resources/{id}", get(read).put(configure).delete(unprovision))
+        .route(
+            "/resources/{id}",
+            get(read).put(configure).delete(unprovision),
+        )
         .route("/transactions/{tx}", get(transaction))
         .route("/usage", get(usage))
         .route("/callback-check", post(callback_check))
@@ -309,12 +324,23 @@ pub fn router(shared: Arc<Shared>) -> Router {
 }
 
 fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    (status, axum::Json(proto::ErrorBody { error: code.into(), message: message.into() })).into_response()
+    (
+        status,
+        axum::Json(proto::ErrorBody {
+            error: code.into(),
+            message: message.into(),
+        }),
+    )
+        .into_response()
 }
 
 /// The transaction id of a verified request, for handlers.
 #[derive(Clone)]
 struct TxId(String);
+
+/// The instance id a verified request came for (callbacks are signed as that instance).
+#[derive(Clone)]
+struct InstanceId(String);
 
 /// Verify the request's signature, run the handler, sign the answer.
 async fn signatures(State(s): State<Arc<Shared>>, req: Request, next: Next) -> Response {
@@ -323,7 +349,8 @@ async fn signatures(State(s): State<Arc<Shared>>, req: Request, next: Next) -> R
         tokio::time::sleep(Duration::from_secs(3600)).await;
     }
     let (mut parts, body) = req.into_parts();
-    let header = |h: &HeaderMap, n: &str| h.get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let header =
+        |h: &HeaderMap, n: &str| h.get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
     let tx = header(&parts.headers, H_TRANSACTION).unwrap_or_default();
     let resp = 'r: {
         let Ok(bytes) = to_bytes(body, 16 * 1024 * 1024).await else {
@@ -334,25 +361,49 @@ async fn signatures(State(s): State<Arc<Shared>>, req: Request, next: Next) -> R
             header(&parts.headers, H_SIGNATURE),
             header(&parts.headers, H_INSTANCE),
         ) else {
-            break 'r error(StatusCode::UNAUTHORIZED, "unsigned", "missing signature headers");
+            break 'r error(
+                StatusCode::UNAUTHORIZED,
+                "unsigned",
+                "missing signature headers",
+            );
         };
         if tx.is_empty() {
-            break 'r error(StatusCode::BAD_REQUEST, "no_transaction", "missing transaction id");
+            break 'r error(
+                StatusCode::BAD_REQUEST,
+                "no_transaction",
+                "missing transaction id",
+            );
         }
         if let Some(want) = s.cfg.instance_id
             && inst != want.to_string()
         {
-            break 'r error(StatusCode::FORBIDDEN, "wrong_instance", "unknown instance id");
+            break 'r error(
+                StatusCode::FORBIDDEN,
+                "wrong_instance",
+                "unknown instance id",
+            );
         }
         let Ok(ts) = ts.parse::<i64>() else {
-            break 'r error(StatusCode::UNAUTHORIZED, "bad_timestamp", "malformed timestamp");
+            break 'r error(
+                StatusCode::UNAUTHORIZED,
+                "bad_timestamp",
+                "malformed timestamp",
+            );
         };
-        let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").to_string();
+        let path = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/")
+            .to_string();
         if let Err(e) = proto::verify(
             s.cfg.secret.as_bytes(),
             ts,
             &tx,
-            Signed::Request { method: parts.method.as_str(), path: &path },
+            Signed::Request {
+                method: parts.method.as_str(),
+                path: &path,
+            },
             &bytes,
             &sig,
             Shared::now_secs(),
@@ -361,17 +412,37 @@ async fn signatures(State(s): State<Arc<Shared>>, req: Request, next: Next) -> R
             break 'r error(StatusCode::UNAUTHORIZED, "bad_signature", e.to_string());
         }
         parts.extensions.insert(TxId(tx.clone()));
+        parts.extensions.insert(InstanceId(inst));
         match fault {
-            Fault::Error500 => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the mail service is broken"),
+            Fault::Error500 => error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the mail service is broken",
+            ),
             Fault::Garbage => (StatusCode::OK, "<html>surprise</html>").into_response(),
-            _ => next.run(Request::from_parts(parts, Body::from(bytes))).await,
+            _ => {
+                next.run(Request::from_parts(parts, Body::from(bytes)))
+                    .await
+            }
         }
     };
     let (mut parts, body) = resp.into_parts();
     let bytes = to_bytes(body, 64 * 1024 * 1024).await.unwrap_or_default();
     let now = Shared::now_secs();
-    let key = if fault == Fault::BadSignature { b"not-the-secret".as_slice() } else { s.cfg.secret.as_bytes() };
-    let sig = proto::sign(key, now, &tx, Signed::Response { status: parts.status.as_u16() }, &bytes);
+    let key = if fault == Fault::BadSignature {
+        b"not-the-secret".as_slice()
+    } else {
+        s.cfg.secret.as_bytes()
+    };
+    let sig = proto::sign(
+        key,
+        now,
+        &tx,
+        Signed::Response {
+            status: parts.status.as_u16(),
+        },
+        &bytes,
+    );
     if let Ok(v) = HeaderValue::from_str(&now.to_string()) {
         parts.headers.insert(H_TIMESTAMP, v);
     }
@@ -388,10 +459,15 @@ fn op_response(t: &Transaction, now: i64) -> Response {
     if now < t.ready_at {
         let mut r = (
             StatusCode::ACCEPTED,
-            axum::Json(OperationResult { status: OperationStatus::Pending, message: None, resource: None }),
+            axum::Json(OperationResult {
+                status: OperationStatus::Pending,
+                message: None,
+                resource: None,
+            }),
         )
             .into_response();
-        r.headers_mut().insert("retry-after", HeaderValue::from((t.ready_at - now).max(1)));
+        r.headers_mut()
+            .insert("retry-after", HeaderValue::from((t.ready_at - now).max(1)));
         r
     } else {
         (StatusCode::OK, axum::Json(t.result.clone())).into_response()
@@ -399,11 +475,14 @@ fn op_response(t: &Transaction, now: i64) -> Response {
 }
 
 fn mailboxes_for(limit: i64, domain: &str) -> Vec<String> {
-    (0..limit.clamp(0, 10_000)).map(|i| format!("user{i}@{domain}")).collect()
+    (0..limit.clamp(0, 10_000))
+        .map(|i| format!("user{i}@{domain}"))
+        .collect()
 }
 
 fn parse_request(bytes: &[u8]) -> Result<ResourceRequest, Response> {
-    serde_json::from_slice(bytes).map_err(|e| error(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.to_string()))
+    serde_json::from_slice(bytes)
+        .map_err(|e| error(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.to_string()))
 }
 
 fn domain_of(r: &ResourceRequest) -> String {
@@ -414,7 +493,11 @@ fn domain_of(r: &ResourceRequest) -> String {
         .to_string()
 }
 
-async fn provision(State(s): State<Arc<Shared>>, axum::Extension(TxId(tx)): axum::Extension<TxId>, body: bytes::Bytes) -> Response {
+async fn provision(
+    State(s): State<Arc<Shared>>,
+    axum::Extension(TxId(tx)): axum::Extension<TxId>,
+    body: bytes::Bytes,
+) -> Response {
     let now = Shared::now_secs();
     let mut st = s.store.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(t) = st.transactions.get(&tx) {
@@ -452,7 +535,11 @@ async fn provision(State(s): State<Arc<Shared>>, axum::Extension(TxId(tx)): axum
     st.resources.insert(req.resource_id.clone(), res);
     let t = Transaction {
         ready_at: now + s.cfg.async_delay.as_secs() as i64,
-        result: OperationResult { status: OperationStatus::Done, message: None, resource: Some(view) },
+        result: OperationResult {
+            status: OperationStatus::Done,
+            message: None,
+            resource: Some(view),
+        },
     };
     st.transactions.insert(tx, t.clone());
     s.save(&st);
@@ -467,7 +554,11 @@ async fn read(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> Response 
     let st = s.store.lock().unwrap_or_else(|e| e.into_inner());
     match st.resources.get(&id) {
         Some(r) => axum::Json(r).into_response(),
-        None => error(StatusCode::NOT_FOUND, "not_found", format!("no resource {id}")),
+        None => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no resource {id}"),
+        ),
     }
 }
 
@@ -488,7 +579,11 @@ async fn configure(
     };
     let domain = domain_of(&req);
     let Some(res) = st.resources.get_mut(&id) else {
-        return error(StatusCode::NOT_FOUND, "not_found", format!("no resource {id}"));
+        return error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no resource {id}"),
+        );
     };
     res.limits = req.limits.clone();
     res.settings = req.settings.clone();
@@ -497,7 +592,11 @@ async fn configure(
     let view = serde_json::to_value(&*res).unwrap_or_default();
     let t = Transaction {
         ready_at: now,
-        result: OperationResult { status: OperationStatus::Done, message: None, resource: Some(view) },
+        result: OperationResult {
+            status: OperationStatus::Done,
+            message: None,
+            resource: Some(view),
+        },
     };
     st.transactions.insert(tx, t.clone());
     s.save(&st);
@@ -509,14 +608,23 @@ async fn unprovision(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> Re
     let existed = st.resources.remove(&id).is_some();
     s.save(&st);
     let message = if existed { "removed" } else { "already absent" };
-    axum::Json(OperationResult { status: OperationStatus::Done, message: Some(message.into()), resource: None }).into_response()
+    axum::Json(OperationResult {
+        status: OperationStatus::Done,
+        message: Some(message.into()),
+        resource: None,
+    })
+    .into_response()
 }
 
 async fn transaction(State(s): State<Arc<Shared>>, Path(tx): Path<String>) -> Response {
     let st = s.store.lock().unwrap_or_else(|e| e.into_inner());
     match st.transactions.get(&tx) {
         Some(t) => op_response(t, Shared::now_secs()),
-        None => error(StatusCode::NOT_FOUND, "not_found", format!("no transaction {tx}")),
+        None => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no transaction {tx}"),
+        ),
     }
 }
 
@@ -540,20 +648,47 @@ fn unix_day(date: &str) -> Option<i64> {
 
 async fn usage(State(s): State<Arc<Shared>>, Query(q): Query<UsageQuery>) -> Response {
     let Some(day) = unix_day(&q.date) else {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, "invalid", "date must be YYYY-MM-DD");
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            "date must be YYYY-MM-DD",
+        );
     };
     let st = s.store.lock().unwrap_or_else(|e| e.into_inner());
     let mut readings = Vec::with_capacity(st.resources.len() * 3);
     for (id, r) in &st.resources {
         let boxes = r.mailboxes.len() as i64;
-        let quota = r.settings.get("quota_mb").and_then(|v| v.as_i64()).unwrap_or(100);
-        readings.push(UsageReading { resource_id: id.clone(), resource_type: "mailbox".into(), kind: UsageKind::Level, value: boxes });
-        readings.push(UsageReading { resource_id: id.clone(), resource_type: "storage_mb".into(), kind: UsageKind::Level, value: boxes * quota / 2 });
+        let quota = r
+            .settings
+            .get("quota_mb")
+            .and_then(|v| v.as_i64())
+            .unwrap_or(100);
+        readings.push(UsageReading {
+            resource_id: id.clone(),
+            resource_type: "mailbox".into(),
+            kind: UsageKind::Level,
+            value: boxes,
+        });
+        readings.push(UsageReading {
+            resource_id: id.clone(),
+            resource_type: "storage_mb".into(),
+            kind: UsageKind::Level,
+            value: boxes * quota / 2,
+        });
         // A counter: 7 messages per mailbox per day since creation.
         let days = (day - r.created_day + 1).max(0);
-        readings.push(UsageReading { resource_id: id.clone(), resource_type: "messages_sent".into(), kind: UsageKind::Counter, value: days * 7 * boxes });
+        readings.push(UsageReading {
+            resource_id: id.clone(),
+            resource_type: "messages_sent".into(),
+            kind: UsageKind::Counter,
+            value: days * 7 * boxes,
+        });
     }
-    axum::Json(UsageReport { date: q.date, readings }).into_response()
+    axum::Json(UsageReport {
+        date: q.date,
+        readings,
+    })
+    .into_response()
 }
 
 #[derive(Deserialize)]
@@ -564,12 +699,24 @@ struct CallbackCheck {
 
 /// Call Cascade back with a signed request: proves the connector holds the instance's
 /// secret and can reach Cascade.
-async fn callback_check(State(s): State<Arc<Shared>>, body: bytes::Bytes) -> Response {
+async fn callback_check(
+    State(s): State<Arc<Shared>>,
+    axum::Extension(InstanceId(inst)): axum::Extension<InstanceId>,
+    body: bytes::Bytes,
+) -> Response {
     let Ok(c) = serde_json::from_slice::<CallbackCheck>(&body) else {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, "invalid", "expected {callback_url, nonce}");
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            "expected {callback_url, nonce}",
+        );
     };
     let Ok(url) = reqwest::Url::parse(&c.callback_url) else {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, "invalid", "callback_url is not a URL");
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            "callback_url is not a URL",
+        );
     };
     let path = match url.query() {
         Some(q) => format!("{}?{q}", url.path()),
@@ -577,8 +724,16 @@ async fn callback_check(State(s): State<Arc<Shared>>, body: bytes::Bytes) -> Res
     };
     let payload = serde_json::to_vec(&serde_json::json!({"nonce": c.nonce})).unwrap_or_default();
     let now = Shared::now_secs();
-    let sig = proto::sign(s.cfg.secret.as_bytes(), now, &c.nonce, Signed::Request { method: "POST", path: &path }, &payload);
-    let inst = s.cfg.instance_id.map(|i| i.to_string()).unwrap_or_default();
+    let sig = proto::sign(
+        s.cfg.secret.as_bytes(),
+        now,
+        &c.nonce,
+        Signed::Request {
+            method: "POST",
+            path: &path,
+        },
+        &payload,
+    );
     let res = s
         .http
         .post(url)
@@ -591,13 +746,27 @@ async fn callback_check(State(s): State<Arc<Shared>>, body: bytes::Bytes) -> Res
         .send()
         .await;
     let (status, message) = match res {
-        Ok(r) if r.status().is_success() => (OperationStatus::Done, format!("Cascade answered {}", r.status())),
-        Ok(r) => (OperationStatus::Failed, format!("Cascade answered {}", r.status())),
-        Err(e) => (OperationStatus::Failed, format!("could not reach Cascade: {e}")),
+        Ok(r) if r.status().is_success() => (
+            OperationStatus::Done,
+            format!("Cascade answered {}", r.status()),
+        ),
+        Ok(r) => (
+            OperationStatus::Failed,
+            format!("Cascade answered {}", r.status()),
+        ),
+        Err(e) => (
+            OperationStatus::Failed,
+            format!("could not reach Cascade: {e}"),
+        ),
     };
     let mut st = s.store.lock().unwrap_or_else(|e| e.into_inner());
     st.callbacks.insert(c.nonce, message.clone());
-    axum::Json(OperationResult { status, message: Some(message), resource: None }).into_response()
+    axum::Json(OperationResult {
+        status,
+        message: Some(message),
+        resource: None,
+    })
+    .into_response()
 }
 
 #[cfg(test)]

@@ -10,7 +10,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Parser, Debug)]
-#[command(name = "cascade-mail-connector", about = "Demo mail service speaking Cascade's connector protocol over HTTPS")]
+#[command(
+    name = "cascade-mail-connector",
+    about = "Demo mail service speaking Cascade's connector protocol over HTTPS"
+)]
 struct Args {
     /// Address to listen on (port 0 = any free port).
     #[arg(long, default_value = "127.0.0.1:8443")]
@@ -40,7 +43,10 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let a = Args::parse();
     let running = start(Config {
         listen: a.listen,

@@ -148,7 +148,9 @@ impl ConnectorInstances<'_> {
     pub async fn list(&self, owner: Option<AccountId>) -> StoreResult<Vec<ConnectorInstance>> {
         let rows: Vec<Row> = match owner {
             Some(o) => {
-                let sql = format!("SELECT {COLUMNS} FROM connector_instances WHERE owner_account_id = $1 ORDER BY id");
+                let sql = format!(
+                    "SELECT {COLUMNS} FROM connector_instances WHERE owner_account_id = $1 ORDER BY id"
+                );
                 on_db!(self.0, c => sqlx::query_as(&sql).bind(o.0).fetch_all(c).await)?
             }
             None => {
@@ -165,7 +167,9 @@ impl ConnectorInstances<'_> {
         owner: AccountId,
         service: &str,
     ) -> StoreResult<Option<ConnectorInstance>> {
-        let sql = format!("SELECT {COLUMNS} FROM connector_instances WHERE owner_account_id = $1 AND service = $2");
+        let sql = format!(
+            "SELECT {COLUMNS} FROM connector_instances WHERE owner_account_id = $1 AND service = $2"
+        );
         let r: Option<Row> = on_db!(self.0, c => sqlx::query_as(&sql).bind(owner.0).bind(service).fetch_optional(c).await)?;
         Ok(r.map(Into::into))
     }
@@ -255,7 +259,10 @@ impl ConnectorInstances<'_> {
     ) -> StoreResult<Vec<(i64, i64)>> {
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(900) {
-            let list = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect::<Vec<_>>().join(", ");
+            let list = (0..chunk.len())
+                .map(|i| format!("${}", i + 2))
+                .collect::<Vec<_>>()
+                .join(", ");
             let sql = format!(
                 "SELECT s.id, s.plan_id FROM subscriptions s
                  JOIN account_closure c ON c.descendant_id = s.vendor_id AND c.ancestor_id = $1
@@ -309,15 +316,26 @@ impl ConnectorInstances<'_> {
         values: &[(String, String, i64)],
     ) -> StoreResult<()> {
         for chunk in values.chunks(1000) {
-            let mut sql = String::from("INSERT INTO connector_counter_readings (instance_id, resource_id, resource_type, reading_date, value) VALUES ");
+            let mut sql = String::from(
+                "INSERT INTO connector_counter_readings (instance_id, resource_id, resource_type, reading_date, value) VALUES ",
+            );
             for i in 0..chunk.len() {
                 let b = i * 5;
                 if i > 0 {
                     sql.push_str(", ");
                 }
-                sql.push_str(&format!("(${}, ${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4, b + 5));
+                sql.push_str(&format!(
+                    "(${}, ${}, ${}, ${}, ${})",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5
+                ));
             }
-            sql.push_str(" ON CONFLICT (instance_id, resource_id, resource_type, reading_date) DO NOTHING");
+            sql.push_str(
+                " ON CONFLICT (instance_id, resource_id, resource_type, reading_date) DO NOTHING",
+            );
             on_tx!(tx, c => {
                 let mut q = sqlx::query(&sql);
                 for (r, t, v) in chunk {

@@ -64,16 +64,15 @@ pub async fn targets(
     for rate in &plan.content.rates {
         let rt = db
             .resource_types()
-            .get(cascade_domain::catalog::resources::ResourceTypeId(rate.resource_type_id))
+            .get(cascade_domain::catalog::resources::ResourceTypeId(
+                rate.resource_type_id,
+            ))
             .await?;
         let key = (rt.owner_account_id, rt.service.as_str().to_string());
         let inst = match cache.get(&key) {
             Some(i) => i.clone(),
             None => {
-                let i = db
-                    .connector_instances()
-                    .for_service(key.0, &key.1)
-                    .await?;
+                let i = db.connector_instances().for_service(key.0, &key.1).await?;
                 cache.insert(key, i.clone());
                 i
             }
@@ -86,7 +85,8 @@ pub async fn targets(
         });
         let limit = quantities.get(&rate.uid).copied().unwrap_or(rate.included);
         t.limits.insert(rt.code.as_str().to_string(), limit);
-        t.rates.insert(rate.uid.clone(), rt.code.as_str().to_string());
+        t.rates
+            .insert(rate.uid.clone(), rt.code.as_str().to_string());
     }
     Ok(by_instance.into_values().collect())
 }
@@ -160,7 +160,12 @@ impl ConnectorService {
         state: ResourceState,
     ) -> Result<ResourceRequest, ServiceError> {
         let storage = |e: StoreError| ServiceError::retryable(format!("storage: {e}"));
-        let account = ctx.db.accounts().get(sub.account_id).await.map_err(storage)?;
+        let account = ctx
+            .db
+            .accounts()
+            .get(sub.account_id)
+            .await
+            .map_err(storage)?;
         let settings = match ctx
             .db
             .service_templates()
@@ -203,8 +208,14 @@ impl ConnectorService {
             let r = match op {
                 Op::Create => {
                     let body = Self::request(ctx, sub, &plan, t, ResourceState::Active).await?;
-                    c.operate(HttpMethod::POST, "/resources", &txid, Some(&body), self.max_wait)
-                        .await
+                    c.operate(
+                        HttpMethod::POST,
+                        "/resources",
+                        &txid,
+                        Some(&body),
+                        self.max_wait,
+                    )
+                    .await
                 }
                 Op::Update(state) => {
                     let body = Self::request(ctx, sub, &plan, t, state).await?;
@@ -260,7 +271,10 @@ impl Service for ConnectorService {
             .map_err(|e| ServiceError::retryable(format!("storage: {e}")))?;
         let prefix = format!("order-{}", order.id);
         let n = match order.order_type {
-            OrderType::So => self.apply(ctx, &sub, &sub.quantities, Op::Create, &prefix).await?,
+            OrderType::So => {
+                self.apply(ctx, &sub, &sub.quantities, Op::Create, &prefix)
+                    .await?
+            }
             OrderType::Ch => {
                 let q: BTreeMap<String, i64> = order.details["change"]
                     .get("quantities")
@@ -269,10 +283,17 @@ impl Service for ConnectorService {
                 self.apply(ctx, &sub, &q, Op::Update(ResourceState::Active), &prefix)
                     .await?
             }
-            OrderType::Cl => self.apply(ctx, &sub, &sub.quantities, Op::Delete, &prefix).await?,
+            OrderType::Cl => {
+                self.apply(ctx, &sub, &sub.quantities, Op::Delete, &prefix)
+                    .await?
+            }
             OrderType::Rn | OrderType::Bo => 0,
         };
-        tracing::info!(order_id = order.id, connectors = n, "order sent to connectors");
+        tracing::info!(
+            order_id = order.id,
+            connectors = n,
+            "order sent to connectors"
+        );
         Ok(())
     }
 }

@@ -51,10 +51,16 @@ pub struct ServiceError {
 
 impl ServiceError {
     pub fn permanent(m: impl Into<String>) -> Self {
-        Self { message: m.into(), retryable: false }
+        Self {
+            message: m.into(),
+            retryable: false,
+        }
     }
     pub fn retryable(m: impl Into<String>) -> Self {
-        Self { message: m.into(), retryable: true }
+        Self {
+            message: m.into(),
+            retryable: true,
+        }
     }
 }
 

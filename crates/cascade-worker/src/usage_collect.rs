@@ -61,7 +61,11 @@ pub async fn collect_all(
         set.spawn(async move {
             let started = Instant::now();
             let (id, service) = (i.id, i.service.clone());
-            let r = tokio::time::timeout(timeout, collect_instance(&db, clock.clone(), &i, &date, skew_secs)).await;
+            let r = tokio::time::timeout(
+                timeout,
+                collect_instance(&db, clock.clone(), &i, &date, skew_secs),
+            )
+            .await;
             let mut o = InstanceOutcome {
                 instance_id: id,
                 service,
@@ -74,7 +78,11 @@ pub async fn collect_all(
             match r {
                 Ok(Ok((readings, recorded, skipped))) => {
                     (o.readings, o.recorded, o.skipped) = (readings, recorded, skipped);
-                    if let Err(e) = db.connector_instances().set_collected(id, &date, clock.now()).await {
+                    if let Err(e) = db
+                        .connector_instances()
+                        .set_collected(id, &date, clock.now())
+                        .await
+                    {
                         o.error = Some(format!("storage: {e}"));
                     }
                 }
@@ -85,7 +93,12 @@ pub async fn collect_all(
             if let Some(e) = &o.error {
                 tracing::warn!(instance = id, error = %e, "usage collection failed");
             } else {
-                tracing::info!(instance = id, readings = o.readings, recorded = o.recorded, "usage collected");
+                tracing::info!(
+                    instance = id,
+                    readings = o.readings,
+                    recorded = o.recorded,
+                    "usage collected"
+                );
             }
             o
         });
@@ -112,7 +125,10 @@ pub async fn collect_instance(
     let c = client(inst, clock.clone(), skew_secs).map_err(|e| e.to_string())?;
     let report = c.usage(date).await.map_err(|e| e.to_string())?;
     if report.date != date {
-        return Err(format!("asked for {date}, the connector answered for {}", report.date));
+        return Err(format!(
+            "asked for {date}, the connector answered for {}",
+            report.date
+        ));
     }
     let storage = |e: StoreError| format!("storage: {e}");
     // Resource → subscription, for this owner's subscriptions only.
@@ -139,7 +155,10 @@ pub async fn collect_instance(
         let plan = db.plans().get(*plan_id).await.map_err(storage)?;
         let external = plan.content.billing_model == BillingModel::ExternalRating;
         let mut m = BTreeMap::new();
-        for t in targets(db, &plan, &BTreeMap::new()).await.map_err(storage)? {
+        for t in targets(db, &plan, &BTreeMap::new())
+            .await
+            .map_err(storage)?
+        {
             if t.instance.id != inst.id {
                 continue;
             }
@@ -153,8 +172,12 @@ pub async fn collect_instance(
     }
     let now = clock.now();
     let mut tx = db.begin().await.map_err(storage)?;
-    let before = ConnectorInstances::counters_before(&mut tx, inst.id, date).await.map_err(storage)?;
-    let today = ConnectorInstances::counters_on(&mut tx, inst.id, date).await.map_err(storage)?;
+    let before = ConnectorInstances::counters_before(&mut tx, inst.id, date)
+        .await
+        .map_err(storage)?;
+    let today = ConnectorInstances::counters_on(&mut tx, inst.id, date)
+        .await
+        .map_err(storage)?;
     let mut records = Vec::new();
     let mut new_counters = Vec::new();
     let mut skipped = 0;
@@ -191,8 +214,12 @@ pub async fn collect_instance(
             },
         ));
     }
-    ConnectorInstances::put_counters(&mut tx, inst.id, date, &new_counters).await.map_err(storage)?;
-    let recorded = Usage::record_collected(&mut tx, &records, now).await.map_err(storage)?;
+    ConnectorInstances::put_counters(&mut tx, inst.id, date, &new_counters)
+        .await
+        .map_err(storage)?;
+    let recorded = Usage::record_collected(&mut tx, &records, now)
+        .await
+        .map_err(storage)?;
     tx.commit().await.map_err(storage)?;
     Ok((report.readings.len(), recorded, skipped))
 }

@@ -35,7 +35,9 @@ use cascade_domain::catalog::resources::{
     ResourceTypeInput, ServiceTemplateInput, SettingInput, TemplateResourceInput,
 };
 use cascade_domain::clock::Timestamp;
-use cascade_domain::connector::{self as proto, H_INSTANCE, H_SIGNATURE, H_TIMESTAMP, H_TRANSACTION, Signed};
+use cascade_domain::connector::{
+    self as proto, H_INSTANCE, H_SIGNATURE, H_TIMESTAMP, H_TRANSACTION, Signed,
+};
 use cascade_domain::ids::AccountId;
 use cascade_domain::validation::ValidationErrors;
 use cascade_store::connectors::{ConnectorInstance, ConnectorInstances, NewInstance};
@@ -119,29 +121,53 @@ fn validate(body: &RegisterIn, errs: &mut ValidationErrors) -> NewInstance {
     let code_ok = |s: &str| {
         !s.is_empty()
             && s.len() <= 64
-            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
     };
     if !code_ok(&body.service) {
-        errs.push(FieldError::new("service", "invalid_code", "1–64 of a–z, 0–9, _ and -"));
+        errs.push(FieldError::new(
+            "service",
+            "invalid_code",
+            "1–64 of a–z, 0–9, _ and -",
+        ));
     }
     if body.name.trim().is_empty() || body.name.len() > 200 {
-        errs.push(FieldError::new("name", "invalid_length", "1–200 characters"));
+        errs.push(FieldError::new(
+            "name",
+            "invalid_length",
+            "1–200 characters",
+        ));
     }
     match reqwest_url_ok(&body.endpoint) {
         Ok(()) => {}
         Err(m) => errs.push(FieldError::new("endpoint", "invalid_url", m)),
     }
-    if body.secret.len() < 16 || body.secret.len() > 256 || !body.secret.bytes().all(|b| b.is_ascii_graphic()) {
-        errs.push(FieldError::new("secret", "invalid_secret", "16–256 visible ASCII characters"));
+    if body.secret.len() < 16
+        || body.secret.len() > 256
+        || !body.secret.bytes().all(|b| b.is_ascii_graphic())
+    {
+        errs.push(FieldError::new(
+            "secret",
+            "invalid_secret",
+            "16–256 visible ASCII characters",
+        ));
     }
     if let Some(p) = &body.cert_pin
         && !is_valid_pin(p)
     {
-        errs.push(FieldError::new("cert_pin", "invalid_pin", "64 hex digits: SHA-256 of the certificate's DER"));
+        errs.push(FieldError::new(
+            "cert_pin",
+            "invalid_pin",
+            "64 hex digits: SHA-256 of the certificate's DER",
+        ));
     }
     let timeout_ms = body.timeout_ms.unwrap_or(10_000);
     if !(100..=120_000).contains(&timeout_ms) {
-        errs.push(FieldError::new("timeout_ms", "out_of_range", "100 to 120000"));
+        errs.push(FieldError::new(
+            "timeout_ms",
+            "out_of_range",
+            "100 to 120000",
+        ));
     }
     NewInstance {
         service: body.service.clone(),
@@ -154,7 +180,9 @@ fn validate(body: &RegisterIn, errs: &mut ValidationErrors) -> NewInstance {
 }
 
 fn reqwest_url_ok(s: &str) -> Result<(), &'static str> {
-    let rest = s.strip_prefix("https://").ok_or("the endpoint must be an https:// URL")?;
+    let rest = s
+        .strip_prefix("https://")
+        .ok_or("the endpoint must be an https:// URL")?;
     let host = rest.split('/').next().unwrap_or_default();
     if host.is_empty() || s.len() > 500 || s.chars().any(|c| c.is_whitespace()) {
         return Err("an https:// URL with a host");
@@ -198,15 +226,28 @@ async fn register(
     let now = st.clock.now();
     let mut tx = st.db.begin().await?;
     let i = ConnectorInstances::create(&mut tx, owner, &n, now).await?;
-    emit(&mut tx, now, "connector_instance.created", owner, &auth, "connector_instance", i.id,
-        json!({"service": i.service, "endpoint": i.endpoint})).await?;
+    emit(
+        &mut tx,
+        now,
+        "connector_instance.created",
+        owner,
+        &auth,
+        "connector_instance",
+        i.id,
+        json!({"service": i.service, "endpoint": i.endpoint}),
+    )
+    .await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(i.into())))
 }
 
 #[utoipa::path(get, path = "/api/v1/accounts/{id}/connector-instances", tag = "connectors", params(("id" = i64, Path)),
     responses((status = 200, body = Vec<InstanceOut>), ProblemResponses))]
-async fn list(State(st): State<AppState>, auth: Authed, Path(id): Path<i64>) -> ApiResult<Json<Vec<InstanceOut>>> {
+async fn list(
+    State(st): State<AppState>,
+    auth: Authed,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<Vec<InstanceOut>>> {
     let owner = AccountId(id);
     auth.check(&st, owner, Action::ManageCatalog).await?;
     let items = st.db.connector_instances().list(Some(owner)).await?;
@@ -224,7 +265,11 @@ async fn visible(st: &AppState, auth: &Authed, id: i64) -> ApiResult<ConnectorIn
 
 #[utoipa::path(get, path = "/api/v1/connector-instances/{id}", tag = "connectors", params(("id" = i64, Path)),
     responses((status = 200, body = InstanceOut), ProblemResponses))]
-async fn get_instance(State(st): State<AppState>, auth: Authed, Path(id): Path<i64>) -> ApiResult<Json<InstanceOut>> {
+async fn get_instance(
+    State(st): State<AppState>,
+    auth: Authed,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<InstanceOut>> {
     Ok(Json(visible(&st, &auth, id).await?.into()))
 }
 
@@ -257,43 +302,81 @@ async fn check(
     body: Bytes,
 ) -> ApiResult<Json<CheckOut>> {
     let i = visible(&st, &auth, id).await?;
-    let body: CheckIn = if body.is_empty() { CheckIn::default() } else { crate::extract::parse_json(&body)? };
+    let body: CheckIn = if body.is_empty() {
+        CheckIn::default()
+    } else {
+        crate::extract::parse_json(&body)?
+    };
     let client = client_for(&st, &i)?;
     let (outbound_ok, outbound_message) = match client.describe().await {
-        Ok(d) if d.service == i.service => (true, format!("{} answered (protocol {})", d.name, d.protocol)),
-        Ok(d) => (false, format!("the connector serves `{}`, not `{}`", d.service, i.service)),
+        Ok(d) if d.service == i.service => (
+            true,
+            format!("{} answered (protocol {})", d.name, d.protocol),
+        ),
+        Ok(d) => (
+            false,
+            format!("the connector serves `{}`, not `{}`", d.service, i.service),
+        ),
         Err(e) => (false, e.to_string()),
     };
     let callback_url = match body.callback_url {
         Some(u) => u,
         None => {
-            let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1");
-            let scheme = if st.config.secure_cookies { "https" } else { "http" };
+            let host = headers
+                .get("host")
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("127.0.0.1");
+            let scheme = if st.config.secure_cookies {
+                "https"
+            } else {
+                "http"
+            };
             format!("{scheme}://{host}{CALLBACK_PATH}")
         }
     };
     let nonce = uuid::Uuid::new_v4().to_string();
-    st.db.connector_instances().expect_callback(i.id, &nonce, st.clock.now()).await?;
+    st.db
+        .connector_instances()
+        .expect_callback(i.id, &nonce, st.clock.now())
+        .await?;
     let (callback_ok, callback_message) = if outbound_ok {
         match client.request_callback(&callback_url, &nonce).await {
             Ok(()) => {
                 let after = st.db.connector_instances().get(i.id).await?;
                 if after.callback_verified_at.is_some() {
-                    (true, "the connector called back with valid credentials".to_string())
+                    (
+                        true,
+                        "the connector called back with valid credentials".to_string(),
+                    )
                 } else {
-                    (false, "the connector did not call back with valid credentials".to_string())
+                    (
+                        false,
+                        "the connector did not call back with valid credentials".to_string(),
+                    )
                 }
             }
             Err(e) => (false, e.to_string()),
         }
     } else {
-        (false, "not tried: the connector is not reachable".to_string())
+        (
+            false,
+            "not tried: the connector is not reachable".to_string(),
+        )
     };
     let ok = outbound_ok && callback_ok;
     let message = format!("outbound: {outbound_message}; callback: {callback_message}");
-    st.db.connector_instances().record_check(i.id, ok, &message, st.clock.now()).await?;
+    st.db
+        .connector_instances()
+        .record_check(i.id, ok, &message, st.clock.now())
+        .await?;
     let instance = st.db.connector_instances().get(i.id).await?;
-    Ok(Json(CheckOut { outbound_ok, outbound_message, callback_ok, callback_message, instance: instance.into() }))
+    Ok(Json(CheckOut {
+        outbound_ok,
+        outbound_message,
+        callback_ok,
+        callback_message,
+        instance: instance.into(),
+    }))
 }
 
 fn refused(why: impl std::fmt::Display) -> ApiError {
@@ -312,11 +395,24 @@ pub struct CallbackIn {
 /// A connector's signed call: the reverse connectivity check.
 #[utoipa::path(post, path = "/api/v1/connector-callback", tag = "connectors", request_body = CallbackIn,
     responses((status = 204, description = "Signature verified, callback recorded"), ProblemResponses))]
-async fn callback(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult<StatusCode> {
-    let h = |n: &'static str| headers.get(n).and_then(|v| v.to_str().ok()).ok_or_else(|| refused(format!("missing header {n}")));
-    let instance: i64 = h(H_INSTANCE)?.parse().map_err(|_| refused("malformed instance id"))?;
+async fn callback(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
+    let h = |n: &'static str| {
+        headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| refused(format!("missing header {n}")))
+    };
+    let instance: i64 = h(H_INSTANCE)?
+        .parse()
+        .map_err(|_| refused("malformed instance id"))?;
     let tx_id = h(H_TRANSACTION)?.to_string();
-    let ts: i64 = h(H_TIMESTAMP)?.parse().map_err(|_| refused("malformed timestamp"))?;
+    let ts: i64 = h(H_TIMESTAMP)?
+        .parse()
+        .map_err(|_| refused("malformed timestamp"))?;
     let sig = h(H_SIGNATURE)?;
     let i = match st.db.connector_instances().get(instance).await {
         Ok(i) => i,
@@ -328,7 +424,10 @@ async fn callback(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -
         i.secret.as_bytes(),
         ts,
         &tx_id,
-        Signed::Request { method: "POST", path: CALLBACK_PATH },
+        Signed::Request {
+            method: "POST",
+            path: CALLBACK_PATH,
+        },
         &body,
         sig,
         now.0 / Timestamp::MICROS_PER_SEC,
@@ -352,7 +451,9 @@ async fn callback(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -
         .forget_nonces_before(now.plus_secs(-2 * st.config.connector_skew_secs))
         .await;
     if !expected {
-        return Err(ApiError::conflict("no callback with this nonce was asked for"));
+        return Err(ApiError::conflict(
+            "no callback with this nonce was asked for",
+        ));
     }
     Ok(StatusCode::NO_CONTENT)
 }
@@ -417,11 +518,24 @@ async fn wizard(
         updated_at: Timestamp(0),
     };
     let d = client_for(&st, &temp)?.describe().await.map_err(|e| {
-        ApiError::new(StatusCode::BAD_GATEWAY, "connector_unreachable", "The connector could not be read").detail(e.to_string())
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "connector_unreachable",
+            "The connector could not be read",
+        )
+        .detail(e.to_string())
     })?;
     if d.protocol != proto::PROTOCOL_VERSION {
-        return Err(ApiError::new(StatusCode::BAD_GATEWAY, "connector_protocol", "Unsupported connector protocol")
-            .detail(format!("the connector speaks protocol {}, Cascade {}", d.protocol, proto::PROTOCOL_VERSION)));
+        return Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "connector_protocol",
+            "Unsupported connector protocol",
+        )
+        .detail(format!(
+            "the connector speaks protocol {}, Cascade {}",
+            d.protocol,
+            proto::PROTOCOL_VERSION
+        )));
     }
     n.service = d.service.clone();
     let now = st.clock.now();
@@ -434,7 +548,10 @@ async fn wizard(
             code: rt.code.clone(),
             service: d.service.clone(),
             unit: rt.unit.clone(),
-            name: cascade_domain::catalog::text::LocalizedInput { default: rt.name.clone(), values: BTreeMap::new() },
+            name: cascade_domain::catalog::text::LocalizedInput {
+                default: "en".into(),
+                values: BTreeMap::from([("en".to_string(), rt.name.clone())]),
+            },
             description: None,
             category_id: None,
         };
@@ -442,12 +559,25 @@ async fn wizard(
         let data = input.validate(&own)?;
         let t = ResourceTypes::create(&mut tx, owner, &data, now).await?;
         type_ids.insert(rt.code.clone(), t.id.0);
-        template_resources.push(TemplateResourceInput { resource_type_id: t.id.0, default_limit: rt.default_limit });
+        template_resources.push(TemplateResourceInput {
+            resource_type_id: t.id.0,
+            default_limit: rt.default_limit,
+        });
     }
     let settings: BTreeMap<String, SettingInput> = d
         .settings
         .iter()
-        .filter_map(|s| s.default.clone().map(|v| (s.key.clone(), SettingInput { kind: s.kind.clone(), value: v })))
+        .filter_map(|s| {
+            s.default.clone().map(|v| {
+                (
+                    s.key.clone(),
+                    SettingInput {
+                        kind: s.kind.clone(),
+                        value: v,
+                    },
+                )
+            })
+        })
         .collect();
     let tin = ServiceTemplateInput {
         name: body.template_name.clone().unwrap_or_else(|| d.name.clone()),
@@ -460,5 +590,12 @@ async fn wizard(
     emit(&mut tx, now, "connector_instance.created", owner, &auth, "connector_instance", i.id,
         json!({"service": i.service, "endpoint": i.endpoint, "wizard": true, "service_template_id": template.id.0})).await?;
     tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(WizardOut { instance: i.into(), resource_type_ids: type_ids, service_template_id: template.id.0 })))
+    Ok((
+        StatusCode::CREATED,
+        Json(WizardOut {
+            instance: i.into(),
+            resource_type_ids: type_ids,
+            service_template_id: template.id.0,
+        }),
+    ))
 }
