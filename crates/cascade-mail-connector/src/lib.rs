@@ -67,8 +67,12 @@ pub struct Config {
     /// How long a provisioning takes (0 = answered at once).
     pub async_delay: Duration,
     pub fault: Fault,
-    /// Synthetic resources created at start (bench).
+    /// Synthetic resources created at start (bench): `sub-{seed_first}` onwards.
     pub seed_resources: usize,
+    pub seed_first: i64,
+    /// The resource type code whose limit is the number of mailboxes (and under which
+    /// their count is reported), `mailbox` unless a catalog names it otherwise.
+    pub mailbox_code: String,
 }
 
 impl Default for Config {
@@ -82,6 +86,8 @@ impl Default for Config {
             async_delay: Duration::from_secs(1),
             fault: Fault::None,
             seed_resources: 0,
+            seed_first: 1,
+            mailbox_code: "mailbox".into(),
         }
     }
 }
@@ -262,13 +268,13 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
     let today = Shared::now_secs() / 86_400;
     for i in 0..cfg.seed_resources {
         store.resources.insert(
-            format!("seed-{i}"),
+            format!("sub-{}", cfg.seed_first + i as i64),
             MailResource {
                 customer: proto::Customer {
                     id: i as i64,
                     name: format!("Seed {i}"),
                 },
-                limits: BTreeMap::from([("mailbox".into(), 1)]),
+                limits: BTreeMap::from([(cfg.mailbox_code.clone(), 1)]),
                 settings: serde_json::json!({}),
                 state: ResourceState::Active,
                 mailboxes: vec![format!("user0@seed{i}.test")],
@@ -480,9 +486,14 @@ fn mailboxes_for(limit: i64, domain: &str) -> Vec<String> {
         .collect()
 }
 
-fn parse_request(bytes: &[u8]) -> Result<ResourceRequest, Response> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| error(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.to_string()))
+fn parse_request(bytes: &[u8]) -> Result<ResourceRequest, Box<Response>> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        Box::new(error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            e.to_string(),
+        ))
+    })
 }
 
 fn domain_of(r: &ResourceRequest) -> String {
@@ -505,7 +516,7 @@ async fn provision(
     }
     let req = match parse_request(&body) {
         Ok(r) => r,
-        Err(e) => return e,
+        Err(e) => return *e,
     };
     let domain = domain_of(&req);
     if domain.is_empty() || !domain.contains('.') {
@@ -521,7 +532,10 @@ async fn provision(
         s.save(&st);
         return op_response(&t, now);
     }
-    let mailboxes = mailboxes_for(req.limits.get("mailbox").copied().unwrap_or(0), &domain);
+    let mailboxes = mailboxes_for(
+        req.limits.get(&s.cfg.mailbox_code).copied().unwrap_or(0),
+        &domain,
+    );
     let existing = st.resources.get(&req.resource_id).cloned();
     let res = MailResource {
         customer: req.customer.clone(),
@@ -575,7 +589,7 @@ async fn configure(
     }
     let req = match parse_request(&body) {
         Ok(r) => r,
-        Err(e) => return e,
+        Err(e) => return *e,
     };
     let domain = domain_of(&req);
     let Some(res) = st.resources.get_mut(&id) else {
@@ -588,7 +602,10 @@ async fn configure(
     res.limits = req.limits.clone();
     res.settings = req.settings.clone();
     res.state = req.state;
-    res.mailboxes = mailboxes_for(req.limits.get("mailbox").copied().unwrap_or(0), &domain);
+    res.mailboxes = mailboxes_for(
+        req.limits.get(&s.cfg.mailbox_code).copied().unwrap_or(0),
+        &domain,
+    );
     let view = serde_json::to_value(&*res).unwrap_or_default();
     let t = Transaction {
         ready_at: now,
@@ -665,7 +682,7 @@ async fn usage(State(s): State<Arc<Shared>>, Query(q): Query<UsageQuery>) -> Res
             .unwrap_or(100);
         readings.push(UsageReading {
             resource_id: id.clone(),
-            resource_type: "mailbox".into(),
+            resource_type: s.cfg.mailbox_code.clone(),
             kind: UsageKind::Level,
             value: boxes,
         });

@@ -39,6 +39,12 @@ struct Args {
     /// Synthetic resources to create at start.
     #[arg(long, default_value_t = 0)]
     seed_resources: usize,
+    /// Subscription id of the first synthetic resource (`sub-N`).
+    #[arg(long, default_value_t = 1)]
+    seed_first: i64,
+    /// Resource type code whose limit is the number of mailboxes.
+    #[arg(long, default_value = "mailbox")]
+    mailbox_code: String,
 }
 
 #[tokio::main]
@@ -57,6 +63,8 @@ async fn main() -> anyhow::Result<()> {
         async_delay: Duration::from_secs(a.async_delay_secs),
         fault: a.fault,
         seed_resources: a.seed_resources,
+        seed_first: a.seed_first,
+        mailbox_code: a.mailbox_code,
     })
     .await?;
     println!("listening {} pin={}", running.base_url(), running.pin);

@@ -347,3 +347,21 @@ impl ConnectorInstances<'_> {
         Ok(())
     }
 }
+
+impl ConnectorInstances<'_> {
+    /// Point an instance at a new address and certificate (a connector that moved).
+    pub async fn update_endpoint(
+        &self,
+        id: i64,
+        endpoint: &str,
+        cert_pin: Option<&str>,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let mut tx = self.0.begin().await?;
+        on_tx!(&mut tx, c => sqlx::query(
+            "UPDATE connector_instances SET endpoint = $2, cert_pin = $3, updated_at = $4 WHERE id = $1")
+            .bind(id).bind(endpoint).bind(cert_pin).bind(now.0).execute(c).await.map(|r| r.rows_affected()))?;
+        tx.commit().await?;
+        Ok(())
+    }
+}

@@ -84,11 +84,21 @@ pub async fn targets(
             rates: BTreeMap::new(),
         });
         let limit = quantities.get(&rate.uid).copied().unwrap_or(rate.included);
-        t.limits.insert(rt.code.as_str().to_string(), limit);
-        t.rates
-            .insert(rate.uid.clone(), rt.code.as_str().to_string());
+        let code = protocol_code(rt.code.as_str(), rt.service.as_str()).to_string();
+        t.limits.insert(code.clone(), limit);
+        t.rates.insert(rate.uid.clone(), code);
     }
     Ok(by_instance.into_values().collect())
+}
+
+/// The code a connector knows a resource type by: its code without a leading
+/// `{service}-` (resource type codes are unique per owner, so two services offering a
+/// `mailbox` are told apart as `mail-a-mailbox` and `mail-b-mailbox`).
+pub fn protocol_code<'a>(code: &'a str, service: &str) -> &'a str {
+    code.strip_prefix(service)
+        .and_then(|c| c.strip_prefix('-'))
+        .filter(|c| !c.is_empty())
+        .unwrap_or(code)
 }
 
 /// A client for `i`, with the connector skew tolerance.
@@ -247,6 +257,17 @@ impl ConnectorService {
             }
         }
         Ok(targets.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn protocol_codes() {
+        assert_eq!(super::protocol_code("mailbox", "mail"), "mailbox");
+        assert_eq!(super::protocol_code("mail7-mailbox", "mail7"), "mailbox");
+        assert_eq!(super::protocol_code("mail7-", "mail7"), "mail7-");
+        assert_eq!(super::protocol_code("mailbox", "mailbox"), "mailbox");
     }
 }
 
