@@ -128,7 +128,7 @@ fn rate(
 }
 
 /// The provider's four plans, by kind.
-fn plans(types: &[i64; 3]) -> [PlanContent; 4] {
+pub(crate) fn plans(types: &[i64; 3]) -> [PlanContent; 4] {
     let period = |uid: &str, recurring: Price, renewal: Price| Period {
         uid: uid.into(),
         duration: 12,

@@ -153,6 +153,7 @@ impl Config {
             login_max_failures: self.http.login_max_failures,
             login_window_secs: self.http.login_window_secs,
             card_gateway: self.http.card_gateway.clone(),
+            ..Default::default()
         }
     }
 

@@ -5,9 +5,11 @@ mod admin;
 mod bench;
 mod bench_billing;
 mod bench_sync;
+mod bench_usage;
 mod config;
 mod demo;
 mod demo_catalog;
+mod demo_connector;
 
 use anyhow::Context;
 use cascade_domain::clock::{Clock, SystemClock};
@@ -177,6 +179,18 @@ enum BenchCommand {
         #[arg(long, env = "CASCADE_BENCH_PG_URL", hide_env_values = true)]
         pg_url: Option<String>,
     },
+    /// Start local reference connectors and time one usage collection of all of them.
+    Usage {
+        #[arg(long, default_value_t = 50)]
+        instances: usize,
+        #[arg(long, default_value_t = 200_000)]
+        resources: usize,
+        /// sqlite, postgres or both.
+        #[arg(long, default_value = "sqlite")]
+        backend: String,
+        #[arg(long, env = "CASCADE_BENCH_PG_URL", hide_env_values = true)]
+        pg_url: Option<String>,
+    },
     /// Seed a large book of subscriptions, all due, and time one daily billing run.
     Billing {
         #[arg(long, default_value_t = 1_000_000)]
@@ -237,6 +251,8 @@ fn worker_config(cfg: &Config) -> WorkerConfig {
         cleanup_retention_days: cfg.worker.cleanup_retention_days,
         cleanup_batch: cfg.worker.cleanup_batch,
         daily_billing: cfg.worker.daily_billing,
+        // Usage feeds the daily billing: collected where billing runs.
+        usage_collection: cfg.worker.daily_billing,
         ..WorkerConfig::default()
     }
 }
@@ -418,6 +434,8 @@ async fn main() -> anyhow::Result<()> {
                 );
                 return Ok(());
             }
+            // The reference mail connector provisions the demo's Office suite plan.
+            let _connector = demo_connector::start_demo_connector(&db, &data_dir).await?;
             serve(&cfg, db, &listen, true, banner).await
         }
         Command::Admin {
@@ -535,6 +553,15 @@ async fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Bench {
+            command:
+                BenchCommand::Usage {
+                    instances,
+                    resources,
+                    backend,
+                    pg_url,
+                },
+        } => bench_usage::usage_bench(instances, resources, &backend, pg_url.as_deref()).await,
         Command::Bench {
             command:
                 BenchCommand::Billing {

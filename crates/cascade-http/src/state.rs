@@ -21,6 +21,8 @@ pub struct HttpConfig {
     /// Which gateway takes card payments: `test` (the built-in deterministic test
     /// gateway: demos and tests) or `none` (card payments refused).
     pub card_gateway: String,
+    /// Tolerated clock skew of signed connector messages, seconds (clocks must agree).
+    pub connector_skew_secs: i64,
 }
 
 impl Default for HttpConfig {
@@ -32,6 +34,7 @@ impl Default for HttpConfig {
             login_max_failures: 5,
             login_window_secs: 900,
             card_gateway: "test".into(),
+            connector_skew_secs: cascade_domain::connector::DEFAULT_SKEW_SECS,
         }
     }
 }

@@ -281,16 +281,28 @@ fn wholesale_of(order: &Value) -> Vec<(i64, i64, i64)> {
 struct Refuse;
 
 impl Service for Refuse {
-    fn provision<'a, 'b, 'f>(
+    fn provision<'a, 'b, 'c, 'f>(
         &'a self,
-        _order: &'b cascade_store::subscriptions::Order,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'f>>
+        _ctx: &'b cascade_worker::TaskContext,
+        _order: &'c cascade_store::subscriptions::Order,
+    ) -> std::pin::Pin<
+        Box<
+            dyn std::future::Future<Output = Result<(), cascade_worker::provision::ServiceError>>
+                + Send
+                + 'f,
+        >,
+    >
     where
         'a: 'f,
         'b: 'f,
+        'c: 'f,
         Self: 'f,
     {
-        Box::pin(async { Err("the connector answered 409: mailbox name taken".to_string()) })
+        Box::pin(async {
+            Err(cascade_worker::provision::ServiceError::permanent(
+                "the connector answered 409: mailbox name taken",
+            ))
+        })
     }
 }
 

@@ -18,6 +18,7 @@ pub mod accounts;
 pub mod auth;
 pub mod billing_batch;
 pub mod collections;
+pub mod connectors;
 pub mod credit;
 pub mod db;
 pub mod documents;

@@ -40,6 +40,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "billing_terms",
         source: include_str!("../migrations/0005_billing_terms.sql"),
     },
+    Migration {
+        version: 6,
+        name: "connectors",
+        source: include_str!("../migrations/0006_connectors.sql"),
+    },
 ];
 
 fn render(source: &str, db: &Db) -> String {

@@ -70,3 +70,49 @@ impl Usage<'_> {
         Ok(report)
     }
 }
+
+impl Usage<'_> {
+    /// Record readings collected from connectors, many subscriptions at once, in
+    /// multi-row inserts. Idempotent per (subscription, record id) like [`Usage::import`],
+    /// but the **first reading of a record id wins**: a level read again later the same
+    /// day is not a conflict, it is already recorded (connectors are read, not trusted
+    /// to resend the same value). Returns how many were new.
+    pub async fn record_collected(
+        tx: &mut Tx,
+        records: &[(i64, NewUsage)],
+        now: Timestamp,
+    ) -> StoreResult<usize> {
+        let mut inserted = 0usize;
+        // 6 parameters a row; SQLite allows 32766 per statement.
+        for chunk in records.chunks(1000) {
+            let mut sql = String::from(
+                "INSERT INTO usage_records (subscription_id, external_id, rate_uid, quantity, usage_date, created_at) VALUES ",
+            );
+            for i in 0..chunk.len() {
+                let b = i * 6;
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${})",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    b + 6
+                ));
+            }
+            sql.push_str(" ON CONFLICT (subscription_id, external_id) DO NOTHING");
+            let n = on_tx!(tx, c => {
+                let mut q = sqlx::query(&sql);
+                for (sub, r) in chunk {
+                    q = q.bind(*sub).bind(&r.external_id).bind(&r.rate_uid).bind(r.quantity).bind(&r.usage_date).bind(now.0);
+                }
+                q.execute(c).await.map(|x| x.rows_affected())
+            })?;
+            inserted += n as usize;
+        }
+        Ok(inserted)
+    }
+}

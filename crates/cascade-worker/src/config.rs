@@ -24,6 +24,10 @@ pub struct WorkerConfig {
     pub cleanup_batch: i64,
     /// Run the daily billing run once per UTC day, in the background of this worker.
     pub daily_billing: bool,
+    /// Collect usage from connector instances once per UTC day.
+    pub usage_collection: bool,
+    /// Per-instance limit of one usage collection.
+    pub usage_timeout: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -37,6 +41,8 @@ impl Default for WorkerConfig {
             cleanup_retention_days: 90,
             cleanup_batch: 1000,
             daily_billing: false,
+            usage_collection: false,
+            usage_timeout: Duration::from_secs(120),
         }
     }
 }

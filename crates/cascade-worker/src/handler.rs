@@ -87,7 +87,11 @@ impl Registry {
     pub fn with_builtin() -> Self {
         let mut r = Self::new();
         r.register(Arc::new(crate::notify::WelcomeUser));
-        r.register(Arc::new(crate::provision::ProvisionOrder::noop()));
+        // Connector-backed; plans without connectors complete at once (no-op path).
+        r.register(Arc::new(crate::provision::ProvisionOrder::new(Arc::new(
+            crate::connector_service::ConnectorService::default(),
+        ))));
+        r.register(Arc::new(crate::connector_service::SyncService::default()));
         r
     }
 

@@ -24,10 +24,12 @@ pub mod billing_run;
 pub mod cleanup;
 pub mod collections;
 pub mod config;
+pub mod connector_service;
 pub mod handler;
 pub mod notify;
 pub mod provision;
 pub mod routing;
+pub mod usage_collect;
 pub mod worker;
 
 pub use cleanup::{CleanupStats, events_cleanup};

@@ -10,9 +10,14 @@
 //!    the reason ("reseller X lacks balance or credit") and the task fails *retryably*:
 //!    the back-off retries it until the reseller tops up or gets credit.
 //! 2. `paid` → `provisioning`.
-//! 3. The **service** delivers: [`NoopService`] here, which succeeds at once (connectors
-//!    replace it). A refusal moves the order to `failed` with the service's reason; the
-//!    task fails permanently and `POST /orders/{id}/retry` starts again at step 3.
+//! 3. The **service** delivers: [`NoopService`] (succeeds at once) or
+//!    [`crate::connector_service::ConnectorService`] (calls the connectors of the
+//!    plan's resource types). A transient failure keeps the order `provisioning` with
+//!    the reason and retries with back-off while the task has attempts; a refusal, or
+//!    a transient failure on the last attempt, moves the order to `failed` with the
+//!    service's message; the task fails permanently and `POST /orders/{id}/retry`
+//!    starts again at step 3 (same transaction ids, so the connector does not do the
+//!    work twice).
 //! 4. The order's effect on the subscription — SO: `ordered` → `active`; CH: the new
 //!    quantities (and period) are written; CL: nothing left (cancelled when ordered) —
 //!    and `provisioning` → `completed`, in one transaction.
@@ -34,11 +39,37 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+/// Why a service could not deliver, and whether trying again can help.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceError {
+    /// Shown on the order (the connector's message).
+    pub message: String,
+    /// Transient (unreachable, timeout, 5xx, garbage, bad signature, still pending):
+    /// the task retries with back-off while it has attempts left.
+    pub retryable: bool,
+}
+
+impl ServiceError {
+    pub fn permanent(m: impl Into<String>) -> Self {
+        Self {
+            message: m.into(),
+            retryable: false,
+        }
+    }
+    pub fn retryable(m: impl Into<String>) -> Self {
+        Self {
+            message: m.into(),
+            retryable: true,
+        }
+    }
+}
+
 /// What delivers (or removes) the service of an order.
 #[async_trait]
 pub trait Service: Send + Sync {
-    /// Provision what `order` asks for. `Err` is a refusal, shown on the order.
-    async fn provision(&self, order: &Order) -> Result<(), String>;
+    /// Provision what `order` asks for. `Err` is a refusal or a transient failure,
+    /// shown on the order.
+    async fn provision(&self, ctx: &TaskContext, order: &Order) -> Result<(), ServiceError>;
 }
 
 /// The service that needs nothing done: provisioning succeeds at once.
@@ -47,7 +78,7 @@ pub struct NoopService;
 
 #[async_trait]
 impl Service for NoopService {
-    async fn provision(&self, _order: &Order) -> Result<(), String> {
+    async fn provision(&self, _ctx: &TaskContext, _order: &Order) -> Result<(), ServiceError> {
         Ok(())
     }
 }
@@ -250,9 +281,19 @@ impl TaskHandler for ProvisionOrder {
 
         // 3: the service.
         let order = ctx.db.orders().get(order_id).await?;
-        if let Err(why) = self.service.provision(&order).await {
+        if let Err(why) = self.service.provision(ctx, &order).await {
             let mut tx = ctx.db.begin().await?;
-            let reason = format!("provisioning failed: {why}");
+            if why.retryable && task.attempts < task.max_attempts {
+                // Still provisioning; the reason says what is being waited for.
+                let reason = format!(
+                    "provisioning attempt {} of {} failed, will retry: {}",
+                    task.attempts, task.max_attempts, why.message
+                );
+                Orders::set_reason(&mut tx, order_id, Some(&reason), now).await?;
+                tx.commit().await?;
+                return Err(TaskError::retryable(reason));
+            }
+            let reason = format!("provisioning failed: {}", why.message);
             if Orders::set_status(
                 &mut tx,
                 order_id,

@@ -23,6 +23,12 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("user.created", &["notify.welcome_user"]),
     ("account.created", &[]),
     ("order.paid", &["orders.provision"]),
+    // Connectors follow the subscription's status (suspend, resume, unprovision).
+    ("subscription.restored", &["subscriptions.sync_service"]),
+    ("subscription.cancelled", &["subscriptions.sync_service"]),
+    ("subscription.suspended", &["subscriptions.sync_service"]),
+    ("subscription.resumed", &["subscriptions.sync_service"]),
+    ("subscription.terminated", &["subscriptions.sync_service"]),
 ];
 
 /// The tasks to create for `event` (none for kinds not in [`ROUTES`]).

@@ -247,6 +247,8 @@ impl Worker {
         let mut next_cleanup: Option<Timestamp> = None;
         let mut billed_day: Option<chrono::NaiveDate> = None;
         let mut billing: Option<tokio::task::JoinHandle<()>> = None;
+        let mut collected_day: Option<chrono::NaiveDate> = None;
+        let mut collecting: Option<tokio::task::JoinHandle<()>> = None;
         loop {
             if *shutdown.borrow() {
                 break;
@@ -272,6 +274,29 @@ impl Worker {
                                 .await
                         {
                             tracing::error!(error = %e, %today, "daily billing run failed; re-running it is safe");
+                        }
+                    }));
+                }
+            }
+            // Usage collection from connectors: once per UTC day, in its own task (each
+            // instance in parallel with its own timeout, see `usage_collect`).
+            if self.config.usage_collection && collecting.as_ref().is_none_or(|h| h.is_finished()) {
+                let today = chrono::DateTime::from_timestamp_micros(now.0)
+                    .map(|d| d.date_naive())
+                    .unwrap_or_default();
+                if collected_day.is_none_or(|d| d < today) {
+                    collected_day = Some(today);
+                    let (db, clock) = (self.db.clone(), self.clock.clone());
+                    let timeout = self.config.usage_timeout;
+                    collecting = Some(tokio::spawn(async move {
+                        let date = today.format("%Y-%m-%d").to_string();
+                        let skew = cascade_domain::connector::DEFAULT_SKEW_SECS;
+                        if let Err(e) = crate::usage_collect::collect_all(
+                            &db, clock, &date, timeout, skew, None,
+                        )
+                        .await
+                        {
+                            tracing::error!(error = %e, %date, "usage collection failed");
                         }
                     }));
                 }
@@ -315,6 +340,10 @@ impl Worker {
                     }
                 }
             }
+        }
+        if let Some(h) = collecting {
+            // Collection is idempotent per day: an interrupted one is simply done again.
+            h.abort();
         }
         if let Some(h) = billing {
             // Stop an in-flight billing run: the account in progress rolls back (one

@@ -11,6 +11,7 @@
 pub mod accounts;
 pub mod billing;
 pub mod checkout;
+pub mod connectors;
 pub mod orders;
 pub mod payment_methods;
 pub mod plans;
@@ -45,6 +46,7 @@ use utoipa_axum::router::OpenApiRouter;
         (name = "sales-categories", description = "A seller's store tree"),
         (name = "plans", description = "Service plans, delegation down the channel, synchronization"),
         (name = "billing", description = "Money: invoices, payments, credit and debit memos, refunds, balances, PDFs, customer classes and credit terms"),
+        (name = "connectors", description = "Connector instances of services: register, two-way check, callback, deployment wizard"),
         (name = "orders", description = "Orders and subscriptions: buy, pay, provision, change, renew, cancel, restore; invoice preview"),
     )
 )]
@@ -107,6 +109,7 @@ pub fn api() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(checkout::router())
         .merge(payment_methods::router())
         .merge(usage::router())
+        .merge(connectors::router())
         .split_for_parts()
 }
 
