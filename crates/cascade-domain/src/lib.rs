@@ -13,6 +13,7 @@ pub mod catalog;
 pub mod clock;
 pub mod ids;
 pub mod money;
+pub mod notification;
 pub mod privilege;
 pub mod task;
 pub mod user;

@@ -35,6 +35,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "money",
         source: include_str!("../migrations/0004_money.sql"),
     },
+    Migration {
+        version: 7,
+        name: "notifications",
+        source: include_str!("../migrations/0007_notifications.sql"),
+    },
 ];
 
 fn render(source: &str, db: &Db) -> String {

@@ -86,7 +86,7 @@ impl Registry {
     /// with the no-op service).
     pub fn with_builtin() -> Self {
         let mut r = Self::new();
-        r.register(Arc::new(crate::notify::WelcomeUser));
+        crate::notify::register(&mut r, None);
         r.register(Arc::new(crate::provision::ProvisionOrder::noop()));
         r
     }
