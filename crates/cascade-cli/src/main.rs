@@ -8,13 +8,14 @@ mod bench_sync;
 mod config;
 mod demo;
 mod demo_catalog;
+mod demo_notify;
 
 use anyhow::Context;
 use cascade_domain::clock::{Clock, SystemClock};
 use cascade_http::state::AppState;
 use cascade_store::Db;
 use cascade_store::db::{PoolSettings, redact_url};
-use cascade_worker::{Registry, Worker, WorkerConfig};
+use cascade_worker::{Worker, WorkerConfig};
 use clap::{Parser, Subcommand};
 use config::Config;
 use secrecy::SecretString;
@@ -286,11 +287,12 @@ async fn serve(
         .with_context(|| format!("binding {listen}"))?;
     let addr = listener.local_addr()?;
     let (stop_tx, stop_rx) = watch::channel(false);
+    let registry = cfg.smtp.registry()?;
     let worker = with_worker.then(|| {
         let w = Worker::new(
             db.clone(),
             clock.clone(),
-            Registry::with_builtin(),
+            registry.clone(),
             worker_config(cfg),
         );
         tokio::spawn(w.run(stop_rx.clone()))
@@ -341,7 +343,7 @@ async fn main() -> anyhow::Result<()> {
             let w = Worker::new(
                 db.clone(),
                 Arc::new(SystemClock),
-                Registry::with_builtin(),
+                cfg.smtp.registry()?,
                 worker_config(&cfg),
             );
             let handle = tokio::spawn(w.run(rx));

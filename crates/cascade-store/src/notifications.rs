@@ -9,6 +9,7 @@
 //! a reseller's first edit (a row of its own) stops following the provider and becomes
 //! what its own sub-resellers inherit. Nothing has to be propagated, so nothing can drift.
 
+use crate::tasks::{NewTask, Tasks};
 use crate::{Db, Page, StoreError, StoreResult, Tx, on_db, on_tx};
 use cascade_domain::clock::Timestamp;
 use cascade_domain::ids::{AccountId, UserId};
@@ -173,6 +174,10 @@ impl Notifications<'_> {
     }
 }
 
+/// The task kind that delivers one outbox message (payload `outbox_id`); the worker's
+/// notification module handles it.
+pub const DELIVER_TASK: &str = "notify.deliver";
+
 /// A rendered message to put in the outbox.
 #[derive(Debug, Clone)]
 pub struct NewMessage {
@@ -273,6 +278,29 @@ impl Outbox<'_> {
         let (id,): (i64,) = on_tx!(tx, c => sqlx::query_as("SELECT id FROM outbox WHERE dedup_key = $1")
             .bind(key).fetch_one(c).await)?;
         Ok((id, false))
+    }
+
+    /// Queue `m` and, when it is new, a [`DELIVER_TASK`] for it, in `tx`: for producers
+    /// outside the worker (a password reset requested over HTTP). Returns the outbox id.
+    pub async fn queue_with_delivery(
+        tx: &mut Tx,
+        m: &NewMessage,
+        now: Timestamp,
+    ) -> StoreResult<i64> {
+        let (id, new) = Self::queue(tx, m, now).await?;
+        if new {
+            Tasks::enqueue(
+                tx,
+                NewTask::new(
+                    DELIVER_TASK,
+                    m.account_id,
+                    serde_json::json!({"outbox_id": id}),
+                ),
+                now,
+            )
+            .await?;
+        }
+        Ok(id)
     }
 
     pub async fn get(&self, id: i64) -> StoreResult<OutboxMessage> {

@@ -35,8 +35,8 @@ use cascade_domain::ids::UserId;
 use cascade_domain::money::{Currency, Money};
 use cascade_domain::notification::NotificationEvent;
 use cascade_store::notifications::{NewMessage, Outbox, OutboxMessage};
-use cascade_store::tasks::{NewTask, Task, Tasks};
-use cascade_store::{Db, StoreResult, Tx};
+use cascade_store::tasks::Task;
+use cascade_store::{Db, StoreResult};
 use lettre::message::{Mailbox, MultiPart, SinglePart, header::ContentType};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
@@ -186,21 +186,6 @@ pub async fn deliver(
     Ok(Delivery::Sent)
 }
 
-/// Queue a rendered message and a `notify.deliver` task for it in `tx` (for producers
-/// outside the worker). Returns the outbox id.
-pub async fn queue_with_delivery(tx: &mut Tx, m: &NewMessage, now: Timestamp) -> StoreResult<i64> {
-    let (id, new) = Outbox::queue(tx, m, now).await?;
-    if new {
-        Tasks::enqueue(
-            tx,
-            NewTask::new(Deliver::KIND, m.account_id, json!({"outbox_id": id})),
-            now,
-        )
-        .await?;
-    }
-    Ok(id)
-}
-
 /// Register the notification handlers, sending with `mailer` (none: keep in the outbox).
 pub fn register(r: &mut Registry, mailer: Option<Arc<Mailer>>) {
     r.register(Arc::new(WelcomeUser {
@@ -220,7 +205,7 @@ pub struct Deliver {
 }
 
 impl Deliver {
-    pub const KIND: &'static str = "notify.deliver";
+    pub const KIND: &'static str = cascade_store::notifications::DELIVER_TASK;
 }
 
 #[async_trait]

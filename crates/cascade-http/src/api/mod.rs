@@ -10,6 +10,7 @@
 
 pub mod accounts;
 pub mod billing;
+pub mod notifications;
 pub mod orders;
 pub mod plans;
 pub mod resources;
@@ -43,6 +44,7 @@ use utoipa_axum::router::OpenApiRouter;
         (name = "sales-categories", description = "A seller's store tree"),
         (name = "plans", description = "Service plans, delegation down the channel, synchronization"),
         (name = "billing", description = "Money: invoices, payments, credit and debit memos, refunds, balances, PDFs, customer classes and credit terms"),
+        (name = "notifications", description = "Notification templates per event and language (own or inherited down the channel), previews, the outbox"),
         (name = "orders", description = "Orders and subscriptions: buy, pay, provision, change, renew, cancel, restore; invoice preview"),
     )
 )]
@@ -103,6 +105,7 @@ pub fn api() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(billing::router())
         .merge(orders::router())
         .merge(usage::router())
+        .merge(notifications::router())
         .split_for_parts()
 }
 
