@@ -32,6 +32,25 @@ async fn outbox_rows(app: &TestApp) -> Vec<(String, String, String)> {
     on_db!(db, p => sqlx::query_as("SELECT recipient, subject, body_text FROM outbox ORDER BY id").fetch_all(p).await).unwrap()
 }
 
+#[tokio::test]
+async fn openapi_lists_the_notification_endpoints() {
+    let t = cascade_testkit::TestDb::sqlite().await;
+    let app = TestApp::new(t.db.clone());
+    let r = app.get("/api/v1/openapi.json", ANON).await.expect(StatusCode::OK);
+    let paths = r.json["paths"].as_object().unwrap();
+    for (p, m) in [
+        ("/api/v1/accounts/{id}/notification-templates", "get"),
+        ("/api/v1/accounts/{id}/notification-templates/{event}", "put"),
+        ("/api/v1/accounts/{id}/notification-templates/{event}", "delete"),
+        ("/api/v1/accounts/{id}/notification-templates/{event}/preview", "post"),
+        ("/api/v1/accounts/{id}/outbox", "get"),
+        ("/api/v1/password-reset", "post"),
+        ("/api/v1/password-reset/confirm", "post"),
+    ] {
+        assert!(paths.get(p).and_then(|x| x.get(m)).is_some(), "OpenAPI lacks {m} {p}");
+    }
+}
+
 cascade_testkit::both_backends! {
     async fn templates_are_inherited_edited_reverted_and_validated(db) {
         let app = TestApp::new(db);
