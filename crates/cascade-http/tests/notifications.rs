@@ -36,18 +36,33 @@ async fn outbox_rows(app: &TestApp) -> Vec<(String, String, String)> {
 async fn openapi_lists_the_notification_endpoints() {
     let t = cascade_testkit::TestDb::sqlite().await;
     let app = TestApp::new(t.db.clone());
-    let r = app.get("/api/v1/openapi.json", ANON).await.expect(StatusCode::OK);
+    let r = app
+        .get("/api/v1/openapi.json", ANON)
+        .await
+        .expect(StatusCode::OK);
     let paths = r.json["paths"].as_object().unwrap();
     for (p, m) in [
         ("/api/v1/accounts/{id}/notification-templates", "get"),
-        ("/api/v1/accounts/{id}/notification-templates/{event}", "put"),
-        ("/api/v1/accounts/{id}/notification-templates/{event}", "delete"),
-        ("/api/v1/accounts/{id}/notification-templates/{event}/preview", "post"),
+        (
+            "/api/v1/accounts/{id}/notification-templates/{event}",
+            "put",
+        ),
+        (
+            "/api/v1/accounts/{id}/notification-templates/{event}",
+            "delete",
+        ),
+        (
+            "/api/v1/accounts/{id}/notification-templates/{event}/preview",
+            "post",
+        ),
         ("/api/v1/accounts/{id}/outbox", "get"),
         ("/api/v1/password-reset", "post"),
         ("/api/v1/password-reset/confirm", "post"),
     ] {
-        assert!(paths.get(p).and_then(|x| x.get(m)).is_some(), "OpenAPI lacks {m} {p}");
+        assert!(
+            paths.get(p).and_then(|x| x.get(m)).is_some(),
+            "OpenAPI lacks {m} {p}"
+        );
     }
 }
 
