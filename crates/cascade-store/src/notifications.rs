@@ -328,10 +328,15 @@ impl Outbox<'_> {
         ))
     }
 
-    /// Record an accepted send. Only the first call marks; returns whether it did.
+    /// Record an accepted send. Only the first call marks; returns whether it did. A sent
+    /// password reset message loses its body: the outbox keeps no live secret once the
+    /// mail is out.
     pub async fn mark_sent(&self, id: i64, now: Timestamp) -> StoreResult<bool> {
         let n = on_db!(self.0, p => sqlx::query(
-            "UPDATE outbox SET sent_at = $2, attempts = attempts + 1, last_error = NULL WHERE id = $1 AND sent_at IS NULL")
+            "UPDATE outbox SET sent_at = $2, attempts = attempts + 1, last_error = NULL,
+                 body_text = CASE WHEN template = 'password_reset' THEN NULL ELSE body_text END,
+                 body_html = CASE WHEN template = 'password_reset' THEN NULL ELSE body_html END
+             WHERE id = $1 AND sent_at IS NULL")
             .bind(id).bind(now.0).execute(p).await.map(|r| r.rows_affected()))?;
         Ok(n > 0)
     }

@@ -316,4 +316,33 @@ both_backends! {
             ("karim@users.example".to_string(), "ar".to_string(), "اكتمل الطلب 9".to_string(), false),
         ]);
     }
+
+    async fn a_queued_message_is_delivered_by_its_task_and_a_reset_body_is_dropped(db) {
+        let sink = SmtpSink::start();
+        let clock = Arc::new(ManualClock::new(T0));
+        let c = chain(&db).await;
+        let msg = cascade_store::notifications::NewMessage {
+            account_id: Some(c.customer),
+            user_id: None,
+            template: "password_reset".into(),
+            recipient: "karim@users.example".into(),
+            language: "en".into(),
+            payload: json!({}),
+            subject: "Reset".into(),
+            body_text: "Code: prt_secret".into(),
+            body_html: None,
+            dedup_key: None,
+        };
+        let mut tx = db.begin().await.unwrap();
+        let id = cascade_store::notifications::Outbox::queue_with_delivery(&mut tx, &msg, T0).await.unwrap();
+        tx.commit().await.unwrap();
+        let w = worker(&db, &clock, Some(mailer(sink.port)));
+        assert_eq!(w.run_once().await.unwrap().done, 1);
+        let got = sink.wait_for(1);
+        assert_eq!(got.len(), 1);
+        assert_eq!((got[0].subject.as_deref(), got[0].text.as_deref().map(str::trim_end)), (Some("Reset"), Some("Code: prt_secret")));
+        let m = db.outbox().get(id).await.unwrap();
+        assert!(m.sent_at.is_some());
+        assert_eq!((m.body_text, m.attempts), (None, 1));
+    }
 }
