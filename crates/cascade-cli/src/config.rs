@@ -28,6 +28,87 @@ pub struct Config {
     pub log_level: String,
     pub http: HttpSection,
     pub worker: WorkerSection,
+    pub smtp: SmtpSection,
+}
+
+fn ser_opt_secret<S: serde::Serializer>(
+    s: &Option<SecretString>,
+    ser: S,
+) -> Result<S::Ok, S::Error> {
+    match s {
+        Some(s) => ser.serialize_some(s.expose_secret()),
+        None => ser.serialize_none(),
+    }
+}
+
+/// Outgoing mail. Without `host`, nothing is sent: messages stay in the outbox (visible
+/// through `GET /api/v1/accounts/{id}/outbox`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmtpSection {
+    pub host: Option<String>,
+    /// Default 25 (plain), 587 (`starttls`) or 465 (`tls`).
+    pub port: Option<u16>,
+    /// The sender, e.g. `Cascade <noreply@example.com>`.
+    pub from: Option<String>,
+    /// `none` (plain SMTP: localhost only), `starttls` or `tls`.
+    pub tls: Option<String>,
+    pub username: Option<String>,
+    /// Kept as a secret: never in `Debug` output or logs.
+    #[serde(serialize_with = "ser_opt_secret")]
+    pub password: Option<SecretString>,
+    pub timeout_secs: Option<u64>,
+}
+
+impl SmtpSection {
+    /// The worker's SMTP settings, `None` when no host is configured.
+    pub fn settings(&self) -> anyhow::Result<Option<cascade_worker::notify::SmtpSettings>> {
+        use cascade_worker::notify::{SmtpSettings, SmtpTls};
+        let Some(host) = self.host.clone().filter(|h| !h.trim().is_empty()) else {
+            return Ok(None);
+        };
+        let tls = match self.tls.as_deref().unwrap_or("none") {
+            "none" => SmtpTls::None,
+            "starttls" => SmtpTls::Starttls,
+            "tls" => SmtpTls::Tls,
+            other => anyhow::bail!("smtp.tls must be none, starttls or tls, not `{other}`"),
+        };
+        let port = self.port.unwrap_or(match tls {
+            SmtpTls::None => 25,
+            SmtpTls::Starttls => 587,
+            SmtpTls::Tls => 465,
+        });
+        let from = self
+            .from
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("smtp.from is required when smtp.host is set"))?;
+        Ok(Some(SmtpSettings {
+            host,
+            port,
+            from,
+            tls,
+            username: self.username.clone(),
+            password: self.password.clone(),
+            timeout_secs: self.timeout_secs.unwrap_or(10),
+        }))
+    }
+
+    /// The mailer for the worker's notification handlers (`None`: keep in the outbox).
+    pub fn mailer(&self) -> anyhow::Result<Option<std::sync::Arc<cascade_worker::notify::Mailer>>> {
+        match self.settings()? {
+            Some(s) => Ok(Some(std::sync::Arc::new(
+                cascade_worker::notify::Mailer::new(&s).map_err(anyhow::Error::msg)?,
+            ))),
+            None => Ok(None),
+        }
+    }
+
+    /// The built-in task handlers with this mail configuration.
+    pub fn registry(&self) -> anyhow::Result<cascade_worker::Registry> {
+        let mut r = cascade_worker::Registry::with_builtin();
+        cascade_worker::notify::register(&mut r, self.mailer()?);
+        Ok(r)
+    }
 }
 
 fn ser_secret<S: serde::Serializer>(s: &SecretString, ser: S) -> Result<S::Ok, S::Error> {
@@ -73,6 +154,7 @@ impl Default for Config {
             log_level: "info".into(),
             http: HttpSection::default(),
             worker: WorkerSection::default(),
+            smtp: SmtpSection::default(),
         }
     }
 }
@@ -125,7 +207,7 @@ impl Config {
         }
         // Only the configuration's own keys: other `CASCADE_…` variables (the admin
         // password, test and bench URLs) belong to commands, not to this file.
-        const KEYS: [&str; 7] = [
+        const KEYS: [&str; 8] = [
             "database_url",
             "listen",
             "data_dir",
@@ -133,6 +215,7 @@ impl Config {
             "log_level",
             "http__",
             "worker__",
+            "smtp__",
         ];
         fig = fig.merge(
             Env::prefixed("CASCADE_")
@@ -184,6 +267,36 @@ mod tests {
                 !format!("{c:?}").contains("hunter2"),
                 "Debug output must not show the password"
             );
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)]
+    fn smtp_settings_from_the_environment_hide_the_password() {
+        figment::Jail::expect_with(|jail| {
+            assert!(
+                Config::load(None)
+                    .map_err(|e| e.to_string())?
+                    .smtp
+                    .settings()
+                    .unwrap()
+                    .is_none()
+            );
+            jail.set_env("CASCADE_SMTP__HOST", "mail.example.com");
+            jail.set_env("CASCADE_SMTP__TLS", "starttls");
+            jail.set_env("CASCADE_SMTP__FROM", "Cascade <noreply@example.com>");
+            jail.set_env("CASCADE_SMTP__USERNAME", "cascade");
+            jail.set_env("CASCADE_SMTP__PASSWORD", "s3cr3t-smtp");
+            let c = Config::load(None).map_err(|e| e.to_string())?;
+            let s = c.smtp.settings().unwrap().unwrap();
+            assert_eq!((s.host.as_str(), s.port), ("mail.example.com", 587));
+            assert!(!format!("{c:?}").contains("s3cr3t-smtp"));
+            assert!(!format!("{s:?}").contains("s3cr3t-smtp"));
+            c.smtp.mailer().unwrap().unwrap();
+            jail.set_env("CASCADE_SMTP__TLS", "maybe");
+            let c = Config::load(None).map_err(|e| e.to_string())?;
+            assert!(c.smtp.settings().is_err());
             Ok(())
         });
     }

@@ -10,13 +10,14 @@ mod config;
 mod demo;
 mod demo_catalog;
 mod demo_connector;
+mod demo_notify;
 
 use anyhow::Context;
 use cascade_domain::clock::{Clock, SystemClock};
 use cascade_http::state::AppState;
 use cascade_store::Db;
 use cascade_store::db::{PoolSettings, redact_url};
-use cascade_worker::{Registry, Worker, WorkerConfig};
+use cascade_worker::{Worker, WorkerConfig};
 use clap::{Parser, Subcommand};
 use config::Config;
 use secrecy::SecretString;
@@ -302,11 +303,12 @@ async fn serve(
         .with_context(|| format!("binding {listen}"))?;
     let addr = listener.local_addr()?;
     let (stop_tx, stop_rx) = watch::channel(false);
+    let registry = cfg.smtp.registry()?;
     let worker = with_worker.then(|| {
         let w = Worker::new(
             db.clone(),
             clock.clone(),
-            Registry::with_builtin(),
+            registry.clone(),
             worker_config(cfg),
         )
         .with_gateway(cascade_http::state::card_gateway(&cfg.http.card_gateway));
@@ -358,7 +360,7 @@ async fn main() -> anyhow::Result<()> {
             let w = Worker::new(
                 db.clone(),
                 Arc::new(SystemClock),
-                Registry::with_builtin(),
+                cfg.smtp.registry()?,
                 worker_config(&cfg),
             )
             .with_gateway(cascade_http::state::card_gateway(&cfg.http.card_gateway));

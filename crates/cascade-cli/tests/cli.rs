@@ -174,3 +174,75 @@ fn demo_seeds_once_and_serves_working_logins() {
     );
     assert!(resp.contains("Northwind Resellers"), "{resp}");
 }
+
+/// The demo with SMTP pointed at a real sink process: the provisioned office-suite order
+/// of Contoso (a Northwind customer; Northwind inherits the provider's template, signed
+/// with Northwind's name as the seller) sends
+/// the order-completed mail, which the sink receives.
+#[test]
+fn demo_order_completed_mail_reaches_the_smtp_sink() {
+    let sink = cascade_testkit::smtp::SmtpSink::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = cascade()
+        .args(["demo", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("demo"))
+        .env("CASCADE_SMTP__HOST", "127.0.0.1")
+        .env("CASCADE_SMTP__PORT", sink.port.to_string())
+        .env(
+            "CASCADE_SMTP__FROM",
+            "Cascade Demo <noreply@cascade.example>",
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.trim().starts_with("API:") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(120))
+        .expect("the demo serves");
+    // The worker provisions the paid order, then mails; bounded wait.
+    let start = std::time::Instant::now();
+    let found = loop {
+        let got = sink.messages();
+        if let Some(m) = got.iter().find(|m| {
+            m.to == ["carl@contoso.example"]
+                && m.subject
+                    .as_deref()
+                    .is_some_and(|s| s.starts_with("Your order "))
+        }) {
+            break Some(m.clone());
+        }
+        if start.elapsed() > std::time::Duration::from_secs(30) {
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let m = found.unwrap_or_else(|| {
+        panic!(
+            "no order-completed mail for Contoso; sink got {:?}",
+            sink.messages()
+                .iter()
+                .map(|m| (&m.to, &m.subject))
+                .collect::<Vec<_>>()
+        )
+    });
+    assert!(
+        m.subject.as_deref().unwrap().ends_with(" is complete"),
+        "{m:?}"
+    );
+    let text = m.text.unwrap();
+    assert!(
+        text.contains("Contoso Ltd") && text.contains("Northwind Resellers"),
+        "{text}"
+    );
+    assert_eq!(m.from, "noreply@cascade.example");
+}

@@ -14,6 +14,7 @@ pub mod clock;
 pub mod connector;
 pub mod ids;
 pub mod money;
+pub mod notification;
 pub mod privilege;
 pub mod task;
 pub mod user;

@@ -25,6 +25,7 @@ pub mod documents;
 pub mod events;
 pub mod idempotency;
 pub mod migrate;
+pub mod notifications;
 pub mod plans;
 pub mod resources;
 pub mod sales_categories;

@@ -45,6 +45,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "connectors",
         source: include_str!("../migrations/0006_connectors.sql"),
     },
+    Migration {
+        version: 7,
+        name: "notifications",
+        source: include_str!("../migrations/0007_notifications.sql"),
+    },
 ];
 
 fn render(source: &str, db: &Db) -> String {

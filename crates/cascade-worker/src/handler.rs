@@ -86,12 +86,12 @@ impl Registry {
     /// with the no-op service).
     pub fn with_builtin() -> Self {
         let mut r = Self::new();
-        r.register(Arc::new(crate::notify::WelcomeUser));
         // Connector-backed; plans without connectors complete at once (no-op path).
         r.register(Arc::new(crate::provision::ProvisionOrder::new(Arc::new(
             crate::connector_service::ConnectorService::default(),
         ))));
         r.register(Arc::new(crate::connector_service::SyncService::default()));
+        crate::notify::register(&mut r, None);
         r
     }
 

@@ -19,6 +19,13 @@ use cascade_store::tasks::NewTask;
 ///   here. Listed so the choice is visible.
 /// - `order.paid` → `orders.provision`: chain check, then provisioning of a paid order.
 ///   The payload carries `order_id`.
+/// - `order.completed` → `notify.order_completed`: the order-completed mail to the
+///   customer's users (payload `order_id`, `type`).
+/// - `payment.declined` → `notify.payment_failed`: the payment-failed mail (payload
+///   `amount_minor`, `currency`, optional `message` and `reference`).
+///
+/// Invoice issued, suspension deadline and subscription expiring have templates but no
+/// event yet (the billing run emits none); they are routed here once it does.
 pub const ROUTES: &[(&str, &[&str])] = &[
     ("user.created", &["notify.welcome_user"]),
     ("account.created", &[]),
@@ -29,6 +36,8 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("subscription.suspended", &["subscriptions.sync_service"]),
     ("subscription.resumed", &["subscriptions.sync_service"]),
     ("subscription.terminated", &["subscriptions.sync_service"]),
+    ("order.completed", &["notify.order_completed"]),
+    ("payment.declined", &["notify.payment_failed"]),
 ];
 
 /// The tasks to create for `event` (none for kinds not in [`ROUTES`]).

@@ -207,7 +207,8 @@ both_backends! {
         let rows = outbox(&db).await;
         assert_eq!(rows.len(), 1);
         let (user_id, template, recipient, language, stored) = &rows[0];
-        assert_eq!((*user_id, template.as_str(), recipient.as_str(), language.as_str()), (Some(alice.0), "welcome_user", "alice@p.example", "de"));
+        assert_eq!((*user_id, template.as_str(), recipient.as_str(), language.as_str()), (Some(alice.0), "welcome_user", "alice@p.example", "en"));
+        // Alice prefers German; the only text is the built-in English one: the fallback.
         assert_eq!(serde_json::from_str::<Value>(stored).unwrap(), payload);
 
         // A retry of the same task (the handler runs again) queues nothing more…
@@ -215,7 +216,7 @@ both_backends! {
         assert_eq!(done.len(), 1);
         assert_eq!(done[0].kind, "notify.welcome_user");
         assert_eq!(done[0].state, TaskState::Done);
-        cascade_worker::notify::WelcomeUser.run(&w.context(), &done[0]).await.unwrap();
+        cascade_worker::notify::WelcomeUser::default().run(&w.context(), &done[0]).await.unwrap();
         // …nor does a second task for the same user going through the queue.
         emit(&db, "user.created", p, alice.0, payload.clone(), T0).await;
         assert_eq!(w.run_once().await.unwrap(), RunStats { dispatched: 1, done: 1, retried: 0, failed: 0 });

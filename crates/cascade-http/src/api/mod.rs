@@ -12,6 +12,7 @@ pub mod accounts;
 pub mod billing;
 pub mod checkout;
 pub mod connectors;
+pub mod notifications;
 pub mod orders;
 pub mod payment_methods;
 pub mod plans;
@@ -47,6 +48,7 @@ use utoipa_axum::router::OpenApiRouter;
         (name = "plans", description = "Service plans, delegation down the channel, synchronization"),
         (name = "billing", description = "Money: invoices, payments, credit and debit memos, refunds, balances, PDFs, customer classes and credit terms"),
         (name = "connectors", description = "Connector instances of services: register, two-way check, callback, deployment wizard"),
+        (name = "notifications", description = "Notification templates per event and language (own or inherited down the channel), previews, the outbox"),
         (name = "orders", description = "Orders and subscriptions: buy, pay, provision, change, renew, cancel, restore; invoice preview"),
     )
 )]
@@ -110,6 +112,7 @@ pub fn api() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(payment_methods::router())
         .merge(usage::router())
         .merge(connectors::router())
+        .merge(notifications::router())
         .split_for_parts()
 }
 
