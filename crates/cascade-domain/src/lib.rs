@@ -11,6 +11,7 @@ pub mod authz;
 pub mod billing;
 pub mod catalog;
 pub mod clock;
+pub mod domains;
 pub mod ids;
 pub mod money;
 pub mod privilege;
