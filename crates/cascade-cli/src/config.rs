@@ -29,6 +29,7 @@ pub struct Config {
     pub http: HttpSection,
     pub worker: WorkerSection,
     pub smtp: SmtpSection,
+    pub panels: PanelsSection,
 }
 
 fn ser_opt_secret<S: serde::Serializer>(
@@ -111,6 +112,49 @@ impl SmtpSection {
     }
 }
 
+/// The web panels and the online store.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PanelsSection {
+    /// Help menu links (a link is hidden while empty).
+    pub help_tickets_url: String,
+    pub help_qa_url: String,
+    pub help_docs_url: String,
+    /// Help menu: support contact shown as text (address, phone).
+    pub support_contact: String,
+    /// Key of the CSRF token HMAC; random per process when empty. Set it when several
+    /// `serve` processes share users.
+    pub csrf_key: String,
+    pub store_log: StoreLogSection,
+}
+
+/// Store logging.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreLogSection {
+    pub enabled: bool,
+    /// `error`, `warn`, `info` or `debug`.
+    pub level: String,
+    /// Append records to this file; empty: the process log only.
+    pub file: String,
+    /// `text` or `json`.
+    pub format: String,
+    /// `host:port` of a remote syslog (RFC 5424 over UDP); empty: none.
+    pub syslog: String,
+}
+
+impl Default for StoreLogSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            level: "info".into(),
+            file: String::new(),
+            format: "text".into(),
+            syslog: String::new(),
+        }
+    }
+}
+
 fn ser_secret<S: serde::Serializer>(s: &SecretString, ser: S) -> Result<S::Ok, S::Error> {
     ser.serialize_str(s.expose_secret())
 }
@@ -155,6 +199,7 @@ impl Default for Config {
             http: HttpSection::default(),
             worker: WorkerSection::default(),
             smtp: SmtpSection::default(),
+            panels: PanelsSection::default(),
         }
     }
 }
@@ -237,6 +282,25 @@ impl Config {
             login_window_secs: self.http.login_window_secs,
             card_gateway: self.http.card_gateway.clone(),
             ..Default::default()
+        }
+    }
+
+    pub fn panels(&self) -> cascade_http::web::PanelConfig {
+        let p = &self.panels;
+        let some = |s: &String| (!s.is_empty()).then(|| s.clone());
+        cascade_http::web::PanelConfig {
+            help_tickets_url: p.help_tickets_url.clone(),
+            help_qa_url: p.help_qa_url.clone(),
+            help_docs_url: p.help_docs_url.clone(),
+            support_contact: p.support_contact.clone(),
+            csrf_key: some(&p.csrf_key),
+            store_log: cascade_http::web::store::StoreLogConfig {
+                enabled: p.store_log.enabled,
+                level: p.store_log.level.clone(),
+                file: some(&p.store_log.file),
+                format: p.store_log.format.clone(),
+                syslog: some(&p.store_log.syslog),
+            },
         }
     }
 

@@ -296,7 +296,8 @@ async fn serve(
         clock.clone(),
         cfg.http(),
         cascade_http::metrics_handle(),
-    );
+    )
+    .with_panels(cfg.panels());
     let app = cascade_http::router(state);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -392,6 +393,24 @@ async fn main() -> anyhow::Result<()> {
             let db_path = data_dir.join("cascade.db");
             // The demo takes card payments through the deterministic test gateway.
             cfg.http.card_gateway = "test".into();
+            // The demo's help menu points somewhere (configurable like any setting).
+            let help = &mut cfg.panels;
+            for (v, demo) in [
+                (
+                    &mut help.help_tickets_url,
+                    "mailto:support@cascade.example?subject=Ticket",
+                ),
+                (&mut help.help_qa_url, "https://cascade.example/faq"),
+                (&mut help.help_docs_url, "/api/v1/openapi.json"),
+                (
+                    &mut help.support_contact,
+                    "support@cascade.example · +49 30 1234567",
+                ),
+            ] {
+                if v.is_empty() {
+                    *v = demo.into();
+                }
+            }
             if cli.database_url.is_none() {
                 cfg.database_url = SecretString::from(format!("sqlite://{}", db_path.display()));
             }
@@ -410,6 +429,10 @@ async fn main() -> anyhow::Result<()> {
                 println!("  data:     {}", db_path.display());
                 println!(
                     "  API:      http://{addr}/api/v1   (OpenAPI: http://{addr}/api/v1/openapi.json)"
+                );
+                println!("  panel:    http://{addr}/panel   (log in with any login below)");
+                println!(
+                    "  stores:   http://{addr}/store/1 (provider), http://{addr}/store/2 (Northwind), http://{addr}/store/3 (Bluebird)"
                 );
                 println!("  password for every login below: {}", demo::DEMO_PASSWORD);
                 for l in &logins {

@@ -12,6 +12,7 @@ pub mod billing;
 pub mod catalog;
 pub mod clock;
 pub mod connector;
+pub mod domains;
 pub mod ids;
 pub mod money;
 pub mod notification;

@@ -10,6 +10,7 @@ pub mod password;
 pub mod pdf;
 pub mod state;
 pub mod throttle;
+pub mod web;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -41,6 +42,7 @@ pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     Router::new()
         .merge(api)
+        .merge(web::router(state.clone()))
         .route("/api/v1/openapi.json", get(move || {
             let doc = openapi.clone();
             async move { Json(doc.as_ref().clone()) }
@@ -48,7 +50,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(prometheus))
-        .fallback(|| async { ApiError::not_found().detail("no such endpoint") })
+        .fallback(web::fallback)
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "Method not allowed")
         })

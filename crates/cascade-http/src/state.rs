@@ -48,6 +48,8 @@ pub struct AppState {
     pub metrics: Option<PrometheusHandle>,
     /// The card payment gateway, if any (see [`HttpConfig::card_gateway`]).
     pub gateway: Option<Arc<dyn cascade_store::documents::PaymentGateway>>,
+    /// The panels' and store's settings and process state (CSRF key, store log).
+    pub panels: Arc<crate::web::PanelState>,
 }
 
 impl AppState {
@@ -70,7 +72,14 @@ impl AppState {
             throttle,
             metrics,
             gateway,
+            panels: Arc::new(crate::web::PanelState::default()),
         }
+    }
+
+    /// Use these panel settings (help links, CSRF key, store logging).
+    pub fn with_panels(mut self, config: crate::web::PanelConfig) -> Self {
+        self.panels = Arc::new(crate::web::PanelState::new(config));
+        self
     }
 }
 

@@ -375,7 +375,7 @@ pub struct DocumentListParams {
 
 #[utoipa::path(get, path = "/api/v1/accounts/{id}/documents", tag = "billing", params(("id" = i64, Path), DocumentListParams),
     responses((status = 200, body = PageOut<DocumentOut>, description = "The account's documents, newest first"), ProblemResponses))]
-async fn list_documents(
+pub(crate) async fn list_documents(
     State(st): State<AppState>,
     auth: Authed,
     Path(id): Path<i64>,
@@ -561,7 +561,7 @@ pub(crate) async fn record_payment(
         (status = 202, body = PendingPaymentOut, description = "The gateway left the card charge pending: nothing is recorded until it is confirmed"),
         (status = 402, description = "The card was declined; nothing was recorded", content_type = "application/problem+json"),
         ProblemResponses))]
-async fn create_payment(
+pub(crate) async fn create_payment(
     State(st): State<AppState>,
     auth: Authed,
     Path(id): Path<i64>,

@@ -1146,7 +1146,7 @@ fn check_quantities(e: &mut ValidationErrors, plan: &PlanContent, q: &BTreeMap<S
 }
 
 /// A subscription the caller may act on with `action` (404 outside its subtree).
-async fn sub_for(
+pub(crate) async fn sub_for(
     st: &AppState,
     auth: &Authed,
     id: i64,
@@ -1169,7 +1169,7 @@ async fn order_for(st: &AppState, auth: &Authed, id: i64, action: Action) -> Api
 #[utoipa::path(post, path = "/api/v1/accounts/{id}/orders", tag = "orders", params(("id" = i64, Path, description = "The customer account")),
     request_body = PlaceOrderIn,
     responses((status = 201, body = OrderOut, description = "The SO order with its subscription and invoice; `paid` when the balance covered it"), ProblemResponses))]
-async fn place_order(
+pub(crate) async fn place_order(
     State(st): State<AppState>,
     auth: Authed,
     Path(id): Path<i64>,
@@ -1643,7 +1643,7 @@ async fn get_subscription(
     responses((status = 200, body = OrderOut, description = "Paid from the customer's balance (open payments and credit memos are allocated), or already past payment"),
         (status = 409, description = "The balance does not cover it (`insufficient_balance`), the account is held (`account_on_hold`), a deferred change is not due (`not_yet_due`), or the order is closed"),
         ProblemResponses))]
-async fn pay_order(
+pub(crate) async fn pay_order(
     State(st): State<AppState>,
     auth: Authed,
     Path(id): Path<i64>,
@@ -1769,7 +1769,7 @@ async fn retry_order(
 #[utoipa::path(post, path = "/api/v1/subscriptions/{id}/cancel", tag = "orders", params(("id" = i64, Path)),
     responses((status = 200, body = OrderOut, description = "The CL order: the refund (credit memo) or cancellation fee (invoice) per the period's rules; the subscription is cancelled"),
         ProblemResponses))]
-async fn cancel_subscription(
+pub(crate) async fn cancel_subscription(
     State(st): State<AppState>,
     auth: Authed,
     Path(id): Path<i64>,
@@ -1993,10 +1993,67 @@ pub struct ChangeIn {
     pub defer: bool,
 }
 
+/// What a change of quantities would be charged now (prorated to the rest of the current
+/// billing period), computed exactly as [`change_subscription`] computes it: the panels'
+/// "price before you confirm". Zero for plans billed after the period.
+pub(crate) async fn change_quote(
+    st: &AppState,
+    auth: &Authed,
+    id: i64,
+    quantities: &BTreeMap<String, i64>,
+) -> ApiResult<(i64, Currency)> {
+    let (sub, _) = sub_for(st, auth, id, Action::PlaceOrder).await?;
+    let plan = st.db.plans().get(sub.plan_id).await?;
+    let mut e = ValidationErrors::new();
+    check_quantities(&mut e, &plan.content, quantities);
+    e.into_result()?;
+    let period = plan
+        .content
+        .period(&sub.period_uid)
+        .cloned()
+        .ok_or_else(ApiError::internal)?;
+    let cur = currency(&plan.currency)?;
+    let day = today(st.clock.now());
+    let mut new_q = sub.quantities.clone();
+    for (k, v) in quantities {
+        new_q.insert(k.clone(), *v);
+    }
+    let new_q = pricing::full_quantities(&plan.content, &new_q);
+    let start = date(&sub.start_date, "start_date")?;
+    let prepaid = matches!(
+        plan.content.billing_model,
+        BillingModel::ChargeBeforeBillingPeriod | BillingModel::ChargeBeforeSubscriptionPeriod
+    );
+    if !prepaid {
+        return Ok((0, cur));
+    }
+    let mut tx = st.db.begin().await?;
+    let terms = wholesale::account_terms(&mut tx, sub.account_id).await?;
+    tx.commit().await?;
+    let (cycle, billing_months) = pricing::cycle_of(&plan.content, start, terms.statement_day);
+    let span = match plan.content.billing_model {
+        BillingModel::ChargeBeforeSubscriptionPeriod => {
+            pricing::term_containing(&period, start, day)
+        }
+        _ => cycle.period_containing(day),
+    };
+    let lines = pricing::change_lines(
+        0,
+        &plan.content,
+        &period,
+        billing_months,
+        &sub.quantities,
+        &new_q,
+        day,
+        span,
+    );
+    Ok((pricing::total_minor(&lines, cur), cur))
+}
+
 #[utoipa::path(post, path = "/api/v1/subscriptions/{id}/change", tag = "orders", params(("id" = i64, Path)), request_body = ChangeIn,
     responses((status = 201, body = OrderOut, description = "The CH order: an upgrade is invoiced at once, prorated; a deferred change waits for the next billing date"),
         ProblemResponses))]
-async fn change_subscription(
+pub(crate) async fn change_subscription(
     State(st): State<AppState>,
     auth: Authed,
     Path(id): Path<i64>,
@@ -2446,7 +2503,7 @@ pub struct PatchSubscriptionIn {
 
 #[utoipa::path(patch, path = "/api/v1/subscriptions/{id}", tag = "orders", params(("id" = i64, Path)), request_body = PatchSubscriptionIn,
     responses((status = 200, body = SubscriptionOut, description = "Auto-renew changed (customers need CHANGE_AUTO_RENEW)"), ProblemResponses))]
-async fn patch_subscription(
+pub(crate) async fn patch_subscription(
     State(st): State<AppState>,
     auth: Authed,
     Path(id): Path<i64>,

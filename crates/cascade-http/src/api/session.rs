@@ -80,9 +80,21 @@ async fn login(
     jar: CookieJar,
     ApiJson(body): ApiJson<LoginIn>,
 ) -> ApiResult<(CookieJar, Json<MeOut>)> {
+    let (cookie, auth) = start_session(&st, peer, &headers, &body).await?;
+    Ok((jar.add(cookie), Json(me_out(&st, &auth).await?)))
+}
+
+/// Check a login and password (throttled, argon2) and open a session: the one login
+/// path, shared by `POST /api/v1/session` and the panels' login form.
+pub(crate) async fn start_session(
+    st: &AppState,
+    peer: Option<SocketAddr>,
+    headers: &HeaderMap,
+    body: &LoginIn,
+) -> ApiResult<(Cookie<'static>, Authed)> {
     let now = st.clock.now();
     let login_key = format!("login:{}", body.login.trim().to_lowercase());
-    let addr_key = format!("addr:{}", source(&headers, peer));
+    let addr_key = format!("addr:{}", source(headers, peer));
     let keys = [login_key.clone(), addr_key];
     if body.login.len() > 200 || body.password.len() > 4096 {
         return Err(ApiError::field(
@@ -159,7 +171,7 @@ async fn login(
         user: creds.user,
         via: Via::Session(secret),
     };
-    Ok((jar.add(cookie), Json(me_out(&st, &auth).await?)))
+    Ok((cookie, auth))
 }
 
 #[utoipa::path(delete, path = "/api/v1/session", tag = "session", responses((status = 204, description = "Logged out"), ProblemResponses))]
@@ -168,15 +180,21 @@ async fn logout(
     auth: Authed,
     jar: CookieJar,
 ) -> ApiResult<(StatusCode, CookieJar)> {
+    end_session(&st, &auth).await?;
+    Ok((
+        StatusCode::NO_CONTENT,
+        jar.remove(Cookie::build(SESSION_COOKIE).path("/").build()),
+    ))
+}
+
+/// End the caller's session (nothing to do for a token).
+pub(crate) async fn end_session(st: &AppState, auth: &Authed) -> ApiResult<()> {
     if let Via::Session(secret) = &auth.via {
         let mut tx = st.db.begin().await?;
         Auth::delete_session(&mut tx, secret).await?;
         tx.commit().await?;
     }
-    Ok((
-        StatusCode::NO_CONTENT,
-        jar.remove(Cookie::build(SESSION_COOKIE).path("/").build()),
-    ))
+    Ok(())
 }
 
 #[utoipa::path(get, path = "/api/v1/me", tag = "session", responses((status = 200, body = MeOut), ProblemResponses))]

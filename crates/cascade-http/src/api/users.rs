@@ -272,7 +272,7 @@ pub struct UpdateUserIn {
 
 #[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users", params(("id" = i64, Path)), request_body = UpdateUserIn,
     responses((status = 200, body = UserOut), ProblemResponses))]
-async fn update_user(
+pub(crate) async fn update_user(
     State(st): State<AppState>,
     auth: Authed,
     Path(id): Path<i64>,
