@@ -29,6 +29,7 @@ pub mod csrf;
 pub mod customer;
 pub mod i18n;
 pub mod layout;
+pub mod seller;
 pub mod store;
 
 use crate::auth::{Authed, SESSION_COOKIE, authenticate};
@@ -426,6 +427,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/static/panel.css", get(css))
         .merge(layout::routes())
         .merge(customer::routes())
+        .merge(seller::routes())
         .merge(store::routes())
         .layer(axum::middleware::from_fn_with_state(state, web_context))
 }
