@@ -791,6 +791,19 @@ fn sync_hidden(f: &Pairs) -> Markup {
     }
 }
 
+/// A value in a sync preview: fees and prices as decimals, the rest as written.
+fn change_text(field: &str, v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Object(o) if o.get("amount").is_some_and(|a| a.is_i64()) => {
+            price_text(Price(o["amount"].as_i64().unwrap_or_default()))
+        }
+        serde_json::Value::Number(n) if field.ends_with("_fee") => {
+            price_text(Price(n.as_i64().unwrap_or_default()))
+        }
+        other => json_text(other),
+    }
+}
+
 fn json_text(v: &serde_json::Value) -> String {
     match v {
         serde_json::Value::String(s) => s.clone(),
@@ -838,7 +851,7 @@ async fn sync_preview(
                 @else {
                     table class="changes" {
                         thead { tr { th { (ctx.t("seller.sync.field")) } th { (ctx.t("seller.sync.from")) } th { (ctx.t("seller.sync.to")) } } }
-                        tbody { @for ch in &cp.changes { tr { td { code { (ch.field) } } td { (json_text(&ch.from)) } td { (json_text(&ch.to)) } } } }
+                        tbody { @for ch in &cp.changes { tr { td { code { (ch.field) } } td { (change_text(&ch.field, &ch.from)) } td { (change_text(&ch.field, &ch.to)) } } } }
                     }
                 }
                 @if !cp.blocked.is_empty() {
@@ -847,7 +860,7 @@ async fn sync_preview(
                         tbody { @for b in &cp.blocked { tr {
                             td { code { (b.field) } }
                             td { (ctx.t(&format!("seller.restriction.{}", json_text(&serde_json::to_value(b.restriction).unwrap_or_default())))) }
-                            td { (json_text(&b.wanted)) }
+                            td { (change_text(&b.field, &b.wanted)) }
                         } } }
                     }
                 }
