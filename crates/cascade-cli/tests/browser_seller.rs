@@ -255,6 +255,22 @@ fn reseller_changes_a_retail_price_and_syncs_to_its_sub_reseller_after_the_previ
             .unwrap();
         assert!(!runs.contains("Nothing here yet"), "{runs}");
 
+        // A customer's invoices, with their PDF.
+        c.goto(&format!("{base}/seller/accounts")).await.unwrap();
+        c.find(Locator::XPath("//tr[td[contains(., 'Contoso')]]//a[contains(@href, '/billing')]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        c.wait().for_element(Locator::Css("table#documents")).await.unwrap();
+        shot(&c, "seller-customer-billing").await;
+        let pdf = c
+            .find(Locator::Css("table#documents a[href$='/pdf']"))
+            .await
+            .expect("an invoice with its PDF link");
+        assert!(pdf.attr("href").await.unwrap().unwrap().starts_with("/api/v1/documents/"));
+
         // Alpine's copy has the new price.
         logout(&c).await;
         login(&c, &base, "alpine-admin").await;

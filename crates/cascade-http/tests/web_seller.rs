@@ -240,6 +240,12 @@ cascade_testkit::both_backends! {
         assert_eq!(r.status, StatusCode::SEE_OTHER);
         let acc = f.app.get(format!("/api/v1/accounts/{ac}"), &f.p_tok).await.json;
         assert_eq!(acc["status"], "active");
+        // The customer's orders, subscriptions and documents; not one's own, not another's.
+        let billing = f.app.get(format!("/seller/accounts/{ac}/billing"), s.clone()).await.expect(StatusCode::OK);
+        assert!(billing.text.contains("id=\"documents\"") && billing.text.contains("Customer of A"), "{}", billing.text);
+        f.app.get(format!("/seller/accounts/{}/billing", f.a), s.clone()).await.expect(StatusCode::NOT_FOUND);
+        let b = f.app.session("b-admin", PASSWORD).await;
+        f.app.get(format!("/seller/accounts/{ac}/billing"), b).await.expect(StatusCode::NOT_FOUND);
         // The tree one level down.
         let sub = f.app.get(format!("/seller/accounts?under={}", f.a2), s.clone()).await.expect(StatusCode::OK);
         assert!(sub.text.contains("Reseller A2"));

@@ -375,7 +375,7 @@ pub struct DocumentListParams {
 
 #[utoipa::path(get, path = "/api/v1/accounts/{id}/documents", tag = "billing", params(("id" = i64, Path), DocumentListParams),
     responses((status = 200, body = PageOut<DocumentOut>, description = "The account's documents, newest first"), ProblemResponses))]
-async fn list_documents(
+pub(crate) async fn list_documents(
     State(st): State<AppState>,
     auth: Authed,
     Path(id): Path<i64>,

@@ -45,6 +45,7 @@ pub fn routes() -> Router<AppState> {
             "/seller/accounts/{id}/sync-settings",
             get(sync_settings_page).post(save_sync_settings),
         )
+        .route("/seller/accounts/{id}/billing", get(account_billing))
         .route("/seller/plans", get(plans_page))
         .route("/seller/plans/{id}", get(plan_page))
         .route("/seller/plans/{id}/prices", post(save_prices))
@@ -283,6 +284,7 @@ async fn accounts_page(
                                     button type="submit" { (ctx.t("seller.accounts.release")) }
                                 }
                             }
+                            a href={ "/seller/accounts/" (a.id) "/billing" } { (ctx.t("seller.billing.link")) }
                             @if a.kind == "reseller" {
                                 a href={ "/seller/accounts/" (a.id) "/sync-settings" } { (ctx.t("seller.sync.settings")) }
                             }
@@ -461,6 +463,91 @@ async fn save_sync_settings(
     };
     let _ = plans::put_sync_settings(State(st), auth, Path(id), ApiJson(body)).await?;
     Ok(see_other(&format!("/seller/accounts/{id}/sync-settings")))
+}
+
+/// An amount in minor units of a currency, e.g. `12.50 EUR`.
+fn money(minor: i64, currency: &str) -> String {
+    match cascade_domain::money::Currency::parse(currency) {
+        Ok(c) => cascade_domain::money::Money::new(minor, c).to_string(),
+        Err(_) => format!("{minor} {currency}"),
+    }
+}
+
+/// An account's orders, subscriptions and documents (invoice PDFs from the API).
+async fn account_billing(State(st): State<AppState>, ctx: Ctx, Path(id): Path<i64>) -> WebResult {
+    let (auth, own, _) = seller(&ctx)?;
+    if id == own {
+        return Err(WebError::not_found());
+    }
+    let acc = accounts::get_account(State(st.clone()), auth.clone(), Path(id))
+        .await?
+        .0;
+    let first = || {
+        ApiQuery(PageParams {
+            limit: Some(50),
+            cursor: None,
+        })
+    };
+    let orders =
+        crate::api::orders::list_orders(State(st.clone()), auth.clone(), Path(id), first())
+            .await?
+            .0;
+    let subs =
+        crate::api::orders::list_subscriptions(State(st.clone()), auth.clone(), Path(id), first())
+            .await?
+            .0;
+    let docs = crate::api::billing::list_documents(
+        State(st),
+        auth,
+        Path(id),
+        ApiQuery(crate::api::billing::DocumentListParams {
+            kind: None,
+            limit: Some(50),
+            cursor: None,
+        }),
+    )
+    .await?
+    .0;
+    let prices = ctx.show_prices();
+    let body = html! {
+        p { strong { (acc.name) } " · " span class="badge" { (ctx.t(&format!("seller.status.{}", acc.status))) } }
+        h2 { (ctx.t("seller.billing.orders")) }
+        table id="orders" {
+            thead { tr { th { "#" } th { (ctx.t("seller.billing.type")) } th { (ctx.t("seller.accounts.status")) } @if prices { th class="num" { (ctx.t("seller.billing.total")) } } } }
+            tbody {
+                @for o in &orders.items {
+                    tr { td { (o.id) } td { code { (o.order_type) } } td { span class="badge" { (o.status) } } @if prices { td class="num" { (money(o.total_minor, &o.currency)) } } }
+                }
+                @if orders.items.is_empty() { tr { td colspan="4" class="muted" { (ctx.t("seller.none")) } } }
+            }
+        }
+        h2 { (ctx.t("seller.billing.subscriptions")) }
+        table id="subscriptions" {
+            thead { tr { th { "#" } th { (ctx.t("seller.plans.name")) } th { (ctx.t("seller.accounts.status")) } th { (ctx.t("seller.billing.next_bill")) } } }
+            tbody {
+                @for s in &subs.items {
+                    tr { td { (s.id) } td { "#" (s.plan_id) " · " (s.period_uid) } td { span class="badge" { (s.status) } } td { (s.next_bill_date) } }
+                }
+                @if subs.items.is_empty() { tr { td colspan="4" class="muted" { (ctx.t("seller.none")) } } }
+            }
+        }
+        h2 { (ctx.t("seller.billing.documents")) }
+        table id="documents" {
+            thead { tr { th { (ctx.t("seller.billing.number")) } th { (ctx.t("seller.billing.type")) } th { (ctx.t("seller.accounts.status")) }
+                @if prices { th class="num" { (ctx.t("seller.billing.total")) } th class="num" { (ctx.t("seller.billing.open")) } } th { } } }
+            tbody {
+                @for d in &docs.items {
+                    tr {
+                        td { (d.number.as_deref().unwrap_or("—")) } td { code { (d.kind) } } td { span class="badge" { (d.status) } }
+                        @if prices { td class="num" { (money(d.total_minor, &d.currency)) } td class="num" { (money(d.open_minor, &d.currency)) } }
+                        td { @if d.kind == "invoice" { a href={ "/api/v1/documents/" (d.id) "/pdf" } { "PDF" } } }
+                    }
+                }
+                @if docs.items.is_empty() { tr { td colspan="6" class="muted" { (ctx.t("seller.none")) } } }
+            }
+        }
+    };
+    Ok(page(&ctx, ctx.t("seller.billing.title"), body))
 }
 
 // ---------------------------------------------------------------------------------------
