@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 use tower::ServiceExt;
 
 /// The run date: every seeded subscription is due on it.
-const RUN_DATE: &str = "2025-03-01";
+pub(crate) const RUN_DATE: &str = "2025-03-01";
 
 /// Subscription kinds, by position in a cycle of ten: 0–6 monthly, 7 annual, 8 term, 9 PAYG.
 const MONTHLY: usize = 0;
@@ -61,7 +61,7 @@ fn kind_of(sub: usize) -> usize {
 /// The accounts: provider (id 1), `resellers` resellers (about √n at level 1, the rest at
 /// level 2 under them), then customers spread over all resellers. Returns the rows, the
 /// reseller ids (level 1 first) and the id of the first customer.
-fn channel(resellers: usize, customers: usize) -> (Vec<BulkAccount>, Vec<i64>, usize) {
+pub(crate) fn channel(resellers: usize, customers: usize) -> (Vec<BulkAccount>, Vec<i64>, usize) {
     let resellers = resellers.max(1);
     let l1 = ((resellers as f64).sqrt().round() as usize).clamp(1, resellers);
     let mut rows = Vec::with_capacity(1 + resellers + customers);
@@ -210,7 +210,7 @@ pub(crate) fn plans(types: &[i64; 3]) -> [PlanContent; 4] {
 
 /// Catalog and delegation: returns, per reseller (in `resellers` order), its plan copy
 /// of each kind.
-async fn seed_catalog(
+pub(crate) async fn seed_catalog(
     db: &Db,
     resellers: &[i64],
     vendor_of: &std::collections::HashMap<i64, i64>,
@@ -310,7 +310,7 @@ const SUB_COLUMNS: &str = "id, account_id, vendor_id, plan_id, period_uid, statu
      attributes, suspension_deadline, data_removed, version, created_at, updated_at";
 
 /// Subscriptions and usage, in chunks; returns the number of usage records.
-async fn seed_subscriptions(
+pub(crate) async fn seed_subscriptions(
     db: &Db,
     n: usize,
     first_customer: usize,

@@ -4,6 +4,7 @@
 mod admin;
 mod bench;
 mod bench_billing;
+mod bench_panel;
 mod bench_sync;
 mod bench_usage;
 mod config;
@@ -188,6 +189,22 @@ enum BenchCommand {
         resources: usize,
         /// sqlite, postgres or both.
         #[arg(long, default_value = "sqlite")]
+        backend: String,
+        #[arg(long, env = "CASCADE_BENCH_PG_URL", hide_env_values = true)]
+        pg_url: Option<String>,
+    },
+    /// Load the customer panel pages with concurrent sessions, idle and during a billing run.
+    Panel {
+        #[arg(long, default_value_t = 100_000)]
+        customers: usize,
+        #[arg(long, default_value_t = 100)]
+        resellers: usize,
+        #[arg(long, default_value_t = 64)]
+        sessions: usize,
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        /// sqlite, postgres or both.
+        #[arg(long, default_value = "both")]
         backend: String,
         #[arg(long, env = "CASCADE_BENCH_PG_URL", hide_env_values = true)]
         pg_url: Option<String>,
@@ -609,6 +626,27 @@ async fn main() -> anyhow::Result<()> {
                 api_latency: !no_api_probe,
             };
             bench_billing::billing_bench(&args).await
+        }
+        Command::Bench {
+            command:
+                BenchCommand::Panel {
+                    customers,
+                    resellers,
+                    sessions,
+                    seconds,
+                    backend,
+                    pg_url,
+                },
+        } => {
+            bench_panel::panel_bench(&bench_panel::PanelBenchArgs {
+                customers,
+                resellers,
+                sessions: sessions.max(1),
+                seconds,
+                backend: &backend,
+                pg_url: pg_url.as_deref(),
+            })
+            .await
         }
         Command::Bench {
             command:

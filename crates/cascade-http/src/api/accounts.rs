@@ -143,7 +143,7 @@ pub struct CreateAccountIn {
 
 #[utoipa::path(post, path = "/api/v1/accounts", tag = "accounts", request_body = CreateAccountIn,
     responses((status = 201, body = AccountOut), ProblemResponses))]
-async fn create_account(
+pub(crate) async fn create_account(
     State(st): State<AppState>,
     auth: Authed,
     ApiJson(body): ApiJson<CreateAccountIn>,
@@ -217,7 +217,7 @@ pub(crate) async fn check_class(
 
 #[utoipa::path(get, path = "/api/v1/accounts/{id}", tag = "accounts", params(("id" = i64, Path)),
     responses((status = 200, body = AccountOut), ProblemResponses))]
-async fn get_account(
+pub(crate) async fn get_account(
     State(st): State<AppState>,
     auth: Authed,
     Path(id): Path<i64>,
@@ -305,7 +305,7 @@ pub struct ChangeStatusIn {
 
 #[utoipa::path(post, path = "/api/v1/accounts/{id}/status", tag = "accounts", params(("id" = i64, Path)), request_body = ChangeStatusIn,
     responses((status = 200, body = AccountOut), ProblemResponses))]
-async fn change_status(
+pub(crate) async fn change_status(
     State(st): State<AppState>,
     auth: Authed,
     Path(id): Path<i64>,
@@ -394,7 +394,7 @@ impl ListParams {
 
 #[utoipa::path(get, path = "/api/v1/accounts/{id}/children", tag = "accounts", params(("id" = i64, Path), ListParams),
     responses((status = 200, body = PageOut<AccountOut>), ProblemResponses))]
-async fn list_children(
+pub(crate) async fn list_children(
     State(st): State<AppState>,
     auth: Authed,
     Path(id): Path<i64>,
@@ -418,7 +418,7 @@ async fn list_children(
 
 #[utoipa::path(get, path = "/api/v1/accounts/{id}/descendants", tag = "accounts", params(("id" = i64, Path), ListParams),
     responses((status = 200, body = PageOut<AccountOut>), ProblemResponses))]
-async fn list_descendants(
+pub(crate) async fn list_descendants(
     State(st): State<AppState>,
     auth: Authed,
     Path(id): Path<i64>,

@@ -1577,7 +1577,7 @@ async fn wholesale_tiers(
 
 #[utoipa::path(get, path = "/api/v1/accounts/{id}/orders", tag = "orders", params(("id" = i64, Path), PageParams),
     responses((status = 200, body = PageOut<OrderOut>, description = "The account's orders, newest first"), ProblemResponses))]
-async fn list_orders(
+pub(crate) async fn list_orders(
     State(st): State<AppState>,
     auth: Authed,
     Path(id): Path<i64>,
@@ -1608,7 +1608,7 @@ async fn get_order(
 
 #[utoipa::path(get, path = "/api/v1/accounts/{id}/subscriptions", tag = "orders", params(("id" = i64, Path), PageParams),
     responses((status = 200, body = PageOut<SubscriptionOut>, description = "The account's subscriptions, oldest first"), ProblemResponses))]
-async fn list_subscriptions(
+pub(crate) async fn list_subscriptions(
     State(st): State<AppState>,
     auth: Authed,
     Path(id): Path<i64>,

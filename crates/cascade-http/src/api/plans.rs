@@ -113,7 +113,7 @@ fn lang_of(auth: &Authed, lang: Option<&str>) -> ApiResult<String> {
 
 #[utoipa::path(get, path = "/api/v1/accounts/{id}/plans", tag = "plans", params(("id" = i64, Path), PlanListParams),
     responses((status = 200, body = PageOut<PlanOut>, description = "The seller's catalog view: its own plans and the copies delegated to it, with its prices"), ProblemResponses))]
-async fn list_plans(
+pub(crate) async fn list_plans(
     State(st): State<AppState>,
     auth: Authed,
     Path(id): Path<i64>,
@@ -314,7 +314,7 @@ pub struct LangParam {
 }
 
 #[utoipa::path(get, path = "/api/v1/plans/{id}", tag = "plans", params(("id" = i64, Path), LangParam), responses((status = 200, body = PlanOut), ProblemResponses))]
-async fn get_plan(
+pub(crate) async fn get_plan(
     State(st): State<AppState>,
     auth: Authed,
     Path(id): Path<i64>,
@@ -335,7 +335,7 @@ pub struct UpdatePlanIn {
 
 #[utoipa::path(put, path = "/api/v1/plans/{id}", tag = "plans", params(("id" = i64, Path)), request_body = UpdatePlanIn,
     responses((status = 200, body = PlanOut), ProblemResponses))]
-async fn update_plan(
+pub(crate) async fn update_plan(
     State(st): State<AppState>,
     auth: Authed,
     Path(id): Path<i64>,
@@ -481,7 +481,7 @@ async fn delete_plan(
 
 #[utoipa::path(get, path = "/api/v1/plans/{id}/copies", tag = "plans", params(("id" = i64, Path)),
     responses((status = 200, body = Vec<PlanOut>, description = "The direct resellers' copies"), ProblemResponses))]
-async fn list_copies(
+pub(crate) async fn list_copies(
     State(st): State<AppState>,
     auth: Authed,
     Path(id): Path<i64>,
@@ -508,7 +508,7 @@ pub struct DelegateIn {
 
 #[utoipa::path(post, path = "/api/v1/plans/{id}/copies", tag = "plans", params(("id" = i64, Path)), request_body = DelegateIn,
     responses((status = 201, body = PlanOut, description = "The reseller's own copy, linked to this plan"), ProblemResponses))]
-async fn delegate_plan(
+pub(crate) async fn delegate_plan(
     State(st): State<AppState>,
     auth: Authed,
     Path(id): Path<i64>,
@@ -695,7 +695,7 @@ fn preview_out(outcomes: &[CopyOutcome]) -> SyncPreviewOut {
 
 #[utoipa::path(post, path = "/api/v1/plans/{id}/sync/preview", tag = "plans", params(("id" = i64, Path)), request_body = SyncIn,
     responses((status = 200, body = SyncPreviewOut, description = "What the sync would change where, and what restrictions stop"), ProblemResponses))]
-async fn sync_preview(
+pub(crate) async fn sync_preview(
     State(st): State<AppState>,
     auth: Authed,
     Path(id): Path<i64>,
@@ -739,7 +739,7 @@ fn run_out(r: SyncRun) -> SyncRunOut {
 
 #[utoipa::path(post, path = "/api/v1/plans/{id}/sync", tag = "plans", params(("id" = i64, Path)), request_body = SyncIn,
     responses((status = 200, body = SyncRunOut, description = "Applied; per-copy results under /api/v1/sync-runs/{id}"), ProblemResponses))]
-async fn sync_apply(
+pub(crate) async fn sync_apply(
     State(st): State<AppState>,
     auth: Authed,
     Path(id): Path<i64>,
@@ -798,7 +798,7 @@ async fn sync_apply(
 
 #[utoipa::path(get, path = "/api/v1/plans/{id}/sync-runs", tag = "plans", params(("id" = i64, Path), PageParams),
     responses((status = 200, body = PageOut<SyncRunOut>, description = "The plan's sync audit trail, newest first"), ProblemResponses))]
-async fn list_sync_runs(
+pub(crate) async fn list_sync_runs(
     State(st): State<AppState>,
     auth: Authed,
     Path(id): Path<i64>,
@@ -840,7 +840,7 @@ pub struct SyncRunDetailOut {
 
 #[utoipa::path(get, path = "/api/v1/sync-runs/{id}", tag = "plans", params(("id" = i64, Path), PageParams),
     responses((status = 200, body = SyncRunDetailOut, description = "One sync: who, when, options, scope, per-copy results"), ProblemResponses))]
-async fn get_sync_run(
+pub(crate) async fn get_sync_run(
     State(st): State<AppState>,
     auth: Authed,
     Path(id): Path<i64>,
@@ -886,7 +886,7 @@ pub struct SyncSettingsIo {
 
 #[utoipa::path(get, path = "/api/v1/accounts/{id}/sync-settings", tag = "plans", params(("id" = i64, Path)),
     responses((status = 200, body = SyncSettingsIo), ProblemResponses))]
-async fn get_sync_settings(
+pub(crate) async fn get_sync_settings(
     State(st): State<AppState>,
     auth: Authed,
     Path(id): Path<i64>,
@@ -901,7 +901,7 @@ async fn get_sync_settings(
 
 #[utoipa::path(put, path = "/api/v1/accounts/{id}/sync-settings", tag = "plans", params(("id" = i64, Path)), request_body = SyncSettingsIo,
     responses((status = 200, body = SyncSettingsIo), ProblemResponses))]
-async fn put_sync_settings(
+pub(crate) async fn put_sync_settings(
     State(st): State<AppState>,
     auth: Authed,
     Path(id): Path<i64>,

@@ -77,7 +77,7 @@ pub struct TaskParams {
 
 #[utoipa::path(get, path = "/api/v1/tasks", tag = "tasks", params(TaskParams),
     responses((status = 200, body = PageOut<TaskOut>, description = "Tasks of the caller's account and the accounts below it, newest first"), ProblemResponses))]
-async fn list_tasks(
+pub(crate) async fn list_tasks(
     State(st): State<AppState>,
     auth: Authed,
     ApiQuery(q): ApiQuery<TaskParams>,
@@ -165,7 +165,7 @@ async fn get_task(
 
 #[utoipa::path(post, path = "/api/v1/tasks/{id}/retry", tag = "tasks", params(("id" = i64, Path)),
     responses((status = 200, body = TaskOut, description = "Queued again with a fresh set of attempts"), ProblemResponses))]
-async fn retry_task(
+pub(crate) async fn retry_task(
     State(st): State<AppState>,
     auth: Authed,
     Path(id): Path<i64>,
@@ -196,7 +196,7 @@ async fn retry_task(
 
 #[utoipa::path(post, path = "/api/v1/tasks/{id}/cancel", tag = "tasks", params(("id" = i64, Path)),
     responses((status = 200, body = TaskOut), ProblemResponses))]
-async fn cancel_task(
+pub(crate) async fn cancel_task(
     State(st): State<AppState>,
     auth: Authed,
     Path(id): Path<i64>,

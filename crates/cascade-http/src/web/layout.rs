@@ -43,7 +43,11 @@ pub fn nav_items(ctx: &Ctx) -> Vec<(&'static str, &'static str)> {
             ("/panel/users", "nav.users"),
             ("/panel/profile", "nav.profile"),
         ],
-        Some(_) => vec![("/panel", "nav.home"), ("/panel/profile", "nav.profile")],
+        Some(_) => [("/panel", "nav.home")]
+            .into_iter()
+            .chain(super::seller::NAV)
+            .chain([("/panel/profile", "nav.profile")])
+            .collect(),
         None => vec![],
     }
 }

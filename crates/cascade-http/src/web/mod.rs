@@ -30,6 +30,7 @@ pub mod customer;
 pub mod i18n;
 pub mod layout;
 pub mod shop;
+pub mod seller;
 pub mod store;
 
 use crate::auth::{Authed, SESSION_COOKIE, authenticate};
@@ -427,6 +428,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/static/panel.css", get(css))
         .merge(layout::routes())
         .merge(customer::routes())
+        .merge(seller::routes())
         .merge(store::routes())
         .layer(axum::middleware::from_fn_with_state(state, web_context))
 }
