@@ -269,7 +269,7 @@ async fn run_one(b: &BenchDb, a: &PanelBenchArgs<'_>) -> anyhow::Result<()> {
         let t = Instant::now();
         let opts = RunOptions {
             batch: 500,
-            crash: None,
+            ..Default::default()
         };
         let r = run_with(&run_db, &SystemClock, today, &opts, parallel, |_, _| {}).await;
         run_done.store(true, std::sync::atomic::Ordering::Relaxed);

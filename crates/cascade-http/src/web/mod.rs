@@ -29,8 +29,8 @@ pub mod csrf;
 pub mod customer;
 pub mod i18n;
 pub mod layout;
-pub mod shop;
 pub mod seller;
+pub mod shop;
 pub mod store;
 
 use crate::auth::{Authed, SESSION_COOKIE, authenticate};

@@ -361,6 +361,7 @@ pub fn order_request(p: &Plan, pairs: &super::Pairs) -> PlaceOrderIn {
         attributes,
         parameters,
         auto_renew: None,
+        name_servers: Vec::new(),
     }
 }
 
