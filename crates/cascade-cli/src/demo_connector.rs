@@ -23,6 +23,7 @@ pub async fn start_demo_connector(db: &Db, data_dir: &Path) -> anyhow::Result<Ru
         async_delay: Duration::from_secs(1),
         // The demo catalog sells Office seats; each seat is a mailbox.
         mailbox_code: "seat".into(),
+        service: "office".into(),
         ..Config::default()
     })
     .await?;

@@ -73,6 +73,8 @@ pub struct Config {
     /// The resource type code whose limit is the number of mailboxes (and under which
     /// their count is reported), `mailbox` unless a catalog names it otherwise.
     pub mailbox_code: String,
+    /// The service name it describes itself with (`mail`; what resource types name).
+    pub service: String,
 }
 
 impl Default for Config {
@@ -88,6 +90,7 @@ impl Default for Config {
             seed_resources: 0,
             seed_first: 1,
             mailbox_code: "mailbox".into(),
+            service: "mail".into(),
         }
     }
 }
@@ -179,10 +182,10 @@ impl Running {
 }
 
 /// The self-description.
-pub fn describe() -> SelfDescription {
+pub fn describe(service: &str) -> SelfDescription {
     SelfDescription {
         protocol: proto::PROTOCOL_VERSION,
-        service: "mail".into(),
+        service: service.into(),
         name: "Demo Mail".into(),
         resource_types: vec![
             OfferedResourceType {
@@ -316,7 +319,10 @@ pub fn router(shared: Arc<Shared>) -> Router {
             "/health",
             get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
         )
-        .route("/describe", get(|| async { axum::Json(describe()) }))
+        .route(
+            "/describe",
+            get(|State(s): State<Arc<Shared>>| async move { axum::Json(describe(&s.cfg.service)) }),
+        )
         .route("/resources", post(provision))
         .route(
             "/resources/{id}",

@@ -45,6 +45,9 @@ struct Args {
     /// Resource type code whose limit is the number of mailboxes.
     #[arg(long, default_value = "mailbox")]
     mailbox_code: String,
+    /// Service name in the self-description (what Cascade's resource types name).
+    #[arg(long, default_value = "mail")]
+    service: String,
 }
 
 #[tokio::main]
@@ -65,6 +68,7 @@ async fn main() -> anyhow::Result<()> {
         seed_resources: a.seed_resources,
         seed_first: a.seed_first,
         mailbox_code: a.mailbox_code,
+        service: a.service,
     })
     .await?;
     println!("listening {} pin={}", running.base_url(), running.pin);

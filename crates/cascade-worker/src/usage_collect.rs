@@ -52,20 +52,25 @@ pub async fn collect_all(
     only: Option<&[i64]>,
 ) -> Result<Vec<InstanceOutcome>, StoreError> {
     let instances = db.connector_instances().list(None).await?;
+    // Reading connectors is fully parallel; recording goes through a gate sized to
+    // the backend's writers (SQLite has one), so instances queue here rather than
+    // time out waiting for a pooled connection.
+    let writers = match db {
+        Db::Sqlite { .. } => 1,
+        Db::Postgres(_) => 4,
+    };
+    let gate = Arc::new(tokio::sync::Semaphore::new(writers));
     let mut set = tokio::task::JoinSet::new();
     for i in instances {
         if only.is_some_and(|o| !o.contains(&i.id)) {
             continue;
         }
-        let (db, clock, date) = (db.clone(), clock.clone(), date.to_string());
+        let (db, clock, date, gate) = (db.clone(), clock.clone(), date.to_string(), gate.clone());
         set.spawn(async move {
             let started = Instant::now();
             let (id, service) = (i.id, i.service.clone());
-            let r = tokio::time::timeout(
-                timeout,
-                collect_instance(&db, clock.clone(), &i, &date, skew_secs),
-            )
-            .await;
+            let r =
+                collect_instance(&db, clock.clone(), &i, &date, skew_secs, timeout, &gate).await;
             let mut o = InstanceOutcome {
                 instance_id: id,
                 service,
@@ -76,7 +81,7 @@ pub async fn collect_all(
                 elapsed: Duration::ZERO,
             };
             match r {
-                Ok(Ok((readings, recorded, skipped))) => {
+                Ok((readings, recorded, skipped)) => {
                     (o.readings, o.recorded, o.skipped) = (readings, recorded, skipped);
                     if let Err(e) = db
                         .connector_instances()
@@ -86,8 +91,7 @@ pub async fn collect_all(
                         o.error = Some(format!("storage: {e}"));
                     }
                 }
-                Ok(Err(e)) => o.error = Some(e),
-                Err(_) => o.error = Some(format!("timed out after {} ms", timeout.as_millis())),
+                Err(e) => o.error = Some(e),
             }
             o.elapsed = started.elapsed();
             if let Some(e) = &o.error {
@@ -121,9 +125,14 @@ pub async fn collect_instance(
     inst: &ConnectorInstance,
     date: &str,
     skew_secs: i64,
+    timeout: Duration,
+    gate: &tokio::sync::Semaphore,
 ) -> Result<(usize, usize, usize), String> {
     let c = client(inst, clock.clone(), skew_secs).map_err(|e| e.to_string())?;
-    let report = c.usage(date).await.map_err(|e| e.to_string())?;
+    let report = tokio::time::timeout(timeout, c.usage(date))
+        .await
+        .map_err(|_| format!("timed out after {} ms", timeout.as_millis()))?
+        .map_err(|e| e.to_string())?;
     if report.date != date {
         return Err(format!(
             "asked for {date}, the connector answered for {}",
@@ -170,6 +179,7 @@ pub async fn collect_instance(
         }
         plan_rates.insert(*plan_id, m);
     }
+    let _permit = gate.acquire().await.map_err(|e| e.to_string())?;
     let now = clock.now();
     let mut tx = db.begin().await.map_err(storage)?;
     let before = ConnectorInstances::counters_before(&mut tx, inst.id, date)
