@@ -195,7 +195,8 @@ pub fn register(r: &mut Registry, mailer: Option<Arc<Mailer>>) {
         mailer: mailer.clone(),
     }));
     r.register(Arc::new(EventMail::order_completed(mailer.clone())));
-    r.register(Arc::new(EventMail::payment_failed(mailer)));
+    r.register(Arc::new(EventMail::payment_failed(mailer.clone())));
+    r.register(Arc::new(EventMail::suspension_deadline(mailer)));
 }
 
 /// `notify.deliver`: deliver the outbox message `outbox_id` of the payload.
@@ -357,6 +358,46 @@ pub struct EventMail {
 impl EventMail {
     pub const ORDER_COMPLETED: &'static str = "notify.order_completed";
     pub const PAYMENT_FAILED: &'static str = "notify.payment_failed";
+    pub const SUSPENSION_DEADLINE: &'static str = "notify.suspension_deadline";
+
+    /// `subscription.suspension_notice` (the daily run's PAYG collections): the
+    /// subscription will be suspended after `suspension_deadline` unless the balance is
+    /// topped up. One mail per subscription and deadline.
+    pub fn suspension_deadline(mailer: Option<Arc<Mailer>>) -> Self {
+        Self {
+            kind: Self::SUSPENSION_DEADLINE,
+            event: NotificationEvent::SuspensionDeadline,
+            extract: |p| {
+                let sub = p
+                    .get("subscription_id")
+                    .and_then(Value::as_i64)
+                    .ok_or_else(|| {
+                        TaskError::permanent("payload has no integer `subscription_id`")
+                    })?;
+                let deadline = p
+                    .get("suspension_deadline")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| TaskError::permanent("payload has no `suspension_deadline`"))?;
+                let minor = p
+                    .get("balance_minor")
+                    .and_then(Value::as_i64)
+                    .ok_or_else(|| {
+                        TaskError::permanent("payload has no integer `balance_minor`")
+                    })?;
+                let currency = p
+                    .get("currency")
+                    .and_then(Value::as_str)
+                    .and_then(|c| Currency::parse(c).ok())
+                    .ok_or_else(|| TaskError::permanent("payload has no valid `currency`"))?;
+                Ok((
+                    Some(format!("sub{sub}:deadline{deadline}")),
+                    json!({"subscription_id": sub.to_string(), "deadline": deadline,
+                           "amount": Money::new(minor, currency).to_string()}),
+                ))
+            },
+            mailer,
+        }
+    }
 
     pub fn order_completed(mailer: Option<Arc<Mailer>>) -> Self {
         Self {

@@ -24,8 +24,12 @@ use cascade_store::tasks::NewTask;
 /// - `payment.declined` → `notify.payment_failed`: the payment-failed mail (payload
 ///   `amount_minor`, `currency`, optional `message` and `reference`).
 ///
-/// Invoice issued, suspension deadline and subscription expiring have templates but no
-/// event yet (the billing run emits none); they are routed here once it does.
+/// - `subscription.suspension_notice` → `notify.suspension_deadline`: the PAYG
+///   suspension-deadline mail (payload `subscription_id`, `suspension_deadline`,
+///   `balance_minor`, `currency`).
+///
+/// Invoice issued and subscription expiring have templates but no event yet (the billing
+/// run emits none); they are routed here once it does.
 pub const ROUTES: &[(&str, &[&str])] = &[
     ("user.created", &["notify.welcome_user"]),
     ("account.created", &[]),
@@ -38,6 +42,10 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("subscription.terminated", &["subscriptions.sync_service"]),
     ("order.completed", &["notify.order_completed"]),
     ("payment.declined", &["notify.payment_failed"]),
+    (
+        "subscription.suspension_notice",
+        &["notify.suspension_deadline"],
+    ),
 ];
 
 /// The tasks to create for `event` (none for kinds not in [`ROUTES`]).

@@ -317,6 +317,26 @@ both_backends! {
         ]);
     }
 
+    async fn a_payg_suspension_notice_mails_the_deadline_once(db) {
+        let clock = Arc::new(ManualClock::new(T0));
+        let c = chain(&db).await;
+        let payload = json!({"subscription_id": 77, "suspension_deadline": "2026-12-20",
+                             "balance_minor": 2340, "currency": "EUR", "status": "active"});
+        emit(&db, "subscription.suspension_notice", c.customer, payload.clone()).await;
+        let w = worker(&db, &clock, None);
+        assert_eq!(w.run_once().await.unwrap().done, 1);
+        let rows = outbox(&db).await;
+        assert_eq!(rows.len(), 2, "one mail per recipient: {rows:?}");
+        assert!(rows.iter().all(|r| r.2 == "Service suspension on 2026-12-20"), "{rows:?}");
+        let bodies: Vec<(String,)> = cascade_store::on_db!(&db, p => sqlx::query_as(
+            "SELECT body_text FROM outbox ORDER BY id").fetch_all(p).await).unwrap();
+        assert!(bodies.iter().all(|b| b.0.contains("subscription 77") && b.0.contains("23.40")), "{bodies:?}");
+        // The same notice again (a re-run of the same day) queues nothing new.
+        emit(&db, "subscription.suspension_notice", c.customer, payload).await;
+        w.run_once().await.unwrap();
+        assert_eq!(outbox(&db).await.len(), 2);
+    }
+
     async fn a_queued_message_is_delivered_by_its_task_and_a_reset_body_is_dropped(db) {
         let sink = SmtpSink::start();
         let clock = Arc::new(ManualClock::new(T0));
