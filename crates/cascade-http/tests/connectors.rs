@@ -315,11 +315,25 @@ both_backends! {
         assert_eq!(t["settings"]["domain"]["value"], "example.test");
         let rt = app.get(format!("/api/v1/resource-types/{}", types["mailbox"]), ch.p.cred()).await.expect(StatusCode::OK).json;
         assert_eq!(rt["service"], "mail");
-        // Again: the instance exists → 409, and no second set of resource types.
+        // The starter plan: on the template, a rate per resource, unpublished and free.
+        let plan_id = out["starter_plan_id"].as_i64().unwrap();
+        let plan = app.get(format!("/api/v1/plans/{plan_id}"), ch.p.cred()).await.expect(StatusCode::OK).json;
+        assert_eq!(plan["template_id"].as_i64(), Some(tpl), "{plan}");
+        assert_eq!(plan["content"]["published"], false, "{plan}");
+        let rates = plan["content"]["rates"].as_array().unwrap();
+        assert_eq!(rates.len(), 3, "{plan}");
+        assert!(rates.iter().all(|r| r["recurring_fee"] == 0), "{plan}");
+        let mailbox_rate = rates.iter().find(|r| r["resource_type_id"] == types["mailbox"]).unwrap();
+        let mailbox_default = t["resources"].as_array().unwrap().iter()
+            .find(|r| r["resource_type_id"] == types["mailbox"]).unwrap()["default_limit"].clone();
+        assert_eq!(mailbox_rate["included"], mailbox_default, "{plan} {t}");
+        // Again: the instance exists → 409, and no second set of resource types or plan.
         let count = || async { sql(&app.db, "SELECT COUNT(*) FROM resource_types").await };
-        let before = count().await;
+        let plans = || async { sql(&app.db, "SELECT COUNT(*) FROM plans").await };
+        let (before, plans_before) = (count().await, plans().await);
         app.post(&path, ch.p.cred(), body).await.expect(StatusCode::CONFLICT);
         assert_eq!(count().await, before);
+        assert_eq!(plans().await, plans_before);
         // An unreachable connector: 502, nothing written.
         let gone = json!({"name": "Gone", "endpoint": "https://127.0.0.1:9", "secret": SECRET, "cert_pin": c.pin});
         app.post(format!("/api/v1/accounts/{}/connector-wizard", ch.a.account), ch.a.cred(), gone).await.expect(StatusCode::BAD_GATEWAY);

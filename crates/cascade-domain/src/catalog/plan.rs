@@ -311,7 +311,76 @@ fn key_ok(k: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
+/// One resource of a [`PlanContent::starter`] plan: its rate key, its resource type and
+/// the units included (the template's default limit; −1 unlimited).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StarterResource {
+    pub uid: String,
+    pub resource_type_id: i64,
+    pub included: i64,
+}
+
 impl PlanContent {
+    /// The starter plan the connector deployment wizard creates: one monthly period,
+    /// prepaid, a rate per resource with the template's default limit included, every
+    /// price zero, and **not published** — nobody can buy it before the seller has set
+    /// its prices and published it (nobody may be sold something at a price nobody chose).
+    pub fn starter(name: Localized, resources: &[StarterResource]) -> PlanContent {
+        let zero = || Fee::of(Price(0));
+        PlanContent {
+            name,
+            short_description: None,
+            long_description: None,
+            terms: None,
+            plan_category: None,
+            sales_categories: Vec::new(),
+            unique_group: None,
+            published: false,
+            visible: false,
+            listing_priority: 0,
+            billing_model: BillingModel::ChargeBeforeBillingPeriod,
+            period_type: BillingPeriodType::MonthlyOnStatementDay,
+            recurring_basis: RecurringBasis::BillingPeriod,
+            periods: vec![Period {
+                uid: "m1".into(),
+                duration: 1,
+                unit: PeriodUnit::Month,
+                trial: false,
+                active: true,
+                setup: zero(),
+                recurring: zero(),
+                renewal: zero(),
+                transfer: zero(),
+                cancellation: zero(),
+                refund: RefundRules::default(),
+                sort: 0,
+                unconfirmed: false,
+            }],
+            rates: resources
+                .iter()
+                .map(|r| Rate {
+                    uid: r.uid.clone(),
+                    resource_type_id: r.resource_type_id,
+                    resource_category_id: None,
+                    included: r.included,
+                    min: 0,
+                    max: UNLIMITED,
+                    setup_fee: Price(0),
+                    recurring_fee: Price(0),
+                    overuse_fee: Price(0),
+                    per_unit: true,
+                    measurable: false,
+                    show_in_store: true,
+                    show_in_panel: true,
+                    display: DisplayType::Spinner,
+                    unconfirmed: false,
+                })
+                .collect(),
+            order_attributes: Vec::new(),
+            service_parameters: Vec::new(),
+        }
+    }
+
     pub fn period(&self, uid: &str) -> Option<&Period> {
         self.periods.iter().find(|p| p.uid == uid)
     }
@@ -702,6 +771,39 @@ mod tests {
             .err()
             .map(|e| e.0.iter().map(|x| x.code).collect())
             .unwrap_or_default()
+    }
+
+    #[test]
+    fn the_starter_plan_is_valid_unpublished_and_free() {
+        let p = PlanContent::starter(
+            Localized::new("en", "Mail"),
+            &[
+                StarterResource {
+                    uid: "mailbox".into(),
+                    resource_type_id: 7,
+                    included: 5,
+                },
+                StarterResource {
+                    uid: "disk".into(),
+                    resource_type_id: 8,
+                    included: UNLIMITED,
+                },
+            ],
+        );
+        assert_eq!(codes(&p), Vec::<&str>::new());
+        assert!(!p.published && !p.visible);
+        assert_eq!(
+            p.rates
+                .iter()
+                .map(|r| (r.resource_type_id, r.included))
+                .collect::<Vec<_>>(),
+            vec![(7, 5), (8, UNLIMITED)]
+        );
+        assert!(
+            p.periods
+                .iter()
+                .all(|x| x.recurring.amount == Price(0) && x.setup.amount == Price(0))
+        );
     }
 
     #[test]

@@ -475,6 +475,9 @@ pub struct WizardOut {
     pub instance: InstanceOut,
     pub resource_type_ids: BTreeMap<String, i64>,
     pub service_template_id: i64,
+    /// The starter plan on the template: one monthly period, the template's default
+    /// limits included, every price zero, unpublished until the seller sets prices.
+    pub starter_plan_id: i64,
 }
 
 #[utoipa::path(post, path = "/api/v1/accounts/{id}/connector-wizard", tag = "connectors", params(("id" = i64, Path)),
@@ -587,6 +590,39 @@ async fn wizard(
     let visible = ResourceTypes::visible_in(&mut tx, owner, &tin.referenced_types()).await?;
     let tdata = tin.validate(&visible)?;
     let template = ServiceTemplates::create(&mut tx, owner, &tdata, now).await?;
+    let starter = cascade_domain::catalog::plan::PlanContent::starter(
+        cascade_domain::catalog::text::Localized::new("en", &tin.name),
+        &d.resource_types
+            .iter()
+            .map(|rt| cascade_domain::catalog::plan::StarterResource {
+                uid: rt.code.clone(),
+                resource_type_id: type_ids[&rt.code],
+                included: rt.default_limit,
+            })
+            .collect::<Vec<_>>(),
+    );
+    starter.validate()?;
+    let currency = st.db.accounts().get(owner).await?.currency;
+    let plan = cascade_store::plans::Plans::create(
+        &mut tx,
+        owner,
+        template.id.0,
+        currency.code(),
+        &starter,
+        now,
+    )
+    .await?;
+    emit(
+        &mut tx,
+        now,
+        "plan.created",
+        owner,
+        &auth,
+        "plan",
+        plan.id,
+        json!({"name": tin.name, "wizard": true}),
+    )
+    .await?;
     emit(&mut tx, now, "connector_instance.created", owner, &auth, "connector_instance", i.id,
         json!({"service": i.service, "endpoint": i.endpoint, "wizard": true, "service_template_id": template.id.0})).await?;
     tx.commit().await?;
@@ -596,6 +632,7 @@ async fn wizard(
             instance: i.into(),
             resource_type_ids: type_ids,
             service_template_id: template.id.0,
+            starter_plan_id: plan.id,
         }),
     ))
 }
