@@ -355,6 +355,20 @@ pub struct EventMail {
     mailer: Option<Arc<Mailer>>,
 }
 
+/// The amount in minor units under `key` and its `currency`, from an event payload.
+fn payload_money(p: &Value, key: &str) -> Result<Money, TaskError> {
+    let minor = p
+        .get(key)
+        .and_then(Value::as_i64)
+        .ok_or_else(|| TaskError::permanent(format!("payload has no integer `{key}`")))?;
+    let currency = p
+        .get("currency")
+        .and_then(Value::as_str)
+        .and_then(|c| Currency::parse(c).ok())
+        .ok_or_else(|| TaskError::permanent("payload has no valid `currency`"))?;
+    Ok(Money::new(minor, currency))
+}
+
 impl EventMail {
     pub const ORDER_COMPLETED: &'static str = "notify.order_completed";
     pub const PAYMENT_FAILED: &'static str = "notify.payment_failed";
@@ -378,21 +392,11 @@ impl EventMail {
                     .get("suspension_deadline")
                     .and_then(Value::as_str)
                     .ok_or_else(|| TaskError::permanent("payload has no `suspension_deadline`"))?;
-                let minor = p
-                    .get("balance_minor")
-                    .and_then(Value::as_i64)
-                    .ok_or_else(|| {
-                        TaskError::permanent("payload has no integer `balance_minor`")
-                    })?;
-                let currency = p
-                    .get("currency")
-                    .and_then(Value::as_str)
-                    .and_then(|c| Currency::parse(c).ok())
-                    .ok_or_else(|| TaskError::permanent("payload has no valid `currency`"))?;
+                let amount = payload_money(p, "balance_minor")?;
                 Ok((
                     Some(format!("sub{sub}:deadline{deadline}")),
                     json!({"subscription_id": sub.to_string(), "deadline": deadline,
-                           "amount": Money::new(minor, currency).to_string()}),
+                           "amount": amount.to_string()}),
                 ))
             },
             mailer,
@@ -423,15 +427,7 @@ impl EventMail {
             kind: Self::PAYMENT_FAILED,
             event: NotificationEvent::PaymentFailed,
             extract: |p| {
-                let minor = p
-                    .get("amount_minor")
-                    .and_then(Value::as_i64)
-                    .ok_or_else(|| TaskError::permanent("payload has no integer `amount_minor`"))?;
-                let currency = p
-                    .get("currency")
-                    .and_then(Value::as_str)
-                    .and_then(|c| Currency::parse(c).ok())
-                    .ok_or_else(|| TaskError::permanent("payload has no valid `currency`"))?;
+                let amount = payload_money(p, "amount_minor")?;
                 let reason = p
                     .get("message")
                     .and_then(Value::as_str)
@@ -443,7 +439,7 @@ impl EventMail {
                     .map(|r| format!("payment{r}"));
                 Ok((
                     reference,
-                    json!({"amount": Money::new(minor, currency).to_string(), "reason": reason}),
+                    json!({"amount": amount.to_string(), "reason": reason}),
                 ))
             },
             mailer,
