@@ -15,6 +15,14 @@ pub fn hash_password(password: &str) -> String {
         .unwrap_or_else(|e| panic!("argon2 hashing cannot fail with default parameters: {e}"))
 }
 
+/// [`hash_password`] on a blocking thread: argon2 takes tens of milliseconds of CPU,
+/// which must not stall the async runtime's workers.
+pub async fn hash_password_off_runtime(password: String) -> Result<String, crate::error::ApiError> {
+    tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(|_| crate::error::ApiError::internal())
+}
+
 pub fn verify_password(password: &str, hash: &str) -> bool {
     PasswordHash::new(hash).is_ok_and(|h| {
         Argon2::default()

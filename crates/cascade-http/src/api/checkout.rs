@@ -38,7 +38,7 @@ use super::{ProblemResponses, emit};
 use crate::auth::Authed;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
-use crate::password::hash_password;
+use crate::password::hash_password_off_runtime;
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
@@ -292,7 +292,10 @@ async fn place_order_and_authorize(
     let today = chrono::DateTime::from_timestamp_micros(now.0)
         .map(|d| d.date_naive())
         .unwrap_or_default();
-    let hash = body.user.password.as_deref().map(hash_password);
+    let hash = match body.user.password.clone() {
+        Some(p) => Some(hash_password_off_runtime(p).await?),
+        None => None,
+    };
     let mut tx = st.db.begin().await?;
     let account = Accounts::create(&mut tx, &new_account, now).await?;
     emit(&mut tx, now, "account.created", account.id, &auth, "account", account.id.0,

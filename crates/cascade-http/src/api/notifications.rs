@@ -17,7 +17,7 @@ use super::{ProblemResponses, emit, iso};
 use crate::auth::{Authed, new_secret};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiQuery, PageOut, PageParams, decode_cursor};
-use crate::password::hash_password;
+use crate::password::hash_password_off_runtime;
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Path, State};
@@ -532,9 +532,7 @@ async fn confirm_reset(
 ) -> ApiResult<StatusCode> {
     check_password(&body.new_password).map_err(|e| ApiError::from(e.under("new_password")))?;
     let new_pw = body.new_password.clone();
-    let new_hash = tokio::task::spawn_blocking(move || hash_password(&new_pw))
-        .await
-        .map_err(|_| ApiError::internal())?;
+    let new_hash = hash_password_off_runtime(new_pw).await?;
     let now = st.clock.now();
     let mut tx = st.db.begin().await?;
     let Some(user) = PasswordResets::consume(&mut tx, &hash_secret(body.token.trim()), now).await?

@@ -6,7 +6,7 @@ use crate::auth::{Authed, SESSION_COOKIE, Via, new_secret};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
 use crate::extract::PeerAddr;
-use crate::password::{dummy_hash, hash_password, verify_password};
+use crate::password::{dummy_hash, hash_password_off_runtime, verify_password};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Path, State};
@@ -231,9 +231,7 @@ async fn change_password(
         ));
     }
     let new_pw = body.new_password.clone();
-    let new_hash = tokio::task::spawn_blocking(move || hash_password(&new_pw))
-        .await
-        .map_err(|_| ApiError::internal())?;
+    let new_hash = hash_password_off_runtime(new_pw).await?;
     let now = st.clock.now();
     let mut tx = st.db.begin().await?;
     let version = Users::set_password(&mut tx, auth.user.id, &new_hash, now).await?;

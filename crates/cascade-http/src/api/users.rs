@@ -4,7 +4,7 @@ use super::{ProblemResponses, emit, iso};
 use crate::auth::Authed;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiQuery, PageOut, PageParams};
-use crate::password::hash_password;
+use crate::password::hash_password_off_runtime;
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Path, State};
@@ -169,7 +169,10 @@ async fn create_user(
                 .map_err(|e| field_err(e, &format!("role_ids[{i}]")))?,
         );
     }
-    let hash = body.password.as_deref().map(hash_password);
+    let hash = match body.password.clone() {
+        Some(p) => Some(hash_password_off_runtime(p).await?),
+        None => None,
+    };
     let now = st.clock.now();
     let mut tx = st.db.begin().await?;
     let user = Users::create(&mut tx, account, &new, hash.as_deref(), now)

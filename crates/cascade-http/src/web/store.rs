@@ -203,9 +203,7 @@ pub(crate) async fn sign_up(
         password: Some(password.clone()),
     }
     .validate()?;
-    let hash = tokio::task::spawn_blocking(move || crate::password::hash_password(&password))
-        .await
-        .map_err(|_| ApiError::internal())?;
+    let hash = crate::password::hash_password_off_runtime(password).await?;
     let role = st.db.roles().builtin(BuiltinRole::AccountAdmin).await?;
     let now = st.clock.now();
     let mut tx = st.db.begin().await?;
