@@ -39,12 +39,22 @@ impl Default for HttpConfig {
     }
 }
 
+/// Password-reset requests allowed per login in one login
+/// window (`login_window_secs`).
+pub const RESET_REQUESTS_PER_WINDOW: u32 = 5;
+/// Password-reset requests allowed per source address (several people may share one).
+pub const RESET_REQUESTS_PER_ADDRESS: u32 = 30;
+
 #[derive(Clone)]
 pub struct AppState {
     pub db: Db,
     pub clock: Arc<dyn Clock>,
     pub config: Arc<HttpConfig>,
     pub throttle: Arc<LoginThrottle>,
+    /// Password-reset requests per login and per source address (every request counts,
+    /// whether the login exists or not, so the limit reveals nothing).
+    pub reset_throttle: Arc<LoginThrottle>,
+    pub reset_addr_throttle: Arc<LoginThrottle>,
     pub metrics: Option<PrometheusHandle>,
     /// The card payment gateway, if any (see [`HttpConfig::card_gateway`]).
     pub gateway: Option<Arc<dyn cascade_store::documents::PaymentGateway>>,
@@ -64,12 +74,24 @@ impl AppState {
             config.login_window_secs,
             100_000,
         ));
+        let reset_throttle = Arc::new(LoginThrottle::new(
+            RESET_REQUESTS_PER_WINDOW,
+            config.login_window_secs,
+            100_000,
+        ));
+        let reset_addr_throttle = Arc::new(LoginThrottle::new(
+            RESET_REQUESTS_PER_ADDRESS,
+            config.login_window_secs,
+            100_000,
+        ));
         let gateway = card_gateway(&config.card_gateway);
         Self {
             db,
             clock,
             config: Arc::new(config),
             throttle,
+            reset_throttle,
+            reset_addr_throttle,
             metrics,
             gateway,
             panels: Arc::new(crate::web::PanelState::default()),

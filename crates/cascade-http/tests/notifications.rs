@@ -191,5 +191,22 @@ cascade_testkit::both_backends! {
         app.advance_secs(3601);
         app.post("/api/v1/password-reset/confirm", ANON, json!({"token": token, "new_password": "another new passphrase"})).await
             .expect(StatusCode::UNPROCESSABLE_ENTITY);
+
+        // Requests are limited per login, known or not (the limit tells nothing), and an
+        // unknown login takes as long to answer as a known one.
+        let started = std::time::Instant::now();
+        app.post("/api/v1/password-reset", ANON, json!({"login": "nobody2"})).await.expect(StatusCode::ACCEPTED);
+        assert!(started.elapsed() >= cascade_http::api::notifications::RESET_RESPONSE_FLOOR);
+        for _ in 1..cascade_http::state::RESET_REQUESTS_PER_WINDOW {
+            app.post("/api/v1/password-reset", ANON, json!({"login": "nobody2"})).await.expect(StatusCode::ACCEPTED);
+        }
+        app.post("/api/v1/password-reset", ANON, json!({"login": "Nobody2"})).await
+            .expect_problem(StatusCode::TOO_MANY_REQUESTS, "too_many_requests");
+        // Another login is not affected, and the window ends.
+        let before = outbox_rows(&app).await.len();
+        app.post("/api/v1/password-reset", ANON, json!({"login": ch.a.admin_login})).await.expect(StatusCode::ACCEPTED);
+        assert_eq!(outbox_rows(&app).await.len(), before + 1);
+        app.advance_secs(901);
+        app.post("/api/v1/password-reset", ANON, json!({"login": "nobody2"})).await.expect(StatusCode::ACCEPTED);
     }
 }

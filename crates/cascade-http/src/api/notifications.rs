@@ -16,7 +16,7 @@
 use super::{ProblemResponses, emit, iso};
 use crate::auth::{Authed, new_secret};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, ApiQuery, PageOut, PageParams, decode_cursor};
+use crate::extract::{ApiJson, ApiQuery, PageOut, PageParams, PeerAddr, decode_cursor};
 use crate::password::hash_password_off_runtime;
 use crate::state::AppState;
 use axum::Json;
@@ -438,8 +438,10 @@ pub struct ResetRequestIn {
     responses((status = 202, description = "Accepted; if the login exists and is enabled, a reset code is mailed to its address"), ProblemResponses))]
 async fn request_reset(
     State(st): State<AppState>,
+    PeerAddr(peer): PeerAddr,
     ApiJson(body): ApiJson<ResetRequestIn>,
 ) -> ApiResult<StatusCode> {
+    let started = tokio::time::Instant::now();
     let login = body.login.trim();
     if login.is_empty() || login.len() > 200 {
         return Err(ApiError::field(
@@ -448,10 +450,43 @@ async fn request_reset(
             "a login is required",
         ));
     }
+    let now = st.clock.now();
+    let login_key = [format!("reset:{}", login.to_lowercase())];
+    let addr_key = [format!(
+        "reset-addr:{}",
+        peer.map(|p| p.ip().to_string()).unwrap_or_default()
+    )];
+    let wait = [
+        st.reset_throttle.locked(&login_key, now),
+        st.reset_addr_throttle.locked(&addr_key, now),
+    ];
+    if let Some(wait) = wait.into_iter().flatten().max() {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_requests",
+            "Too many password-reset requests",
+        )
+        .detail(format!("try again in {wait} seconds")));
+    }
+    // Every request counts, known login or not: the limit tells nothing about existence.
+    st.reset_throttle.record_failure(&login_key, now);
+    st.reset_addr_throttle.record_failure(&addr_key, now);
+    let issued = issue_reset(&st, login).await;
+    // The answer takes the same time whether a mail was prepared or not: pad to a floor
+    // above the time preparing one takes, so timing does not reveal which logins exist.
+    tokio::time::sleep_until(started + RESET_RESPONSE_FLOOR).await;
+    issued.map(|()| StatusCode::ACCEPTED)
+}
+
+/// The least time a password-reset request takes to answer (see [`request_reset`]).
+pub const RESET_RESPONSE_FLOOR: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Prepare and queue the reset mail if `login` names an enabled user; nothing otherwise.
+async fn issue_reset(st: &AppState, login: &str) -> ApiResult<()> {
     let creds = st.db.users().credentials_by_login(login).await?;
     let Some(user) = creds.map(|c| c.user).filter(|u| !u.disabled) else {
         // Same answer whether the login exists or not.
-        return Ok(StatusCode::ACCEPTED);
+        return Ok(());
     };
     let account = st.db.accounts().get(user.account_id).await?;
     let seller = match account.vendor_id {
@@ -513,7 +548,7 @@ async fn request_reset(
     )
     .await?;
     tx.commit().await?;
-    Ok(StatusCode::ACCEPTED)
+    Ok(())
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
