@@ -6,7 +6,11 @@
 //! key (`<event>:<subject>:<recipient>`, unique index, `ON CONFLICT DO NOTHING`), then
 //! delivers every message of that key that is not marked sent. A retried or re-claimed
 //! task therefore never queues twice, and never sends a message again once an earlier
-//! attempt's send was accepted and marked (`outbox.sent_at`). Messages produced outside
+//! attempt's send was accepted and marked (`outbox.sent_at`). One window remains: a
+//! crash after the SMTP server accepted a message and before `sent_at` was written
+//! sends it again on retry (SMTP has no idempotent submission). Every attempt carries
+//! the same `Message-ID` ([`message_id`]), so mail systems that deduplicate on it show
+//! the message once. Messages produced outside
 //! the worker (a password reset requested over HTTP) are queued by their producer with a
 //! `notify.deliver` task that runs only the second step.
 //!
@@ -135,6 +139,7 @@ impl Mailer {
         let builder = lettre::Message::builder()
             .from(self.from.clone())
             .to(to)
+            .message_id(Some(message_id(m, &self.from)))
             .subject(subject);
         let email = match &m.body_html {
             Some(html) => builder.multipart(MultiPart::alternative_plain_html(text, html.clone())),
@@ -151,6 +156,17 @@ impl Mailer {
             Err(e) => Err(TaskError::retryable(format!("SMTP: {e}"))),
         }
     }
+}
+
+/// The message's `Message-ID`, the same on every attempt: derived from the outbox row
+/// (id and creation time, so two installations do not collide) and the sender's domain.
+pub fn message_id(m: &OutboxMessage, from: &Mailbox) -> String {
+    format!(
+        "<cascade.{}.{}@{}>",
+        m.id,
+        m.created_at.0,
+        from.email.domain()
+    )
 }
 
 /// What a delivery attempt did.

@@ -219,6 +219,12 @@ both_backends! {
         assert_eq!(got[1].to, vec!["karim@users.example"]);
         assert_eq!(got[1].subject.as_deref(), Some("اكتمل الطلب 42"));
         assert!(got[1].text.as_deref().unwrap().contains("karim name"));
+        // Each carries a Message-ID derived from its outbox row, the same on every attempt.
+        let ids: Vec<String> = got.iter().map(|m| {
+            m.raw.lines().find_map(|l| l.strip_prefix("Message-ID: ")).unwrap_or_else(|| panic!("no Message-ID in {}", m.raw)).trim().to_string()
+        }).collect();
+        assert!(ids.iter().all(|i| i.starts_with("<cascade.") && i.ends_with("@cascade.example>")), "{ids:?}");
+        assert_ne!(ids[0], ids[1]);
         // Marked sent; a second delivery of the same message sends nothing.
         let rows = outbox(&db).await;
         assert!(rows.iter().all(|r| r.3), "{rows:?}");
