@@ -6,3 +6,4 @@ pub mod charges;
 pub mod checkout;
 pub mod lifecycle;
 pub mod payments;
+pub mod visibility;

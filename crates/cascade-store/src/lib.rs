@@ -17,6 +17,7 @@
 pub mod accounts;
 pub mod auth;
 pub mod billing_batch;
+pub mod billing_visibility;
 pub mod collections;
 pub mod connectors;
 pub mod credit;
@@ -25,6 +26,7 @@ pub mod documents;
 pub mod events;
 pub mod idempotency;
 pub mod migrate;
+pub mod money_figures;
 pub mod notifications;
 pub mod plans;
 pub mod resources;

@@ -50,6 +50,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "notifications",
         source: include_str!("../migrations/0007_notifications.sql"),
     },
+    Migration {
+        version: 10,
+        name: "selleracct",
+        source: include_str!("../migrations/0010_selleracct.sql"),
+    },
 ];
 
 fn render(source: &str, db: &Db) -> String {

@@ -409,7 +409,7 @@ pub(crate) async fn list_documents(
 
 #[utoipa::path(get, path = "/api/v1/documents/{id}", tag = "billing", params(("id" = i64, Path)),
     responses((status = 200, body = DocumentOut, description = "The document with its lines and allocations"), ProblemResponses))]
-async fn get_document(
+pub(crate) async fn get_document(
     State(st): State<AppState>,
     auth: Authed,
     Path(id): Path<i64>,
@@ -588,15 +588,6 @@ pub(crate) async fn create_payment(
     let issuer = account
         .vendor_id
         .ok_or_else(|| ApiError::forbidden("the provider has no seller to pay"))?;
-    payable_targets(
-        &st,
-        &account,
-        p.amount.currency.code(),
-        &p.apply_to,
-        "apply_to",
-    )
-    .await?;
-
     let idem = idempotency_key(&headers).map(|k| format!("pay:{}:{k}", auth.actor.user_id.0));
     if let Some(key) = &idem {
         // A retry that reached us again: answer with what the first attempt left.
@@ -614,6 +605,16 @@ pub(crate) async fn create_payment(
             };
         }
     }
+    // After the replay above: a retry of a payment that paid these invoices finds them
+    // paid, and must get the first answer, not "nothing is open".
+    payable_targets(
+        &st,
+        &account,
+        p.amount.currency.code(),
+        &p.apply_to,
+        "apply_to",
+    )
+    .await?;
     let now = st.clock.now();
     let today = today(&st);
 
@@ -851,7 +852,7 @@ pub struct ApplyOut {
 
 #[utoipa::path(post, path = "/api/v1/payments/{id}/apply", tag = "billing", params(("id" = i64, Path, description = "A payment or credit memo")), request_body = ApplyIn,
     responses((status = 200, body = ApplyOut), ProblemResponses))]
-async fn apply_payment(
+pub(crate) async fn apply_payment(
     State(st): State<AppState>,
     auth: Authed,
     Path(id): Path<i64>,

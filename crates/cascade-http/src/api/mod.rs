@@ -10,6 +10,7 @@
 
 pub mod accounts;
 pub mod billing;
+pub mod billing_visibility;
 pub mod checkout;
 pub mod connectors;
 pub mod notifications;
@@ -18,6 +19,7 @@ pub mod payment_methods;
 pub mod plans;
 pub mod resources;
 pub mod sales_categories;
+pub mod seller_money;
 pub mod session;
 pub mod tasks;
 pub mod usage;
@@ -113,6 +115,8 @@ pub fn api() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(usage::router())
         .merge(connectors::router())
         .merge(notifications::router())
+        .merge(billing_visibility::router())
+        .merge(seller_money::router())
         .split_for_parts()
 }
 

@@ -107,7 +107,7 @@ pub async fn user_out(st: &AppState, u: User) -> ApiResult<UserOut> {
 
 #[utoipa::path(get, path = "/api/v1/accounts/{id}/users", tag = "users", params(("id" = i64, Path), PageParams),
     responses((status = 200, body = PageOut<UserOut>), ProblemResponses))]
-async fn list_users(
+pub(crate) async fn list_users(
     State(st): State<AppState>,
     auth: Authed,
     Path(id): Path<i64>,
@@ -145,7 +145,7 @@ pub struct CreateUserIn {
 
 #[utoipa::path(post, path = "/api/v1/accounts/{id}/users", tag = "users", params(("id" = i64, Path)), request_body = CreateUserIn,
     responses((status = 201, body = UserOut), ProblemResponses))]
-async fn create_user(
+pub(crate) async fn create_user(
     State(st): State<AppState>,
     auth: Authed,
     Path(id): Path<i64>,
@@ -375,7 +375,7 @@ pub struct AttachRoleIn {
 
 #[utoipa::path(post, path = "/api/v1/users/{id}/roles", tag = "users", params(("id" = i64, Path)), request_body = AttachRoleIn,
     responses((status = 200, body = UserOut), ProblemResponses))]
-async fn attach_role(
+pub(crate) async fn attach_role(
     State(st): State<AppState>,
     auth: Authed,
     Path(id): Path<i64>,
@@ -409,7 +409,7 @@ async fn attach_role(
 
 #[utoipa::path(delete, path = "/api/v1/users/{id}/roles/{role_id}", tag = "users", params(("id" = i64, Path), ("role_id" = i64, Path)),
     responses((status = 200, body = UserOut), ProblemResponses))]
-async fn detach_role(
+pub(crate) async fn detach_role(
     State(st): State<AppState>,
     auth: Authed,
     Path((id, role_id)): Path<(i64, i64)>,
@@ -440,7 +440,7 @@ async fn detach_role(
 
 #[utoipa::path(get, path = "/api/v1/accounts/{id}/roles", tag = "roles", params(("id" = i64, Path)),
     responses((status = 200, body = Vec<RoleOut>, description = "Built-in roles and the account's custom roles"), ProblemResponses))]
-async fn list_roles(
+pub(crate) async fn list_roles(
     State(st): State<AppState>,
     auth: Authed,
     Path(id): Path<i64>,

@@ -127,7 +127,7 @@ async fn home(State(st): State<AppState>, ctx: Ctx, Query(q): Query<Flash>) -> W
         .items;
     let account = ctx.account.as_ref().ok_or_else(WebError::not_found)?;
     let cur = account.currency.code();
-    let balance = if ctx.show_prices() {
+    let balance = if ctx.show_prices() && ctx.billing_screens.balance {
         Some(st.db.documents().balance(acc, cur).await?)
     } else {
         None
@@ -462,22 +462,33 @@ async fn auto_renew(
 async fn billing(State(st): State<AppState>, ctx: Ctx, Query(q): Query<Flash>) -> WebResult {
     let (auth, acc) = me(&ctx)?;
     auth.check(&st, acc, Action::ViewBilling).await?;
+    // Screens the sellers hide are not there at all; with none left, neither is the page.
+    let screens = ctx.billing_screens;
+    if !screens.any() {
+        return Err(WebError::not_found());
+    }
     let account = ctx.account.as_ref().ok_or_else(WebError::not_found)?;
     let cur = account.currency.code();
-    let invoices = st
-        .db
-        .documents()
-        .of_account(acc, Some(DocKind::Invoice), None, 100)
-        .await?
-        .items;
-    let payments = st
-        .db
-        .documents()
-        .of_account(acc, Some(DocKind::Payment), None, 100)
-        .await?
-        .items;
+    let invoices = if screens.invoices {
+        st.db
+            .documents()
+            .of_account(acc, Some(DocKind::Invoice), None, 100)
+            .await?
+            .items
+    } else {
+        vec![]
+    };
+    let payments = if screens.payments {
+        st.db
+            .documents()
+            .of_account(acc, Some(DocKind::Payment), None, 100)
+            .await?
+            .items
+    } else {
+        vec![]
+    };
     let prices = ctx.show_prices();
-    let balance = if prices {
+    let balance = if prices && screens.balance {
         Some(st.db.documents().balance(acc, cur).await?)
     } else {
         None
@@ -485,6 +496,7 @@ async fn billing(State(st): State<AppState>, ctx: Ctx, Query(q): Query<Flash>) -
     let body = html! {
         (notice(&ctx, &q))
         @if let Some(b) = balance { p class="balance" { (ctx.t("billing.balance")) ": " span class="price" { (money(b, cur)) } } }
+        @if screens.invoices {
         h2 { (ctx.t("billing.invoices")) }
         @if invoices.is_empty() { p { (ctx.t("billing.none")) } } @else {
             table class="invoices" {
@@ -497,6 +509,8 @@ async fn billing(State(st): State<AppState>, ctx: Ctx, Query(q): Query<Flash>) -
                 } } }
             }
         }
+        }
+        @if screens.payments {
         h2 { (ctx.t("billing.payments")) }
         @if payments.is_empty() { p { (ctx.t("billing.none")) } } @else {
             table class="payments" {
@@ -507,7 +521,8 @@ async fn billing(State(st): State<AppState>, ctx: Ctx, Query(q): Query<Flash>) -
                 } } }
             }
         }
-        @if prices && ctx.has(Privilege::BillingManage) {
+        }
+        @if prices && screens.balance && ctx.has(Privilege::BillingManage) {
             h2 { (ctx.t("billing.topup")) }
             div class="card" { (topup_form(&ctx, "/panel/billing/topup", 0, cur)) }
         }
@@ -521,6 +536,9 @@ async fn topup(
     CsrfForm(pairs): CsrfForm<Pairs>,
 ) -> WebResult {
     let (auth, acc) = me(&ctx)?;
+    if !ctx.billing_screens.balance {
+        return Err(WebError::not_found());
+    }
     card_topup(&st, auth, acc, &pairs, None).await?;
     Ok(Redirect::to("/panel/billing?done=paid").into_response())
 }

@@ -35,14 +35,18 @@ pub fn csrf_field(ctx: &Ctx) -> Markup {
 /// whose pages are added here as they land.
 pub fn nav_items(ctx: &Ctx) -> Vec<(&'static str, &'static str)> {
     match ctx.account.as_ref().map(|a| a.kind) {
-        Some(AccountKind::Customer) => vec![
+        Some(AccountKind::Customer) => [
             ("/panel", "nav.home"),
             ("/panel/subscriptions", "nav.subscriptions"),
             ("/panel/marketplace", "nav.marketplace"),
             ("/panel/billing", "nav.billing"),
             ("/panel/users", "nav.users"),
             ("/panel/profile", "nav.profile"),
-        ],
+        ]
+        .into_iter()
+        // The billing page goes when its sellers hide every billing screen.
+        .filter(|(href, _)| *href != "/panel/billing" || ctx.billing_screens.any())
+        .collect(),
         Some(_) => [("/panel", "nav.home")]
             .into_iter()
             .chain(super::seller::NAV)

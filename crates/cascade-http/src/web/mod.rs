@@ -30,6 +30,8 @@ pub mod customer;
 pub mod i18n;
 pub mod layout;
 pub mod seller;
+pub mod seller_accounts;
+pub mod seller_money;
 pub mod shop;
 pub mod store;
 
@@ -46,6 +48,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum_extra::extract::CookieJar;
 use cascade_domain::account::Account;
+use cascade_domain::billing::visibility::BillingScreens;
 use cascade_domain::privilege::Privilege;
 use i18n::Catalog;
 use maud::Markup;
@@ -123,6 +126,8 @@ pub struct Ctx {
     /// Path and query of the request (for "back here" links).
     pub path: String,
     pub panels: Arc<PanelState>,
+    /// For a customer: the billing screens its sellers let it see (all for anyone else).
+    pub billing_screens: BillingScreens,
 }
 
 impl Ctx {
@@ -219,6 +224,17 @@ async fn build_ctx(
         }
     };
     let lang = pick_language(&jar, parts_headers, auth.as_ref(), account.as_ref());
+    // One indexed query, for customers only: which billing screens their sellers show.
+    let billing_screens = match &account {
+        Some(a) if a.kind == cascade_domain::account::AccountKind::Customer => st
+            .db
+            .billing_visibility()
+            .effective(a.id)
+            .await
+            .map(|r| r.screens)
+            .unwrap_or_default(),
+        _ => BillingScreens::ALL,
+    };
     let csrf = csrf::token(&st.panels.csrf_key, &binding);
     (
         Ctx {
@@ -229,6 +245,7 @@ async fn build_ctx(
             csrf,
             path,
             panels: st.panels.clone(),
+            billing_screens,
         },
         new_anon,
     )

@@ -54,14 +54,17 @@ pub fn routes() -> Router<AppState> {
         .route("/seller/plans/{id}/sync", post(sync_apply))
         .route("/seller/tasks", get(tasks_page))
         .route("/seller/tasks/{id}/{action}", post(task_action))
+        .merge(super::seller_money::routes())
+        .merge(super::seller_accounts::routes())
 }
 
 /// The seller panel's navigation (`href`, translation key).
-pub const NAV: [(&str, &str); 4] = [
+pub const NAV: [(&str, &str); 5] = [
     ("/seller/dashboard", "seller.nav.dashboard"),
     ("/seller/accounts", "seller.nav.accounts"),
     ("/seller/plans", "seller.nav.plans"),
     ("/seller/tasks", "seller.nav.tasks"),
+    ("/seller/billing-visibility", "seller.nav.visibility"),
 ];
 
 /// The logged-in seller (provider or reseller); anyone else gets a 404.
@@ -172,6 +175,7 @@ async fn dashboard(State(st): State<AppState>, ctx: Ctx) -> WebResult {
             }
         })
     };
+    let money_cards = super::seller_money::dashboard_cards(&st, &ctx, &auth, account_id).await;
     let body = html! {
         p class="muted" { (tier) }
         div class="grid" {
@@ -190,6 +194,7 @@ async fn dashboard(State(st): State<AppState>, ctx: Ctx) -> WebResult {
                 p class="price" { (pending) " / " (plans.len()) }
                 a href="/seller/plans" { (ctx.t("seller.dash.open")) }
             }
+            (money_cards)
         }
     };
     Ok(page(&ctx, ctx.t("seller.dash.title"), body))
@@ -285,7 +290,10 @@ async fn accounts_page(
                                 }
                             }
                             a href={ "/seller/accounts/" (a.id) "/billing" } { (ctx.t("seller.billing.link")) }
+                            a href={ "/seller/accounts/" (a.id) "/money" } { (ctx.t("seller.money.link")) }
+                            a href={ "/seller/accounts/" (a.id) "/users" } { (ctx.t("seller.users.link")) }
                             @if a.kind == "reseller" {
+                                a href={ "/seller/accounts/" (a.id) "/billing-visibility" } { (ctx.t("seller.visibility.link")) }
                                 a href={ "/seller/accounts/" (a.id) "/sync-settings" } { (ctx.t("seller.sync.settings")) }
                             }
                         }
