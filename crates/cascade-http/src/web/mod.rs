@@ -30,6 +30,9 @@ pub mod customer;
 pub mod i18n;
 pub mod layout;
 pub mod seller;
+pub mod seller_catalog;
+pub mod seller_connectors;
+pub mod seller_notify;
 pub mod shop;
 pub mod store;
 

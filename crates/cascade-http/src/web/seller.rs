@@ -54,18 +54,24 @@ pub fn routes() -> Router<AppState> {
         .route("/seller/plans/{id}/sync", post(sync_apply))
         .route("/seller/tasks", get(tasks_page))
         .route("/seller/tasks/{id}/{action}", post(task_action))
+        .merge(super::seller_catalog::routes())
+        .merge(super::seller_notify::routes())
+        .merge(super::seller_connectors::routes())
 }
 
 /// The seller panel's navigation (`href`, translation key).
-pub const NAV: [(&str, &str); 4] = [
+pub const NAV: [(&str, &str); 7] = [
     ("/seller/dashboard", "seller.nav.dashboard"),
     ("/seller/accounts", "seller.nav.accounts"),
     ("/seller/plans", "seller.nav.plans"),
+    ("/seller/catalog", "seller.nav.catalog"),
+    ("/seller/categories", "seller.nav.categories"),
+    ("/seller/notifications", "seller.nav.notifications"),
     ("/seller/tasks", "seller.nav.tasks"),
 ];
 
 /// The logged-in seller (provider or reseller); anyone else gets a 404.
-fn seller(ctx: &Ctx) -> WebResult<(Authed, i64, AccountKind)> {
+pub(super) fn seller(ctx: &Ctx) -> WebResult<(Authed, i64, AccountKind)> {
     let auth = ctx.authed()?.clone();
     let acc = ctx.account.as_ref().ok_or_else(WebError::not_found)?;
     if acc.kind == AccountKind::Customer {
@@ -74,7 +80,7 @@ fn seller(ctx: &Ctx) -> WebResult<(Authed, i64, AccountKind)> {
     Ok((auth, acc.id.0, acc.kind))
 }
 
-fn see_other(to: &str) -> axum::response::Response {
+pub(super) fn see_other(to: &str) -> axum::response::Response {
     Redirect::to(to).into_response()
 }
 
@@ -109,7 +115,7 @@ pub fn parse_price(s: &str) -> Option<Price> {
         .map(Price)
 }
 
-fn bad_field(name: &str, message: &str) -> WebError {
+pub(super) fn bad_field(name: &str, message: &str) -> WebError {
     crate::error::ApiError::field(name, "invalid", message).into()
 }
 
