@@ -2,7 +2,10 @@
 //! SQLite database seeded with the demo channel): Northwind (an L1 reseller) changes a
 //! retail price on its copy of "Web Hosting Starter", views the sync preview (which must
 //! show the change for Alpine, its sub-reseller), applies it, and Alpine's copy then has
-//! the new price. Screenshots go to `artifacts/screenshots/` at the workspace root.
+//! the new price. Northwind also moves a store category up (the store follows), overrides
+//! a provisioning setting of the provider's template for its customers, and previews,
+//! saves and reverts a notification template; the provider opens the connector wizard.
+//! Screenshots go to `artifacts/screenshots/` at the workspace root.
 //!
 //! Needs Debian's `chromium` and `chromium-driver`; when `chromedriver` is missing the test
 //! installs them with apt-get (as the issue asks), and fails if that is not possible.
@@ -271,6 +274,165 @@ fn reseller_changes_a_retail_price_and_syncs_to_its_sub_reseller_after_the_previ
             .expect("an invoice with its PDF link");
         assert!(pdf.attr("href").await.unwrap().unwrap().starts_with("/api/v1/documents/"));
 
+        // Store categories: an explicit move, and the store shows the same order.
+        c.goto(&format!("{base}/seller/categories")).await.unwrap();
+        let first_code = |c: Client| async move {
+            c.find(Locator::Css("table#categories tbody tr:first-child code"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        };
+        assert_eq!(first_code(c.clone()).await, "productivity");
+        shot(&c, "seller-categories").await;
+        c.find(Locator::XPath(
+            "//table[@id='categories']//tr[td/code[text()='infrastructure']]//form[input[@name='dir'][@value='up']]/button",
+        ))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+        c.wait()
+            .for_element(Locator::XPath(
+                "//table[@id='categories']/tbody/tr[1][td/code[text()='infrastructure']]",
+            ))
+            .await
+            .unwrap();
+        shot(&c, "seller-categories-moved").await;
+        c.find(Locator::Css("a#store-link"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        c.wait()
+            .for_element(Locator::Css("section.category[data-category]"))
+            .await
+            .unwrap();
+        let store = c.source().await.unwrap();
+        let pos = |code: &str| {
+            store
+                .find(&format!("data-category=\"{code}\""))
+                .unwrap_or_else(|| panic!("{code} in the store"))
+        };
+        assert!(pos("infrastructure") < pos("productivity"), "the store follows the panel's order");
+        shot(&c, "seller-store-order").await;
+
+        // A provisioning override on the provider's template, shown with its source.
+        c.goto(&format!("{base}/seller/catalog")).await.unwrap();
+        c.find(Locator::LinkText("Office suite"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        c.wait().for_element(Locator::Css("form#override")).await.unwrap();
+        c.find(Locator::Css("form#override input[name='on.region']"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let region = c
+            .find(Locator::Css("form#override input[name='s.region']"))
+            .await
+            .unwrap();
+        region.clear().await.unwrap();
+        region.send_keys("de-frankfurt").await.unwrap();
+        c.find(Locator::Css("form#override button[type=submit]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        c.wait()
+            .for_element(Locator::XPath(
+                "//table[@id='effective']//tr[@data-key='region'][td[text()='de-frankfurt']]",
+            ))
+            .await
+            .unwrap();
+        let row = c
+            .find(Locator::Css("table#effective tr[data-key=region]"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(row.contains("Your override"), "{row}");
+        shot(&c, "seller-template-override").await;
+
+        // Notification templates: inherited, preview, own copy, revert.
+        c.goto(&format!("{base}/seller/notifications")).await.unwrap();
+        shot(&c, "seller-notifications").await;
+        c.find(Locator::LinkText("Order completed"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        c.wait()
+            .for_element(Locator::Css("form#template-form"))
+            .await
+            .unwrap();
+        let source = |c: Client| async move {
+            c.find(Locator::Css("#template-source"))
+                .await
+                .unwrap()
+                .attr("data-source")
+                .await
+                .unwrap()
+                .unwrap()
+        };
+        assert_ne!(source(c.clone()).await, "own");
+        let subject = c
+            .find(Locator::Css("form#template-form input[name=subject]"))
+            .await
+            .unwrap();
+        subject.clear().await.unwrap();
+        subject
+            .send_keys("Northwind: order {{ order_id }} is ready")
+            .await
+            .unwrap();
+        c.find(Locator::Css("#preview-button"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        c.wait().for_element(Locator::Css("section#preview")).await.unwrap();
+        let preview = c
+            .find(Locator::Css("section#preview strong"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(preview.starts_with("Northwind: order ") && !preview.contains("{{"), "{preview}");
+        shot(&c, "seller-notification-preview").await;
+        c.find(Locator::Css("form#template-form button.primary"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        c.wait()
+            .for_element(Locator::Css("#template-source[data-source=own]"))
+            .await
+            .unwrap();
+        shot(&c, "seller-notification-own-copy").await;
+        c.find(Locator::Css("form#revert button"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        c.wait()
+            .for_element(Locator::Css("#template-source:not([data-source=own])"))
+            .await
+            .unwrap();
+
         // Alpine's copy has the new price.
         logout(&c).await;
         login(&c, &base, "alpine-admin").await;
@@ -304,6 +466,16 @@ fn reseller_changes_a_retail_price_and_syncs_to_its_sub_reseller_after_the_previ
             .await
             .unwrap();
         shot(&c, "seller-accounts-phone").await;
+
+        // The provider's connectors and deployment wizard (a reseller gets a 404 page).
+        c.set_window_size(1280, 1000).await.unwrap();
+        c.goto(&format!("{base}/seller/connectors")).await.unwrap();
+        assert!(c.find(Locator::Css("form#wizard")).await.is_err());
+        logout(&c).await;
+        login(&c, &base, "provider-admin").await;
+        c.goto(&format!("{base}/seller/connectors")).await.unwrap();
+        c.wait().for_element(Locator::Css("form#wizard")).await.unwrap();
+        shot(&c, "seller-connectors-wizard").await;
         c.close().await.unwrap();
     });
 }

@@ -295,6 +295,8 @@ cascade_testkit::both_backends! {
         let e = app.get(&effective(ch.a2c.id), &ch.a2.token).await.expect(OK);
         assert_eq!(e.json["settings"], json!({
             "region": {"type": "string", "value": "fr"}, "quota": {"type": "integer", "value": 10}, "ssl": {"type": "boolean", "value": false}}));
+        // Where each value comes from: the nearest override, or the template (null).
+        assert_eq!(e.json["sources"], json!({"region": ch.a2.id, "quota": ch.a.id, "ssl": null}));
         let e = app.get(&effective(ch.ac.id), &ch.a.token).await.expect(OK);
         assert_eq!((&e.json["settings"]["region"]["value"], &e.json["settings"]["quota"]["value"]), (&json!("de"), &json!(10)));
         let e = app.get(&effective(ch.pc.id), &ch.p.token).await.expect(OK);

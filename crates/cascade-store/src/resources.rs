@@ -15,12 +15,12 @@ use crate::{Db, Page, StoreError, StoreResult, Tx, on_db, on_tx};
 use cascade_domain::catalog::resources::{
     Code, ResourceCategory, ResourceCategoryData, ResourceCategoryId, ResourceType,
     ResourceTypeData, ResourceTypeId, ServiceTemplate, ServiceTemplateData, ServiceTemplateId,
-    Settings, TemplateOverride, TemplateResource, effective_settings,
+    SettingValue, Settings, TemplateOverride, TemplateResource, effective_settings_sourced,
 };
 use cascade_domain::catalog::text::Localized;
 use cascade_domain::clock::Timestamp;
 use cascade_domain::ids::AccountId;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 fn corrupt(what: &str, id: i64, e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what} {id}: {e}"))
@@ -598,6 +598,16 @@ impl ServiceTemplates<'_> {
     ) -> StoreResult<Settings> {
         effective_settings_for(self.0, template, account).await
     }
+
+    /// [`Self::effective_settings_for`] with where each value comes from (`None`: the
+    /// template; else the reseller whose override won).
+    pub async fn effective_settings_sourced_for(
+        &self,
+        template: ServiceTemplateId,
+        account: AccountId,
+    ) -> StoreResult<BTreeMap<String, (SettingValue, Option<AccountId>)>> {
+        effective_settings_sourced_for(self.0, template, account).await
+    }
 }
 
 /// The settings a connector receives for `account` on `template`: the template's
@@ -615,6 +625,20 @@ pub async fn effective_settings_for(
     template: ServiceTemplateId,
     account: AccountId,
 ) -> StoreResult<Settings> {
+    Ok(effective_settings_sourced_for(db, template, account)
+        .await?
+        .into_iter()
+        .map(|(k, (v, _))| (k, v))
+        .collect())
+}
+
+/// [`effective_settings_for`], each value with the reseller whose override gave it
+/// (`None`: the template's own value), by [`effective_settings_sourced`].
+pub async fn effective_settings_sourced_for(
+    db: &Db,
+    template: ServiceTemplateId,
+    account: AccountId,
+) -> StoreResult<BTreeMap<String, (SettingValue, Option<AccountId>)>> {
     let row: Option<(String, Option<i32>)> = on_db!(db, p => sqlx::query_as(
         "SELECT t.settings, c.depth FROM service_templates t
          LEFT JOIN account_closure c ON c.ancestor_id = t.owner_account_id AND c.descendant_id = $2
@@ -642,5 +666,5 @@ pub async fn effective_settings_for(
             ))
         })
         .collect::<StoreResult<Vec<_>>>()?;
-    Ok(effective_settings(&settings, &overrides))
+    Ok(effective_settings_sourced(&settings, &overrides))
 }

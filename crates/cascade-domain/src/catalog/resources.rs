@@ -565,13 +565,28 @@ pub fn effective_settings(
     template_settings: &Settings,
     overrides_top_down: &[(AccountId, Settings)],
 ) -> Settings {
-    let mut out = template_settings.clone();
-    for (_, o) in overrides_top_down {
+    effective_settings_sourced(template_settings, overrides_top_down)
+        .into_iter()
+        .map(|(k, (v, _))| (k, v))
+        .collect()
+}
+
+/// [`effective_settings`] with where each value comes from: `None` for the template's
+/// own value, else the reseller whose override won (what a panel shows next to it).
+pub fn effective_settings_sourced(
+    template_settings: &Settings,
+    overrides_top_down: &[(AccountId, Settings)],
+) -> BTreeMap<String, (SettingValue, Option<AccountId>)> {
+    let mut out: BTreeMap<String, (SettingValue, Option<AccountId>)> = template_settings
+        .iter()
+        .map(|(k, v)| (k.clone(), (v.clone(), None)))
+        .collect();
+    for (account, o) in overrides_top_down {
         for (k, v) in o {
             if let Some(cur) = out.get_mut(k)
-                && cur.same_type(v)
+                && cur.0.same_type(v)
             {
-                *cur = v.clone();
+                *cur = (v.clone(), Some(*account));
             }
         }
     }
@@ -1073,6 +1088,11 @@ mod tests {
         );
         // Customer of L2: provider template, then L1, then L2.
         let e = effective_settings(&template, &[l1.clone(), l2.clone()]);
+        // Where each value comes from: the nearest override, or the template.
+        let src = effective_settings_sourced(&template, &[l1.clone(), l2.clone()]);
+        assert_eq!(src["region"].1, Some(AccountId(3)));
+        assert_eq!(src["quota"].1, Some(AccountId(2)));
+        assert_eq!(src["ssl"].1, None);
         assert_eq!(e["region"], SettingValue::String("fr".into()));
         assert_eq!(e["quota"], SettingValue::Integer(10));
         assert_eq!(e["ssl"], SettingValue::Boolean(false));

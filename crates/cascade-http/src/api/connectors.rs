@@ -243,7 +243,7 @@ async fn register(
 
 #[utoipa::path(get, path = "/api/v1/accounts/{id}/connector-instances", tag = "connectors", params(("id" = i64, Path)),
     responses((status = 200, body = Vec<InstanceOut>), ProblemResponses))]
-async fn list(
+pub(crate) async fn list(
     State(st): State<AppState>,
     auth: Authed,
     Path(id): Path<i64>,
@@ -294,7 +294,7 @@ pub struct CheckOut {
 
 #[utoipa::path(post, path = "/api/v1/connector-instances/{id}/check", tag = "connectors", params(("id" = i64, Path)),
     request_body = CheckIn, responses((status = 200, body = CheckOut), ProblemResponses))]
-async fn check(
+pub(crate) async fn check(
     State(st): State<AppState>,
     auth: Authed,
     Path(id): Path<i64>,
@@ -480,16 +480,17 @@ pub struct WizardOut {
     pub starter_plan_id: i64,
 }
 
-#[utoipa::path(post, path = "/api/v1/accounts/{id}/connector-wizard", tag = "connectors", params(("id" = i64, Path)),
-    request_body = WizardIn, responses((status = 201, body = WizardOut), ProblemResponses))]
-async fn wizard(
-    State(st): State<AppState>,
-    auth: Authed,
-    Path(id): Path<i64>,
-    ApiJson(body): ApiJson<WizardIn>,
-) -> ApiResult<(StatusCode, Json<WizardOut>)> {
-    let owner = AccountId(id);
-    owner_checked(&st, &auth, owner).await?;
+/// The wizard's first step, without writing anything: check the caller may add to
+/// `owner`'s catalog, validate the connection data, and read the connector's
+/// self-description (over the pinned TLS, signature verified, protocol checked). The
+/// panel shows this before the seller confirms.
+pub(crate) async fn wizard_describe(
+    st: &AppState,
+    auth: &Authed,
+    owner: AccountId,
+    body: &WizardIn,
+) -> ApiResult<(NewInstance, proto::SelfDescription)> {
+    owner_checked(st, auth, owner).await?;
     // Validate the connection data first, with a placeholder service.
     let probe = RegisterIn {
         service: "probe".into(),
@@ -500,7 +501,7 @@ async fn wizard(
         timeout_ms: body.timeout_ms,
     };
     let mut errs = ValidationErrors::new();
-    let mut n = validate(&probe, &mut errs);
+    let n = validate(&probe, &mut errs);
     errs.into_result()?;
     let temp = ConnectorInstance {
         id: 0,
@@ -520,7 +521,7 @@ async fn wizard(
         created_at: Timestamp(0),
         updated_at: Timestamp(0),
     };
-    let d = client_for(&st, &temp)?.describe().await.map_err(|e| {
+    let d = client_for(st, &temp)?.describe().await.map_err(|e| {
         ApiError::new(
             StatusCode::BAD_GATEWAY,
             "connector_unreachable",
@@ -540,6 +541,19 @@ async fn wizard(
             proto::PROTOCOL_VERSION
         )));
     }
+    Ok((n, d))
+}
+
+#[utoipa::path(post, path = "/api/v1/accounts/{id}/connector-wizard", tag = "connectors", params(("id" = i64, Path)),
+    request_body = WizardIn, responses((status = 201, body = WizardOut), ProblemResponses))]
+pub(crate) async fn wizard(
+    State(st): State<AppState>,
+    auth: Authed,
+    Path(id): Path<i64>,
+    ApiJson(body): ApiJson<WizardIn>,
+) -> ApiResult<(StatusCode, Json<WizardOut>)> {
+    let owner = AccountId(id);
+    let (mut n, d) = wizard_describe(&st, &auth, owner, &body).await?;
     n.service = d.service.clone();
     let now = st.clock.now();
     let mut tx = st.db.begin().await?;

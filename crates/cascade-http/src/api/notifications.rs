@@ -147,7 +147,7 @@ async fn seller_account(st: &AppState, id: AccountId) -> ApiResult<Account> {
 #[utoipa::path(get, path = "/api/v1/accounts/{id}/notification-templates", tag = "notifications",
     params(("id" = i64, Path, description = "Seller account"), PageParams),
     responses((status = 200, body = PageOut<TemplateOut>, description = "The effective template of every event, marking own and inherited"), ProblemResponses))]
-async fn list_templates(
+pub(crate) async fn list_templates(
     State(st): State<AppState>,
     auth: Authed,
     Path(id): Path<i64>,
@@ -186,7 +186,7 @@ async fn list_templates(
 #[utoipa::path(get, path = "/api/v1/accounts/{id}/notification-templates/{event}", tag = "notifications",
     params(("id" = i64, Path, description = "Seller account"), ("event" = String, Path, description = "e.g. order_completed")),
     responses((status = 200, body = TemplateOut), ProblemResponses))]
-async fn get_template(
+pub(crate) async fn get_template(
     State(st): State<AppState>,
     auth: Authed,
     Path((id, event)): Path<(i64, String)>,
@@ -232,7 +232,7 @@ fn validated(ev: NotificationEvent, body: &TemplateIn) -> ApiResult<TemplateDoc>
     params(("id" = i64, Path, description = "Seller account"), ("event" = String, Path, description = "e.g. order_completed")),
     request_body = TemplateIn,
     responses((status = 200, body = TemplateOut, description = "Saved as the account's own copy (created on the first edit)"), ProblemResponses))]
-async fn put_template(
+pub(crate) async fn put_template(
     State(st): State<AppState>,
     auth: Authed,
     Path((id, event)): Path<(i64, String)>,
@@ -258,7 +258,7 @@ async fn put_template(
 #[utoipa::path(delete, path = "/api/v1/accounts/{id}/notification-templates/{event}", tag = "notifications",
     params(("id" = i64, Path, description = "Seller account"), ("event" = String, Path, description = "e.g. order_completed")),
     responses((status = 200, body = TemplateOut, description = "The own copy is dropped; the template now in effect (inherited or built-in)"), ProblemResponses))]
-async fn revert_template(
+pub(crate) async fn revert_template(
     State(st): State<AppState>,
     auth: Authed,
     Path((id, event)): Path<(i64, String)>,
@@ -316,7 +316,7 @@ pub struct PreviewOut {
     params(("id" = i64, Path, description = "Seller account"), ("event" = String, Path, description = "e.g. order_completed")),
     request_body = PreviewIn,
     responses((status = 200, body = PreviewOut, description = "Rendered with sample variables; nothing is written"), ProblemResponses))]
-async fn preview_template(
+pub(crate) async fn preview_template(
     State(st): State<AppState>,
     auth: Authed,
     Path((id, event)): Path<(i64, String)>,

@@ -227,7 +227,7 @@ fn settings_in(raw: BTreeMap<String, SettingIo>) -> BTreeMap<String, SettingInpu
         .collect()
 }
 
-fn settings_out(s: &Settings) -> BTreeMap<String, SettingIo> {
+pub(crate) fn settings_out(s: &Settings) -> BTreeMap<String, SettingIo> {
     s.iter()
         .map(|(k, v)| {
             let value = match v {
@@ -299,7 +299,7 @@ pub struct UpdateResourceCategoryIn {
 
 #[utoipa::path(get, path = "/api/v1/accounts/{id}/resource-categories", tag = "catalog", params(("id" = i64, Path), PageParams),
     responses((status = 200, body = PageOut<ResourceCategoryOut>), ProblemResponses))]
-async fn list_resource_categories(
+pub(crate) async fn list_resource_categories(
     State(st): State<AppState>,
     auth: Authed,
     Path(id): Path<i64>,
@@ -521,7 +521,7 @@ pub struct UpdateResourceTypeIn {
 
 #[utoipa::path(get, path = "/api/v1/accounts/{id}/resource-types", tag = "catalog", params(("id" = i64, Path), PageParams),
     responses((status = 200, body = PageOut<ResourceTypeOut>), ProblemResponses))]
-async fn list_resource_types(
+pub(crate) async fn list_resource_types(
     State(st): State<AppState>,
     auth: Authed,
     Path(id): Path<i64>,
@@ -541,7 +541,7 @@ async fn list_resource_types(
 
 #[utoipa::path(post, path = "/api/v1/accounts/{id}/resource-types", tag = "catalog", params(("id" = i64, Path)),
     request_body = CreateResourceTypeIn, responses((status = 201, body = ResourceTypeOut), ProblemResponses))]
-async fn create_resource_type(
+pub(crate) async fn create_resource_type(
     State(st): State<AppState>,
     auth: Authed,
     Path(id): Path<i64>,
@@ -586,7 +586,7 @@ async fn create_resource_type(
 
 #[utoipa::path(get, path = "/api/v1/resource-types/{id}", tag = "catalog", params(("id" = i64, Path)),
     responses((status = 200, body = ResourceTypeOut), ProblemResponses))]
-async fn get_resource_type(
+pub(crate) async fn get_resource_type(
     State(st): State<AppState>,
     auth: Authed,
     Path(id): Path<i64>,
@@ -598,7 +598,7 @@ async fn get_resource_type(
 
 #[utoipa::path(patch, path = "/api/v1/resource-types/{id}", tag = "catalog", params(("id" = i64, Path)),
     request_body = UpdateResourceTypeIn, responses((status = 200, body = ResourceTypeOut), ProblemResponses))]
-async fn update_resource_type(
+pub(crate) async fn update_resource_type(
     State(st): State<AppState>,
     auth: Authed,
     Path(id): Path<i64>,
@@ -746,7 +746,7 @@ pub struct UpdateServiceTemplateIn {
 
 #[utoipa::path(get, path = "/api/v1/accounts/{id}/service-templates", tag = "catalog", params(("id" = i64, Path), PageParams),
     responses((status = 200, body = PageOut<ServiceTemplateOut>), ProblemResponses))]
-async fn list_service_templates(
+pub(crate) async fn list_service_templates(
     State(st): State<AppState>,
     auth: Authed,
     Path(id): Path<i64>,
@@ -801,7 +801,7 @@ async fn create_service_template(
 
 #[utoipa::path(get, path = "/api/v1/service-templates/{id}", tag = "catalog", params(("id" = i64, Path)),
     responses((status = 200, body = ServiceTemplateOut), ProblemResponses))]
-async fn get_service_template(
+pub(crate) async fn get_service_template(
     State(st): State<AppState>,
     auth: Authed,
     Path(id): Path<i64>,
@@ -813,7 +813,7 @@ async fn get_service_template(
 
 #[utoipa::path(patch, path = "/api/v1/service-templates/{id}", tag = "catalog", params(("id" = i64, Path)),
     request_body = UpdateServiceTemplateIn, responses((status = 200, body = ServiceTemplateOut), ProblemResponses))]
-async fn update_service_template(
+pub(crate) async fn update_service_template(
     State(st): State<AppState>,
     auth: Authed,
     Path(id): Path<i64>,
@@ -910,7 +910,7 @@ pub struct PutOverrideIn {
 
 #[utoipa::path(get, path = "/api/v1/service-templates/{id}/overrides", tag = "catalog", params(("id" = i64, Path)),
     responses((status = 200, body = Vec<OverrideOut>, description = "Overrides set by the caller's account or accounts below it"), ProblemResponses))]
-async fn list_overrides(
+pub(crate) async fn list_overrides(
     State(st): State<AppState>,
     auth: Authed,
     Path(id): Path<i64>,
@@ -954,7 +954,7 @@ async fn override_target(
 #[utoipa::path(put, path = "/api/v1/service-templates/{id}/overrides/{account_id}", tag = "catalog",
     params(("id" = i64, Path), ("account_id" = i64, Path, description = "A reseller: the caller's account or one below it")),
     request_body = PutOverrideIn, responses((status = 200, body = OverrideOut), ProblemResponses))]
-async fn put_override(
+pub(crate) async fn put_override(
     State(st): State<AppState>,
     auth: Authed,
     Path((id, account_id)): Path<(i64, i64)>,
@@ -989,7 +989,7 @@ async fn put_override(
 
 #[utoipa::path(delete, path = "/api/v1/service-templates/{id}/overrides/{account_id}", tag = "catalog",
     params(("id" = i64, Path), ("account_id" = i64, Path)), responses((status = 204, description = "Removed"), ProblemResponses))]
-async fn delete_override(
+pub(crate) async fn delete_override(
     State(st): State<AppState>,
     auth: Authed,
     Path((id, account_id)): Path<(i64, i64)>,
@@ -1029,11 +1029,14 @@ pub struct EffectiveSettingsOut {
     /// The template's settings with the overrides of the resellers above the account
     /// applied from the top down: the nearest reseller's value wins.
     pub settings: BTreeMap<String, SettingIo>,
+    /// Where each value comes from: the reseller account whose override gave it, or
+    /// `null` for the template's own value.
+    pub sources: BTreeMap<String, Option<i64>>,
 }
 
 #[utoipa::path(get, path = "/api/v1/service-templates/{id}/effective-settings", tag = "catalog", params(("id" = i64, Path), EffectiveParams),
     responses((status = 200, body = EffectiveSettingsOut, description = "The values a connector receives for the account"), ProblemResponses))]
-async fn effective_settings(
+pub(crate) async fn effective_settings(
     State(st): State<AppState>,
     auth: Authed,
     Path(id): Path<i64>,
@@ -1043,10 +1046,10 @@ async fn effective_settings(
     can_read(&st, &auth, t.owner_account_id, true).await?;
     let account = AccountId(q.account_id);
     auth.check(&st, account, Action::ViewCatalog).await?;
-    let settings = st
+    let sourced = st
         .db
         .service_templates()
-        .effective_settings_for(t.id, account)
+        .effective_settings_sourced_for(t.id, account)
         .await
         .map_err(|e| match e {
             StoreError::NotFound => ApiError::field(
@@ -1056,9 +1059,17 @@ async fn effective_settings(
             ),
             o => o.into(),
         })?;
+    let settings: Settings = sourced
+        .iter()
+        .map(|(k, (v, _))| (k.clone(), v.clone()))
+        .collect();
     Ok(Json(EffectiveSettingsOut {
         template_id: t.id.0,
         account_id: account.0,
         settings: settings_out(&settings),
+        sources: sourced
+            .into_iter()
+            .map(|(k, (_, from))| (k, from.map(|a| a.0)))
+            .collect(),
     }))
 }

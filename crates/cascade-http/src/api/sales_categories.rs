@@ -148,7 +148,7 @@ async fn check_new_parent(
 
 #[utoipa::path(get, path = "/api/v1/accounts/{id}/sales-categories", tag = "sales-categories", params(("id" = i64, Path)),
     responses((status = 200, body = SalesTreeOut, description = "The ordered store tree"), ProblemResponses))]
-async fn get_tree(
+pub(crate) async fn get_tree(
     State(st): State<AppState>,
     auth: Authed,
     Path(id): Path<i64>,
@@ -162,7 +162,7 @@ async fn get_tree(
 
 #[utoipa::path(post, path = "/api/v1/accounts/{id}/sales-categories", tag = "sales-categories", params(("id" = i64, Path)),
     request_body = CreateSalesCategoryIn, responses((status = 201, body = SalesCategoryOut), ProblemResponses))]
-async fn create_category(
+pub(crate) async fn create_category(
     State(st): State<AppState>,
     auth: Authed,
     Path(id): Path<i64>,
@@ -213,7 +213,7 @@ async fn category_for(
 
 #[utoipa::path(get, path = "/api/v1/sales-categories/{id}", tag = "sales-categories", params(("id" = i64, Path)),
     responses((status = 200, body = SalesCategoryOut), ProblemResponses))]
-async fn get_category(
+pub(crate) async fn get_category(
     State(st): State<AppState>,
     auth: Authed,
     Path(id): Path<i64>,
@@ -227,7 +227,7 @@ async fn get_category(
 
 #[utoipa::path(patch, path = "/api/v1/sales-categories/{id}", tag = "sales-categories", params(("id" = i64, Path)),
     request_body = UpdateSalesCategoryIn, responses((status = 200, body = SalesCategoryOut), ProblemResponses))]
-async fn update_category(
+pub(crate) async fn update_category(
     State(st): State<AppState>,
     auth: Authed,
     Path(id): Path<i64>,
@@ -274,7 +274,7 @@ async fn update_category(
 
 #[utoipa::path(delete, path = "/api/v1/sales-categories/{id}", tag = "sales-categories", params(("id" = i64, Path)),
     responses((status = 204, description = "Deleted; the siblings are renumbered"), ProblemResponses))]
-async fn delete_category(
+pub(crate) async fn delete_category(
     State(st): State<AppState>,
     auth: Authed,
     Path(id): Path<i64>,
@@ -302,7 +302,7 @@ async fn delete_category(
 
 #[utoipa::path(post, path = "/api/v1/sales-categories/{id}/move", tag = "sales-categories", params(("id" = i64, Path)),
     request_body = MoveSalesCategoryIn, responses((status = 200, body = SalesCategoryOut), ProblemResponses))]
-async fn move_category(
+pub(crate) async fn move_category(
     State(st): State<AppState>,
     auth: Authed,
     Path(id): Path<i64>,

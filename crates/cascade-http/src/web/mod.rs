@@ -32,6 +32,9 @@ pub mod layout;
 pub mod seller;
 pub mod seller_accounts;
 pub mod seller_money;
+pub mod seller_catalog;
+pub mod seller_connectors;
+pub mod seller_notify;
 pub mod shop;
 pub mod store;
 

@@ -56,19 +56,25 @@ pub fn routes() -> Router<AppState> {
         .route("/seller/tasks/{id}/{action}", post(task_action))
         .merge(super::seller_money::routes())
         .merge(super::seller_accounts::routes())
+        .merge(super::seller_catalog::routes())
+        .merge(super::seller_notify::routes())
+        .merge(super::seller_connectors::routes())
 }
 
 /// The seller panel's navigation (`href`, translation key).
-pub const NAV: [(&str, &str); 5] = [
+pub const NAV: [(&str, &str); 8] = [
     ("/seller/dashboard", "seller.nav.dashboard"),
     ("/seller/accounts", "seller.nav.accounts"),
     ("/seller/plans", "seller.nav.plans"),
+    ("/seller/catalog", "seller.nav.catalog"),
+    ("/seller/categories", "seller.nav.categories"),
+    ("/seller/notifications", "seller.nav.notifications"),
     ("/seller/tasks", "seller.nav.tasks"),
     ("/seller/billing-visibility", "seller.nav.visibility"),
 ];
 
 /// The logged-in seller (provider or reseller); anyone else gets a 404.
-fn seller(ctx: &Ctx) -> WebResult<(Authed, i64, AccountKind)> {
+pub(super) fn seller(ctx: &Ctx) -> WebResult<(Authed, i64, AccountKind)> {
     let auth = ctx.authed()?.clone();
     let acc = ctx.account.as_ref().ok_or_else(WebError::not_found)?;
     if acc.kind == AccountKind::Customer {
@@ -77,7 +83,7 @@ fn seller(ctx: &Ctx) -> WebResult<(Authed, i64, AccountKind)> {
     Ok((auth, acc.id.0, acc.kind))
 }
 
-fn see_other(to: &str) -> axum::response::Response {
+pub(super) fn see_other(to: &str) -> axum::response::Response {
     Redirect::to(to).into_response()
 }
 
@@ -112,7 +118,7 @@ pub fn parse_price(s: &str) -> Option<Price> {
         .map(Price)
 }
 
-fn bad_field(name: &str, message: &str) -> WebError {
+pub(super) fn bad_field(name: &str, message: &str) -> WebError {
     crate::error::ApiError::field(name, "invalid", message).into()
 }
 
