@@ -50,6 +50,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "notifications",
         source: include_str!("../migrations/0007_notifications.sql"),
     },
+    Migration {
+        version: 8,
+        name: "billrun",
+        source: include_str!("../migrations/0008_billrun.sql"),
+    },
 ];
 
 fn render(source: &str, db: &Db) -> String {
