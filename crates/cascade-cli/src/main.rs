@@ -537,6 +537,7 @@ async fn main() -> anyhow::Result<()> {
                 batch,
                 crash: None,
                 gateway: cascade_http::state::card_gateway(&cfg.http.card_gateway),
+                ..Default::default()
             };
             let r = cascade_worker::billing_run::run(
                 &db,
@@ -557,6 +558,10 @@ async fn main() -> anyhow::Result<()> {
                 r.documents_written,
                 r.lines_written,
                 started.elapsed().as_secs_f64()
+            );
+            println!(
+                "{} BO orders, {} invoice.issued and {} subscription.expiring events",
+                r.orders_written, r.invoice_events, r.expiring_notices
             );
             let c = &r.collections;
             println!(

@@ -516,15 +516,15 @@ pub enum KeyCheck {
 /// Issue many invoices at once, with the semantics of `Documents::issue` for each: lines
 /// whose charge key was billed already are dropped, and an invoice left with nothing to
 /// bill is not written. Numbers are sequential per issuer. Returns, per input invoice,
-/// `(document id, lines written)` or `None`; `Ok(None)` when [`KeyCheck::Optimistic`]
-/// met a key billed already (roll back).
+/// what was issued or `None`; `Ok(None)` when [`KeyCheck::Optimistic`] met a key billed
+/// already (roll back).
 pub async fn issue_invoices(
     tx: &mut Tx,
     head: &InvoiceHead<'_>,
     invoices: &[&NewInvoice],
     now: Timestamp,
     check: KeyCheck,
-) -> StoreResult<Option<Vec<Option<(i64, usize)>>>> {
+) -> StoreResult<Option<Vec<Option<Issued>>>> {
     let keys: Vec<&str> = invoices
         .iter()
         .flat_map(|i| i.lines.iter().filter_map(|l| l.charge_key.as_deref()))
@@ -533,14 +533,24 @@ pub async fn issue_invoices(
         KeyCheck::Before => existing_charge_keys(tx, &keys).await?,
         KeyCheck::Optimistic => HashSet::new(),
     };
-    let fresh: Vec<Vec<&NewLine>> = invoices
+    // Per invoice, the positions of the lines to write.
+    let written: Vec<Vec<usize>> = invoices
         .iter()
         .map(|i| {
-            i.lines
-                .iter()
-                .filter(|l| l.charge_key.as_ref().is_none_or(|k| !seen.contains(k)))
+            (0..i.lines.len())
+                .filter(|n| {
+                    i.lines[*n]
+                        .charge_key
+                        .as_ref()
+                        .is_none_or(|k| !seen.contains(k))
+                })
                 .collect()
         })
+        .collect();
+    let fresh: Vec<Vec<&NewLine>> = invoices
+        .iter()
+        .zip(&written)
+        .map(|(i, w)| w.iter().map(|n| &i.lines[*n]).collect())
         .collect();
     let mut counts: BTreeMap<i64, i64> = BTreeMap::new();
     for (inv, lines) in invoices.iter().zip(&fresh) {
@@ -649,10 +659,26 @@ pub async fn issue_invoices(
     Ok(Some(
         doc_of
             .iter()
-            .zip(&fresh)
-            .map(|(d, lines)| d.map(|d| (doc_ids[d], lines.len())))
+            .zip(written)
+            .map(|(d, lines)| {
+                d.map(|d| Issued {
+                    id: doc_ids[d],
+                    number: docs[d].0.clone(),
+                    lines,
+                })
+            })
             .collect(),
     ))
+}
+
+/// An invoice [`issue_invoices`] wrote.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    pub id: i64,
+    pub number: String,
+    /// Positions (in the input invoice's `lines`) of the lines written; the others were
+    /// billed already.
+    pub lines: Vec<usize>,
 }
 
 /// Insert lines in one statement, in the given order (their ids follow it). A charge
@@ -771,6 +797,238 @@ fn copy_text(out: &mut String, v: Option<&str>) {
         }
     }
     out.push('\t');
+}
+
+/// A BO (billing) order: what one subscription was billed by one run, on one invoice.
+/// Written completed (nothing to provision), in the transaction of its lines.
+#[derive(Debug, Clone)]
+pub struct BillingOrder {
+    pub account: AccountId,
+    pub vendor: AccountId,
+    pub subscription_id: i64,
+    pub currency: String,
+    pub total_minor: i64,
+    /// JSON: the invoice (`invoice_id`, `invoice_number`), the billed span and the charge
+    /// keys of the lines it produced.
+    pub details: String,
+}
+
+/// Insert BO orders with one statement (status `completed`, no placing user).
+pub async fn insert_billing_orders(
+    tx: &mut Tx,
+    orders: &[BillingOrder],
+    now: Timestamp,
+) -> StoreResult<()> {
+    if orders.is_empty() {
+        return Ok(());
+    }
+    match tx {
+        Tx::Postgres(t) => {
+            sqlx::query(
+                "INSERT INTO orders (account_id, vendor_id, subscription_id, order_type, status, reason, currency, total_minor, details, placed_by, created_at, updated_at)
+                 SELECT v.account, v.vendor, v.sub, 'BO', 'completed', NULL, v.currency, v.total, v.details, NULL, $7, $7
+                 FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::text[], $5::int8[], $6::text[]) AS v(account, vendor, sub, currency, total, details)",
+            )
+            .bind(orders.iter().map(|o| o.account.0).collect::<Vec<_>>())
+            .bind(orders.iter().map(|o| o.vendor.0).collect::<Vec<_>>())
+            .bind(orders.iter().map(|o| o.subscription_id).collect::<Vec<_>>())
+            .bind(orders.iter().map(|o| o.currency.as_str()).collect::<Vec<_>>())
+            .bind(orders.iter().map(|o| o.total_minor).collect::<Vec<_>>())
+            .bind(orders.iter().map(|o| o.details.as_str()).collect::<Vec<_>>())
+            .bind(now.0)
+            .execute(&mut **t)
+            .await?;
+        }
+        Tx::Sqlite(t) => {
+            let rows: Vec<(i64, i64, i64, &str, i64, &str)> = orders
+                .iter()
+                .map(|o| {
+                    (
+                        o.account.0,
+                        o.vendor.0,
+                        o.subscription_id,
+                        o.currency.as_str(),
+                        o.total_minor,
+                        o.details.as_str(),
+                    )
+                })
+                .collect();
+            sqlx::query(
+                "INSERT INTO orders (account_id, vendor_id, subscription_id, order_type, status, reason, currency, total_minor, details, placed_by, created_at, updated_at)
+                 SELECT v.value ->> 0, v.value ->> 1, v.value ->> 2, 'BO', 'completed', NULL, v.value ->> 3, v.value ->> 4, v.value ->> 5, NULL, $2, $2
+                 FROM json_each($1) AS v",
+            )
+            .bind(json(&rows)?)
+            .bind(now.0)
+            .execute(&mut **t)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Emit `invoice.issued` for these documents with one statement, the payload built from
+/// the rows as they are now (after `collections::date_by_terms` set their due date):
+/// `document_id`, `invoice_number`, `issuer_account_id`, `total_minor`, `currency`,
+/// `due_date`. The event belongs to the invoiced account.
+pub async fn emit_invoices_issued(
+    tx: &mut Tx,
+    documents: &[i64],
+    now: Timestamp,
+) -> StoreResult<u64> {
+    if documents.is_empty() {
+        return Ok(0);
+    }
+    let n = match tx {
+        Tx::Postgres(t) => sqlx::query(
+            "INSERT INTO events (kind, account_id, actor_user_id, subject_type, subject_id, payload, state, created_at)
+             SELECT 'invoice.issued', d.account_id, NULL, 'document', d.id,
+                json_build_object('document_id', d.id, 'invoice_number', d.number, 'issuer_account_id', d.issuer_account_id,
+                    'total_minor', d.total_minor, 'currency', d.currency, 'due_date', d.due_date)::text, 'pending', $2
+             FROM documents d WHERE d.id = ANY($1) ORDER BY d.id",
+        )
+        .bind(documents)
+        .bind(now.0)
+        .execute(&mut **t)
+        .await?
+        .rows_affected(),
+        Tx::Sqlite(t) => sqlx::query(
+            "INSERT INTO events (kind, account_id, actor_user_id, subject_type, subject_id, payload, state, created_at)
+             SELECT 'invoice.issued', d.account_id, NULL, 'document', d.id,
+                json_object('document_id', d.id, 'invoice_number', d.number, 'issuer_account_id', d.issuer_account_id,
+                    'total_minor', d.total_minor, 'currency', d.currency, 'due_date', d.due_date), 'pending', $2
+             FROM documents d WHERE d.id IN (SELECT value FROM json_each($1)) ORDER BY d.id",
+        )
+        .bind(json(&documents)?)
+        .bind(now.0)
+        .execute(&mut **t)
+        .await?
+        .rows_affected(),
+    };
+    Ok(n)
+}
+
+/// A subscription that ends without renewing, not yet told so for that end date.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Expiring {
+    pub id: i64,
+    pub account_id: i64,
+    pub plan_id: i64,
+    pub expires_on: String,
+}
+
+/// `auto_renew` as stored for [`cascade_domain::billing::lifecycle::AutoRenew::Off`].
+const AUTO_RENEW_OFF: &str = r#"{"mode":"off"}"#;
+
+/// Up to `limit` live subscriptions with id above `after` that will not renew and end in
+/// `(today, until]`, without an `expiring` notice for that end date yet; by id.
+pub async fn expiring_subscriptions(
+    db: &Db,
+    today: &str,
+    until: &str,
+    after: i64,
+    limit: i64,
+) -> StoreResult<Vec<Expiring>> {
+    let sql = "SELECT s.id, s.account_id, s.plan_id, s.expires_on FROM subscriptions s
+         WHERE s.id > $1 AND s.status IN ('active', 'graced') AND s.auto_renew = $2 AND s.expires_on > $3 AND s.expires_on <= $4
+           AND NOT EXISTS (SELECT 1 FROM subscription_notices n WHERE n.subscription_id = s.id AND n.kind = 'expiring' AND n.on_date = s.expires_on)
+         ORDER BY s.id LIMIT $5";
+    Ok(
+        crate::on_db!(db, p => sqlx::query_as(sql).bind(after).bind(AUTO_RENEW_OFF).bind(today).bind(until).bind(limit).fetch_all(p).await)?,
+    )
+}
+
+/// Record `expiring` notices for these (subscription, end date) pairs, each at most once
+/// ever: returns the pairs recorded now (the others were recorded before), for which the
+/// caller emits the event in the same transaction.
+pub async fn record_expiring_notices(
+    tx: &mut Tx,
+    subs: &[(i64, &str)],
+    now: Timestamp,
+) -> StoreResult<HashSet<i64>> {
+    if subs.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let rows: Vec<(i64,)> = match tx {
+        Tx::Postgres(t) => sqlx::query_as(
+            "INSERT INTO subscription_notices (subscription_id, kind, on_date, created_at)
+             SELECT v.id, 'expiring', v.on_date, $3 FROM unnest($1::int8[], $2::text[]) AS v(id, on_date)
+             ON CONFLICT DO NOTHING RETURNING subscription_id",
+        )
+        .bind(subs.iter().map(|s| s.0).collect::<Vec<_>>())
+        .bind(subs.iter().map(|s| s.1).collect::<Vec<_>>())
+        .bind(now.0)
+        .fetch_all(&mut **t)
+        .await?,
+        Tx::Sqlite(t) => sqlx::query_as(
+            "INSERT INTO subscription_notices (subscription_id, kind, on_date, created_at)
+             SELECT v.value ->> 0, 'expiring', v.value ->> 1, $2 FROM json_each($1) AS v WHERE true
+             ON CONFLICT DO NOTHING RETURNING subscription_id",
+        )
+        .bind(json(&subs)?)
+        .bind(now.0)
+        .fetch_all(&mut **t)
+        .await?,
+    };
+    Ok(rows.into_iter().map(|r| r.0).collect())
+}
+
+/// One event to insert with [`insert_events`].
+#[derive(Debug, Clone)]
+pub struct BatchEvent {
+    pub kind: &'static str,
+    pub account_id: i64,
+    pub subject_type: &'static str,
+    pub subject_id: i64,
+    pub payload: String,
+}
+
+/// Insert pending events with one statement (`events::Events::emit`, set-wise).
+pub async fn insert_events(tx: &mut Tx, events: &[BatchEvent], now: Timestamp) -> StoreResult<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    match tx {
+        Tx::Postgres(t) => {
+            sqlx::query(
+                "INSERT INTO events (kind, account_id, actor_user_id, subject_type, subject_id, payload, state, created_at)
+                 SELECT v.kind, v.account, NULL, v.subject_type, v.subject, v.payload, 'pending', $6
+                 FROM unnest($1::text[], $2::int8[], $3::text[], $4::int8[], $5::text[]) AS v(kind, account, subject_type, subject, payload)",
+            )
+            .bind(events.iter().map(|e| e.kind).collect::<Vec<_>>())
+            .bind(events.iter().map(|e| e.account_id).collect::<Vec<_>>())
+            .bind(events.iter().map(|e| e.subject_type).collect::<Vec<_>>())
+            .bind(events.iter().map(|e| e.subject_id).collect::<Vec<_>>())
+            .bind(events.iter().map(|e| e.payload.as_str()).collect::<Vec<_>>())
+            .bind(now.0)
+            .execute(&mut **t)
+            .await?;
+        }
+        Tx::Sqlite(t) => {
+            let rows: Vec<(&str, i64, &str, i64, &str)> = events
+                .iter()
+                .map(|e| {
+                    (
+                        e.kind,
+                        e.account_id,
+                        e.subject_type,
+                        e.subject_id,
+                        e.payload.as_str(),
+                    )
+                })
+                .collect();
+            sqlx::query(
+                "INSERT INTO events (kind, account_id, actor_user_id, subject_type, subject_id, payload, state, created_at)
+                 SELECT v.value ->> 0, v.value ->> 1, NULL, v.value ->> 2, v.value ->> 3, v.value ->> 4, 'pending', $2
+                 FROM json_each($1) AS v",
+            )
+            .bind(json(&rows)?)
+            .bind(now.0)
+            .execute(&mut **t)
+            .await?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -51,6 +51,11 @@ pub const MIGRATIONS: &[Migration] = &[
         source: include_str!("../migrations/0007_notifications.sql"),
     },
     Migration {
+        version: 8,
+        name: "billrun",
+        source: include_str!("../migrations/0008_billrun.sql"),
+    },
+    Migration {
         version: 10,
         name: "selleracct",
         source: include_str!("../migrations/0010_selleracct.sql"),

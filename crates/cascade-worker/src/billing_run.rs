@@ -34,18 +34,17 @@
 
 use cascade_domain::billing::amounts::to_minor;
 use cascade_domain::billing::calendar::{Span, add_months};
-use cascade_domain::billing::charges::{
-    BillingInput, ChargeLine, period_months, recurring_lines, usage_lines,
-};
+use cascade_domain::billing::charges::{BillingInput, ChargeLine, period_months, recurring_lines};
 use cascade_domain::billing::lifecycle::{AutoRenew, SubscriptionStatus};
 use cascade_domain::catalog::plan::{BillingModel, PlanContent};
 use cascade_domain::clock::{Clock, Timestamp};
 use cascade_domain::ids::AccountId;
 use cascade_domain::money::Currency;
 use cascade_store::billing_batch::{
-    self, DueSubscription, InvoiceHead, KeyCheck, NewInvoice, SubscriptionMove, UsageRecord,
+    self, BatchEvent, BillingOrder, DueSubscription, InvoiceHead, Issued, KeyCheck, NewInvoice,
+    SubscriptionMove, UsageRecord,
 };
-use cascade_store::documents::{DocKind, Documents, NewDocument, NewLine, PaymentGateway};
+use cascade_store::documents::{NewLine, PaymentGateway};
 use cascade_store::subscriptions::{Subscription, Subscriptions};
 use cascade_store::{Backend, Db, StoreError, StoreResult, Tx, on_tx};
 use chrono::NaiveDate;
@@ -55,6 +54,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 use tokio::task::JoinSet;
+
+/// Default of [`RunOptions::expiry_notice_days`].
+pub const DEFAULT_EXPIRY_NOTICE_DAYS: u32 = 7;
 
 /// Subscriptions that expired without renewal are not due again.
 pub const NEVER: &str = "9999-12-31";
@@ -67,6 +69,12 @@ pub struct RunReport {
     pub subscriptions_billed: u64,
     pub documents_written: u64,
     pub lines_written: u64,
+    /// BO orders written: one per subscription and billed period.
+    pub orders_written: u64,
+    /// `invoice.issued` events (one per invoice written).
+    pub invoice_events: u64,
+    /// `subscription.expiring` events.
+    pub expiring_notices: u64,
     /// Accounts that were billed one per transaction instead of with their batch
     /// (changed concurrently, bad data, or a batch that failed); included in
     /// `accounts_done` / `accounts_failed`.
@@ -96,6 +104,9 @@ pub struct RunOptions {
     /// The card gateway automatic charges go through (`collections`); none = no
     /// automatic charges this run.
     pub gateway: Option<Arc<dyn PaymentGateway>>,
+    /// Subscriptions that will not renew are told `subscription.expiring` this many days
+    /// before their term ends (once per subscription and end date).
+    pub expiry_notice_days: u32,
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -104,6 +115,7 @@ impl std::fmt::Debug for RunOptions {
             .field("batch", &self.batch)
             .field("crash", &self.crash)
             .field("gateway", &self.gateway.as_ref().map(|g| g.name()))
+            .field("expiry_notice_days", &self.expiry_notice_days)
             .finish()
     }
 }
@@ -114,6 +126,7 @@ impl Default for RunOptions {
             batch: 500,
             crash: None,
             gateway: None,
+            expiry_notice_days: DEFAULT_EXPIRY_NOTICE_DAYS,
         }
     }
 }
@@ -202,17 +215,25 @@ fn date(s: &str) -> StoreResult<NaiveDate> {
 /// What billing one subscription on `today` produces.
 pub struct SubBilling {
     pub lines: Vec<ChargeLine>,
+    /// The billing dates this billing covers, each with the position in `lines` where
+    /// its lines start (a catch-up covers several): one BO order each.
+    pub periods: Vec<(NaiveDate, usize)>,
+    /// Usage dated before this day is accounted for by `lines` (the end of the last span
+    /// whose usage was billed); none when no usage was billed.
+    pub usage_until: Option<NaiveDate>,
     pub next_bill_date: String,
     pub expires_on: String,
     pub status: SubscriptionStatus,
 }
 
 /// Bill one subscription for everything due up to `today` (catching up missed days).
+/// `usage(span)`: the unbilled usage per rate dated within the span. A catch-up bills
+/// each period's usage with that period (never one period's usage twice).
 pub fn bill_subscription(
     sub: &Subscription,
     plan: &PlanContent,
     statement_day: u32,
-    usage: &BTreeMap<String, i64>,
+    usage: &dyn Fn(Span) -> BTreeMap<String, i64>,
     today: NaiveDate,
 ) -> StoreResult<SubBilling> {
     let Some(period) = plan.period(&sub.period_uid) else {
@@ -227,18 +248,27 @@ pub fn bill_subscription(
     let mut expires = date(&sub.expires_on)?;
     let mut status = sub.status;
     let mut lines = Vec::new();
+    let no_usage = BTreeMap::new();
     let input = BillingInput {
         subscription_id: sub.id,
         plan,
         period,
         quantities: &sub.quantities,
-        usage,
+        usage: &no_usage,
         billing_months,
+    };
+    let mut usage_until: Option<NaiveDate> = None;
+    let mut usage_lines = |span: Span| {
+        let u = usage(span);
+        usage_until = usage_until.max(Some(span.end));
+        cascade_domain::billing::charges::usage_lines(&BillingInput { usage: &u, ..input }, span)
     };
     let term_months = period_months(period) as i32;
     let mut guard = 0;
+    let mut periods = Vec::new();
     while next <= today && guard < 1000 {
         guard += 1;
+        periods.push((next, lines.len()));
         // Term end: renew or expire.
         if next >= expires {
             let renews = match sub.auto_renew {
@@ -253,7 +283,7 @@ pub fn bill_subscription(
                 ) || plan.rates.iter().any(|r| r.measurable)
                 {
                     let span = cycle.period_containing(next.pred_opt().unwrap_or(next));
-                    lines.extend(usage_lines(&input, span));
+                    lines.extend(usage_lines(span));
                     if plan.billing_model == BillingModel::ChargeAfterBillingPeriod {
                         lines.extend(recurring_lines(&input, span, span.days()));
                     }
@@ -294,20 +324,20 @@ pub fn bill_subscription(
                 // Overuse of the period that just ended.
                 let prev = cycle.period_containing(next.pred_opt().unwrap_or(next));
                 if prev.end == next {
-                    lines.extend(usage_lines(&input, prev));
+                    lines.extend(usage_lines(prev));
                 }
                 next = span.end;
             }
             BillingModel::ChargeAfterBillingPeriod | BillingModel::ExternalRating => {
                 let span = cycle.period_containing(next.pred_opt().unwrap_or(next));
                 lines.extend(recurring_lines(&input, span, span.days()));
-                lines.extend(usage_lines(&input, span));
+                lines.extend(usage_lines(span));
                 next = cycle.next_boundary(next);
             }
             BillingModel::ChargeBeforeSubscriptionPeriod => {
                 // Charged per term at renewal; between renewals only overuse.
                 let prev = cycle.period_containing(next.pred_opt().unwrap_or(next));
-                lines.extend(usage_lines(&input, prev));
+                lines.extend(usage_lines(prev));
                 next = cycle.next_boundary(next).min(expires);
             }
         }
@@ -317,6 +347,8 @@ pub fn bill_subscription(
     }
     Ok(SubBilling {
         lines,
+        periods,
+        usage_until,
         next_bill_date: next.format("%Y-%m-%d").to_string(),
         expires_on: expires.format("%Y-%m-%d").to_string(),
         status,
@@ -338,25 +370,22 @@ fn new_line(sub: i64, l: &ChargeLine, currency: Currency) -> NewLine {
     }
 }
 
-/// The span whose usage a subscription's billing reads: the period containing the day
-/// before its next billing date.
-fn usage_span(sub: &Subscription, plan: &PlanContent, statement_day: u32) -> StoreResult<Span> {
-    let start = date(&sub.start_date)?;
-    let (cycle, _) = cycle_of(plan, start, statement_day);
-    Ok(cycle.period_containing(date(&sub.next_bill_date)?.pred_opt().unwrap_or(start)))
-}
-
-/// Usage before this date is billed once `b` is written.
-fn usage_until(b: &SubBilling, day: &str) -> String {
-    if b.next_bill_date.as_str() < day {
-        b.next_bill_date.clone()
-    } else {
-        day.to_string()
+/// Usage per rate dated within `span`, of records (`rate_uid`, quantity, date).
+fn usage_in<'a>(
+    records: impl Iterator<Item = (&'a str, i64, &'a str)>,
+    span: Span,
+) -> BTreeMap<String, i64> {
+    let (from, to) = (span.start.to_string(), span.end.to_string());
+    let mut sums: BTreeMap<String, i64> = BTreeMap::new();
+    for (rate, q, day) in records {
+        if day >= from.as_str() && day < to.as_str() {
+            *sums.entry(rate.to_string()).or_default() += q;
+        }
     }
+    sums
 }
 
 /// Bill one account in one transaction (the per-account path: batches fall back to it).
-/// Returns (subscriptions billed, documents, lines).
 async fn bill_account(
     db: &Db,
     plans: &PlanCache,
@@ -364,66 +393,58 @@ async fn bill_account(
     today: NaiveDate,
     now: Timestamp,
     crash_inside: bool,
-) -> Result<(u64, u64, u64), RunError> {
+) -> Result<Counts, RunError> {
     let day = today.format("%Y-%m-%d").to_string();
     let mut tx = db.begin().await?;
     let subs = Subscriptions::due_of_account_in(&mut tx, account, &day).await?;
     let statement_day = statement_day(&mut tx, account).await?;
-    // Lines per (issuer, currency).
-    let mut invoices: BTreeMap<(i64, String), Vec<NewLine>> = BTreeMap::new();
-    let mut moves = Vec::with_capacity(subs.len());
+    let mut billed = Vec::with_capacity(subs.len());
     for sub in &subs {
         let plan = plans.get(db, sub.plan_id).await?;
-        // Usage recorded up to the end of the period that ends on or before today.
-        let span = usage_span(sub, &plan.content, statement_day)?;
-        let usage = Subscriptions::unbilled_usage_in(
-            &mut tx,
-            sub.id,
-            &span.start.to_string(),
-            &span.end.to_string(),
-        )
-        .await?;
-        let billed = bill_subscription(sub, &plan.content, statement_day, &usage, today)?;
-        let cur = plan.currency()?;
-        let entry = invoices
-            .entry((sub.vendor_id.0, plan.currency.clone()))
-            .or_default();
-        entry.extend(billed.lines.iter().map(|l| new_line(sub.id, l, cur)));
-        moves.push((sub, billed));
-    }
-    let (mut docs, mut lines) = (0u64, 0u64);
-    let due = (today + chrono::Duration::days(14))
-        .format("%Y-%m-%d")
-        .to_string();
-    for ((issuer, currency), ls) in &invoices {
-        if ls.is_empty() {
-            continue;
-        }
-        let head = NewDocument {
-            kind: DocKind::Invoice,
-            issuer: AccountId(*issuer),
-            account,
-            currency,
-            issue_date: &day,
-            due_date: Some(&due),
-            charge_date: None,
-            tax_bp: 0,
-            method: None,
-            external_ref: None,
-            idem_key: None,
+        // Unbilled usage dated before today, summed per span billed.
+        let records: Vec<(String, i64, String)> = on_tx!(&mut tx, c => sqlx::query_as(
+            "SELECT rate_uid, quantity, usage_date FROM usage_records WHERE subscription_id = $1 AND billed_line_id IS NULL AND usage_date < $2")
+            .bind(sub.id).bind(&day).fetch_all(c).await)?;
+        let usage = |span: Span| {
+            usage_in(
+                records.iter().map(|r| (r.0.as_str(), r.1, r.2.as_str())),
+                span,
+            )
         };
-        if let Some((d, n)) = Documents::issue(&mut tx, &head, ls, now).await? {
-            cascade_store::collections::date_by_terms(&mut tx, &[(d.id, account)], today).await?;
-            docs += 1;
-            lines += n as u64;
-        }
+        let b = bill_subscription(sub, &plan.content, statement_day, &usage, today)?;
+        billed.push((sub, plan, b));
     }
+    let assembled = assemble(
+        account,
+        billed
+            .iter()
+            .map(|(sub, plan, b)| (sub.id, sub.vendor_id.0, b, plan.as_ref())),
+    )?;
+    let invoices: Vec<&NewInvoice> = assembled.invoices.iter().collect();
+    let due = due_date(today);
+    let head = InvoiceHead {
+        issue_date: &day,
+        due_date: Some(&due),
+        tax_bp: 0,
+    };
+    let issued = billing_batch::issue_invoices(&mut tx, &head, &invoices, now, KeyCheck::Before)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt("charge keys were checked before issuing".into()))?;
+    let mut counts = finish_invoices(
+        &mut tx,
+        &invoices,
+        assembled.orders.iter().map(|o| (o.invoice, o)),
+        &issued,
+        today,
+        now,
+    )
+    .await?;
     if crash_inside {
         // Dropping the transaction without commit is what a killed process leaves behind.
         drop(tx);
         return Err(RunError::Crash);
     }
-    for (sub, b) in &moves {
+    for (sub, _, b) in &billed {
         Subscriptions::after_billing(
             &mut tx,
             sub,
@@ -433,10 +454,160 @@ async fn bill_account(
             now,
         )
         .await?;
-        mark_usage_billed(&mut tx, sub.id, &usage_until(b, &day)).await?;
+        if let Some(until) = b.usage_until {
+            mark_usage_billed(&mut tx, sub.id, &until.to_string()).await?;
+        }
     }
     tx.commit().await?;
-    Ok((moves.len() as u64, docs, lines))
+    counts.subscriptions = billed.len() as u64;
+    Ok(counts)
+}
+
+/// Invoices are due 14 days after the run date (unless the account's class says
+/// otherwise: `collections::date_by_terms`).
+fn due_date(today: NaiveDate) -> String {
+    (today + chrono::Duration::days(14))
+        .format("%Y-%m-%d")
+        .to_string()
+}
+
+/// What billing wrote.
+#[derive(Debug, Default, Clone, Copy)]
+struct Counts {
+    subscriptions: u64,
+    documents: u64,
+    lines: u64,
+    orders: u64,
+    invoice_events: u64,
+}
+
+/// A BO order to write once its invoice is issued: lines `lines` of invoice `invoice`
+/// (a position in the account's invoices) bill subscription `sub` for the period due on
+/// `billed_on`.
+struct PlannedOrder {
+    invoice: usize,
+    sub: i64,
+    billed_on: NaiveDate,
+    lines: Range<usize>,
+}
+
+/// An account's invoices (one per issuer and currency, none empty) and BO orders.
+#[derive(Default)]
+struct Assembled {
+    invoices: Vec<NewInvoice>,
+    orders: Vec<PlannedOrder>,
+}
+
+/// Group an account's billed subscriptions — (id, vendor, billing, plan) — into invoices
+/// and plan one BO order per subscription and billed period.
+fn assemble<'a>(
+    account: AccountId,
+    billed: impl Iterator<Item = (i64, i64, &'a SubBilling, &'a CachedPlan)>,
+) -> StoreResult<Assembled> {
+    type Group = (Vec<NewLine>, Vec<(i64, NaiveDate, Range<usize>)>);
+    let mut groups: BTreeMap<(i64, String), Group> = BTreeMap::new();
+    for (sub, vendor, b, plan) in billed {
+        let cur = plan.currency()?;
+        let (lines, orders) = groups.entry((vendor, plan.currency.clone())).or_default();
+        let base = lines.len();
+        lines.extend(b.lines.iter().map(|l| new_line(sub, l, cur)));
+        for (i, (on, start)) in b.periods.iter().enumerate() {
+            let end = b.periods.get(i + 1).map_or(b.lines.len(), |p| p.1);
+            if end > *start {
+                orders.push((sub, *on, base + start..base + end));
+            }
+        }
+    }
+    let mut out = Assembled::default();
+    for ((issuer, currency), (lines, orders)) in groups {
+        if lines.is_empty() {
+            continue;
+        }
+        let invoice = out.invoices.len();
+        out.orders.extend(
+            orders
+                .into_iter()
+                .map(|(sub, billed_on, lines)| PlannedOrder {
+                    invoice,
+                    sub,
+                    billed_on,
+                    lines,
+                }),
+        );
+        out.invoices.push(NewInvoice {
+            issuer: AccountId(issuer),
+            account,
+            currency,
+            lines,
+        });
+    }
+    Ok(out)
+}
+
+/// After `issue_invoices`, in the same transaction: date the invoices by the accounts'
+/// terms, write the BO orders of the lines written (a planned order whose lines were all
+/// billed before writes nothing: exactly once, like its lines), and emit `invoice.issued`
+/// for each invoice written. `orders` come with the position of their invoice in
+/// `invoices`.
+async fn finish_invoices<'a>(
+    tx: &mut Tx,
+    invoices: &[&NewInvoice],
+    orders: impl Iterator<Item = (usize, &'a PlannedOrder)>,
+    issued: &[Option<Issued>],
+    today: NaiveDate,
+    now: Timestamp,
+) -> StoreResult<Counts> {
+    let dated: Vec<(i64, AccountId)> = invoices
+        .iter()
+        .zip(issued)
+        .filter_map(|(inv, d)| d.as_ref().map(|d| (d.id, inv.account)))
+        .collect();
+    cascade_store::collections::date_by_terms(tx, &dated, today).await?;
+    let mut bo = Vec::new();
+    for (i, o) in orders {
+        let (Some(inv), Some(Some(doc))) = (invoices.get(i), issued.get(i)) else {
+            continue;
+        };
+        let lines: Vec<&NewLine> = doc
+            .lines
+            .iter()
+            .filter(|n| o.lines.contains(n))
+            .map(|n| &inv.lines[*n])
+            .collect();
+        if lines.is_empty() {
+            continue;
+        }
+        let keys: Vec<&str> = lines
+            .iter()
+            .filter_map(|l| l.charge_key.as_deref())
+            .collect();
+        let details = serde_json::json!({
+            "invoice_id": doc.id,
+            "invoice_number": doc.number,
+            "billed_on": o.billed_on.to_string(),
+            "period_start": lines.iter().filter_map(|l| l.period_start.as_deref()).min(),
+            "period_end": lines.iter().filter_map(|l| l.period_end.as_deref()).max(),
+            "charge_keys": keys,
+        });
+        bo.push(BillingOrder {
+            account: inv.account,
+            vendor: inv.issuer,
+            subscription_id: o.sub,
+            currency: inv.currency.clone(),
+            total_minor: lines.iter().map(|l| l.amount_minor).sum(),
+            details: details.to_string(),
+        });
+    }
+    billing_batch::insert_billing_orders(tx, &bo, now).await?;
+    let ids: Vec<i64> = dated.iter().map(|d| d.0).collect();
+    let events = billing_batch::emit_invoices_issued(tx, &ids, now).await?;
+    Ok(Counts {
+        subscriptions: 0,
+        documents: ids.len() as u64,
+        lines: issued.iter().flatten().map(|d| d.lines.len() as u64).sum(),
+        orders: bo.len() as u64,
+        invoice_events: events,
+    })
 }
 
 async fn statement_day(tx: &mut Tx, account: AccountId) -> StoreResult<u32> {
@@ -457,6 +628,8 @@ struct AccountBill {
     index: usize,
     moves: Vec<SubscriptionMove>,
     invoices: Vec<NewInvoice>,
+    /// BO orders, with positions in `invoices`.
+    orders: Vec<PlannedOrder>,
     /// Usage records the written lines account for.
     usage: Vec<i64>,
 }
@@ -469,13 +642,13 @@ fn bill_in_memory(
     usage: &HashMap<i64, &[UsageRecord]>,
     plans: &PlanCache,
     today: NaiveDate,
-    day: &str,
 ) -> StoreResult<AccountBill> {
-    let mut invoices: BTreeMap<(i64, String), Vec<NewLine>> = BTreeMap::new();
+    let mut billed = Vec::with_capacity(subs.len());
     let mut bill = AccountBill {
         index,
         moves: Vec::with_capacity(subs.len()),
         invoices: vec![],
+        orders: vec![],
         usage: vec![],
     };
     for DueSubscription { sub, statement_day } in subs {
@@ -486,47 +659,40 @@ fn bill_in_memory(
             ))
         })?;
         let records = usage.get(&sub.id).copied().unwrap_or_default();
-        // The same usage as `unbilled_usage_in` over the span, summed per rate.
-        let span = usage_span(sub, &plan.content, *statement_day)?;
-        let (from, to) = (span.start.to_string(), span.end.to_string());
-        let mut sums: BTreeMap<String, i64> = BTreeMap::new();
-        for r in records
-            .iter()
-            .filter(|r| r.usage_date >= from && r.usage_date < to)
-        {
-            *sums.entry(r.rate_uid.clone()).or_default() += r.quantity;
+        let in_span = |span: Span| {
+            usage_in(
+                records
+                    .iter()
+                    .map(|r| (r.rate_uid.as_str(), r.quantity, r.usage_date.as_str())),
+                span,
+            )
+        };
+        let b = bill_subscription(sub, &plan.content, *statement_day, &in_span, today)?;
+        if let Some(until) = b.usage_until.map(|u| u.to_string()) {
+            bill.usage.extend(
+                records
+                    .iter()
+                    .filter(|r| r.usage_date < until)
+                    .map(|r| r.id),
+            );
         }
-        let billed = bill_subscription(sub, &plan.content, *statement_day, &sums, today)?;
-        let cur = plan.currency()?;
-        let entry = invoices
-            .entry((sub.vendor_id.0, plan.currency.clone()))
-            .or_default();
-        entry.extend(billed.lines.iter().map(|l| new_line(sub.id, l, cur)));
-        let until = usage_until(&billed, day);
-        bill.usage.extend(
-            records
-                .iter()
-                .filter(|r| r.usage_date < until)
-                .map(|r| r.id),
-        );
         bill.moves.push(SubscriptionMove {
             id: sub.id,
             version: sub.version,
-            next_bill_date: billed.next_bill_date,
-            expires_on: billed.expires_on,
-            status: billed.status,
+            next_bill_date: b.next_bill_date.clone(),
+            expires_on: b.expires_on.clone(),
+            status: b.status,
         });
+        billed.push((sub.id, sub.vendor_id.0, b, plan));
     }
-    bill.invoices = invoices
-        .into_iter()
-        .filter(|(_, lines)| !lines.is_empty())
-        .map(|((issuer, currency), lines)| NewInvoice {
-            issuer: AccountId(issuer),
-            account,
-            currency,
-            lines,
-        })
-        .collect();
+    let assembled = assemble(
+        account,
+        billed
+            .iter()
+            .map(|(id, vendor, b, plan)| (*id, *vendor, b, plan.as_ref())),
+    )?;
+    bill.invoices = assembled.invoices;
+    bill.orders = assembled.orders;
     Ok(bill)
 }
 
@@ -538,14 +704,23 @@ struct BatchReport {
     subscriptions_billed: u64,
     documents_written: u64,
     lines_written: u64,
+    orders_written: u64,
+    invoice_events: u64,
     accounts_billed_alone: u64,
 }
 
+impl BatchReport {
+    fn add(&mut self, c: Counts) {
+        self.subscriptions_billed += c.subscriptions;
+        self.documents_written += c.documents;
+        self.lines_written += c.lines;
+        self.orders_written += c.orders;
+        self.invoice_events += c.invoice_events;
+    }
+}
+
 enum Written {
-    Committed {
-        documents: u64,
-        lines: u64,
-    },
+    Committed(Counts),
     /// Subscriptions of these accounts (positions in the batch) changed since they were
     /// read; nothing was written.
     Conflicts(HashSet<usize>),
@@ -563,9 +738,7 @@ async fn write_batch(
     crash: bool,
 ) -> Result<Written, RunError> {
     let day = today.format("%Y-%m-%d").to_string();
-    let due = (today + chrono::Duration::days(14))
-        .format("%Y-%m-%d")
-        .to_string();
+    let due = due_date(today);
     let mut tx = billing_batch::begin(db).await?;
     let moves: Vec<SubscriptionMove> = bills.iter().flat_map(|b| b.moves.iter().cloned()).collect();
     let moved = billing_batch::move_subscriptions(&mut tx, &moves, now).await?;
@@ -591,21 +764,22 @@ async fn write_batch(
         tx.rollback().await?;
         return Ok(Written::KeysBilled);
     };
-    // Accounts of a customer class get their class's due date and net-terms charge date.
-    let dated: Vec<(i64, AccountId)> = invoices
-        .iter()
-        .zip(&issued)
-        .filter_map(|(inv, d)| d.map(|(id, _)| (id, inv.account)))
-        .collect();
-    cascade_store::collections::date_by_terms(&mut tx, &dated, today).await?;
+    // BO orders with the positions of their invoices in `invoices`.
+    let mut offset = 0;
+    let mut orders = Vec::new();
+    for b in bills {
+        orders.extend(b.orders.iter().map(|o| (offset + o.invoice, o)));
+        offset += b.invoices.len();
+    }
+    let mut counts =
+        finish_invoices(&mut tx, &invoices, orders.into_iter(), &issued, today, now).await?;
     if crash {
         drop(tx);
         return Err(RunError::Crash);
     }
     tx.commit().await?;
-    let documents = issued.iter().flatten().count() as u64;
-    let lines = issued.iter().flatten().map(|(_, n)| *n as u64).sum();
-    Ok(Written::Committed { documents, lines })
+    counts.subscriptions = moves.len() as u64;
+    Ok(Written::Committed(counts))
 }
 
 /// Read a batch and compute its billing: per account (in batch order), its bill or the
@@ -646,7 +820,6 @@ async fn prepare_batch(
                 &usage,
                 plans,
                 today,
-                &day,
             ),
         })
         .collect())
@@ -689,12 +862,9 @@ async fn bill_batch(
     while !bills.is_empty() {
         let crash = crash_at.is_some_and(|c| bills.iter().any(|b| b.index == c));
         match write_batch(&db, &bills, today, now, check, crash).await {
-            Ok(Written::Committed { documents, lines }) => {
+            Ok(Written::Committed(counts)) => {
                 report.accounts_done += bills.len() as u64;
-                report.subscriptions_billed +=
-                    bills.iter().map(|b| b.moves.len() as u64).sum::<u64>();
-                report.documents_written += documents;
-                report.lines_written += lines;
+                report.add(counts);
                 break;
             }
             Ok(Written::Conflicts(changed)) => {
@@ -729,11 +899,9 @@ async fn bill_batch(
     for i in alone {
         let account = accounts[i];
         match bill_account(&db, &plans, account, today, now, crash_at == Some(i)).await {
-            Ok((subs, docs, lines)) => {
+            Ok(counts) => {
                 report.accounts_done += 1;
-                report.subscriptions_billed += subs;
-                report.documents_written += docs;
-                report.lines_written += lines;
+                report.add(counts);
             }
             Err(RunError::Crash) => return Err(RunError::Crash),
             Err(RunError::Store(e)) => {
@@ -780,6 +948,104 @@ fn lay_out(
         }
     }
     (order, batches)
+}
+
+/// Subscriptions told `subscription.expiring` per transaction.
+const NOTICE_CHUNK: i64 = 1000;
+
+/// Emit `subscription.expiring` for every live subscription that will not renew and ends
+/// within `days` after `today`, once per subscription and end date (the
+/// `subscription_notices` row is written with the event). Set-wise: one read and one
+/// short transaction per [`NOTICE_CHUNK`] subscriptions. A chunk that fails is logged and
+/// skipped; nothing of it was recorded, so the next run sends it. Returns the events
+/// written.
+async fn expiring_notices(
+    db: &Db,
+    plans: &PlanCache,
+    today: NaiveDate,
+    days: u32,
+    now: Timestamp,
+) -> u64 {
+    if days == 0 {
+        return 0;
+    }
+    let from = today.to_string();
+    let until = (today + chrono::Duration::days(i64::from(days))).to_string();
+    let mut after = 0;
+    let mut written = 0;
+    loop {
+        let subs = match billing_batch::expiring_subscriptions(
+            db,
+            &from,
+            &until,
+            after,
+            NOTICE_CHUNK,
+        )
+        .await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading expiring subscriptions failed; the next run notices them");
+                return written;
+            }
+        };
+        let Some(last) = subs.last() else {
+            return written;
+        };
+        after = last.id;
+        match notice_chunk(db, plans, &subs, now).await {
+            Ok(n) => written += n,
+            Err(e) => {
+                tracing::warn!(error = %e, subscriptions = subs.len(), "expiry notices failed; the next run sends them");
+            }
+        }
+        if (subs.len() as i64) < NOTICE_CHUNK {
+            return written;
+        }
+    }
+}
+
+async fn notice_chunk(
+    db: &Db,
+    plans: &PlanCache,
+    subs: &[billing_batch::Expiring],
+    now: Timestamp,
+) -> StoreResult<u64> {
+    let mut names = HashMap::new();
+    for s in subs {
+        if let std::collections::hash_map::Entry::Vacant(e) = names.entry(s.plan_id) {
+            let plan = plans.get(db, s.plan_id).await?;
+            e.insert(
+                plan.content
+                    .name
+                    .get(&plan.content.name.default)
+                    .to_string(),
+            );
+        }
+    }
+    let pairs: Vec<(i64, &str)> = subs.iter().map(|s| (s.id, s.expires_on.as_str())).collect();
+    let mut tx = db.begin().await?;
+    let fresh = billing_batch::record_expiring_notices(&mut tx, &pairs, now).await?;
+    let events: Vec<BatchEvent> = subs
+        .iter()
+        .filter(|s| fresh.contains(&s.id))
+        .map(|s| BatchEvent {
+            kind: "subscription.expiring",
+            account_id: s.account_id,
+            subject_type: "subscription",
+            subject_id: s.id,
+            payload: serde_json::json!({
+                "subscription_id": s.id,
+                "expires_on": s.expires_on,
+                "plan_id": s.plan_id,
+                "plan_name": names.get(&s.plan_id),
+            })
+            .to_string(),
+        })
+        .collect();
+    billing_batch::insert_events(&mut tx, &events, now).await?;
+    tx.commit().await?;
+    Ok(events.len() as u64)
 }
 
 /// Batches in flight at once: SQLite has one writer, so two (one reads and computes
@@ -883,6 +1149,8 @@ pub async fn run_with(
                 report.subscriptions_billed += b.subscriptions_billed;
                 report.documents_written += b.documents_written;
                 report.lines_written += b.lines_written;
+                report.orders_written += b.orders_written;
+                report.invoice_events += b.invoice_events;
                 report.accounts_billed_alone += b.accounts_billed_alone;
                 progress(report.accounts_done, report.accounts_failed);
             }
@@ -900,6 +1168,8 @@ pub async fn run_with(
     if let Some(e) = stop {
         return Err(e);
     }
+    report.expiring_notices =
+        expiring_notices(db, &plans, today, opts.expiry_notice_days, clock.now()).await;
     report.collections =
         crate::collections::run(db, opts.gateway.as_deref(), today, clock.now()).await?;
     let mut tx = db.begin().await?;

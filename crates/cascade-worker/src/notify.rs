@@ -212,6 +212,8 @@ pub fn register(r: &mut Registry, mailer: Option<Arc<Mailer>>) {
     }));
     r.register(Arc::new(EventMail::order_completed(mailer.clone())));
     r.register(Arc::new(EventMail::payment_failed(mailer.clone())));
+    r.register(Arc::new(EventMail::invoice_issued(mailer.clone())));
+    r.register(Arc::new(EventMail::subscription_expiring(mailer.clone())));
     r.register(Arc::new(EventMail::suspension_deadline(mailer)));
 }
 
@@ -389,6 +391,66 @@ impl EventMail {
     pub const ORDER_COMPLETED: &'static str = "notify.order_completed";
     pub const PAYMENT_FAILED: &'static str = "notify.payment_failed";
     pub const SUSPENSION_DEADLINE: &'static str = "notify.suspension_deadline";
+    pub const INVOICE_ISSUED: &'static str = "notify.invoice_issued";
+    pub const SUBSCRIPTION_EXPIRING: &'static str = "notify.subscription_expiring";
+
+    /// `invoice.issued` (the daily billing run): one mail per invoice.
+    pub fn invoice_issued(mailer: Option<Arc<Mailer>>) -> Self {
+        Self {
+            kind: Self::INVOICE_ISSUED,
+            event: NotificationEvent::InvoiceIssued,
+            extract: |p| {
+                let doc = p
+                    .get("document_id")
+                    .and_then(Value::as_i64)
+                    .ok_or_else(|| TaskError::permanent("payload has no integer `document_id`"))?;
+                let number = p
+                    .get("invoice_number")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| TaskError::permanent("payload has no `invoice_number`"))?;
+                let amount = payload_money(p, "total_minor")?;
+                let due = p
+                    .get("due_date")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                Ok((
+                    Some(format!("invoice{doc}")),
+                    json!({"invoice_number": number, "amount": amount.to_string(), "due_date": due}),
+                ))
+            },
+            mailer,
+        }
+    }
+
+    /// `subscription.expiring` (the daily billing run): a subscription that will not
+    /// renew ends soon. One mail per subscription and end date.
+    pub fn subscription_expiring(mailer: Option<Arc<Mailer>>) -> Self {
+        Self {
+            kind: Self::SUBSCRIPTION_EXPIRING,
+            event: NotificationEvent::SubscriptionExpiring,
+            extract: |p| {
+                let sub = p
+                    .get("subscription_id")
+                    .and_then(Value::as_i64)
+                    .ok_or_else(|| {
+                        TaskError::permanent("payload has no integer `subscription_id`")
+                    })?;
+                let expires = p
+                    .get("expires_on")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| TaskError::permanent("payload has no `expires_on`"))?;
+                let plan = p
+                    .get("plan_name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                Ok((
+                    Some(format!("sub{sub}:expires{expires}")),
+                    json!({"subscription_id": sub.to_string(), "plan_name": plan, "expires_on": expires}),
+                ))
+            },
+            mailer,
+        }
+    }
 
     /// `subscription.suspension_notice` (the daily run's PAYG collections): the
     /// subscription will be suspended after `suspension_deadline` unless the balance is

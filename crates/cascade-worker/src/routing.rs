@@ -27,9 +27,11 @@ use cascade_store::tasks::NewTask;
 /// - `subscription.suspension_notice` → `notify.suspension_deadline`: the PAYG
 ///   suspension-deadline mail (payload `subscription_id`, `suspension_deadline`,
 ///   `balance_minor`, `currency`).
-///
-/// Invoice issued and subscription expiring have templates but no event yet (the billing
-/// run emits none); they are routed here once it does.
+/// - `invoice.issued` → `notify.invoice_issued` (the daily billing run, one per invoice;
+///   payload `document_id`, `invoice_number`, `total_minor`, `currency`, `due_date`).
+/// - `subscription.expiring` → `notify.subscription_expiring` (the daily billing run, a
+///   subscription that will not renew ends soon; payload `subscription_id`,
+///   `expires_on`, `plan_name`).
 pub const ROUTES: &[(&str, &[&str])] = &[
     ("user.created", &["notify.welcome_user"]),
     ("account.created", &[]),
@@ -46,6 +48,8 @@ pub const ROUTES: &[(&str, &[&str])] = &[
         "subscription.suspension_notice",
         &["notify.suspension_deadline"],
     ),
+    ("invoice.issued", &["notify.invoice_issued"]),
+    ("subscription.expiring", &["notify.subscription_expiring"]),
 ];
 
 /// The tasks to create for `event` (none for kinds not in [`ROUTES`]).

@@ -467,7 +467,7 @@ struct LineRow {
     charge_key: Option<String>,
 }
 
-async fn billed_state(db: &Db) -> (Vec<String>, Vec<String>, Vec<String>) {
+async fn billed_state(db: &Db) -> (Vec<String>, Vec<String>, Vec<String>, Vec<String>) {
     let mut tx = db.begin().await.unwrap();
     let lines: Vec<LineRow> = on_tx!(&mut tx, c => sqlx::query_as(
         "SELECT d.account_id, d.issuer_account_id, d.issue_date, d.total_minor, d.open_minor, l.subscription_id, l.line_kind, l.description,
@@ -479,6 +479,66 @@ async fn billed_state(db: &Db) -> (Vec<String>, Vec<String>, Vec<String>) {
         "SELECT subscription_id, external_id, billed_line_id FROM usage_records ORDER BY subscription_id, external_id").fetch_all(c).await).unwrap();
     let numbers: Vec<(i64, String)> = on_tx!(&mut tx, c => sqlx::query_as(
         "SELECT issuer_account_id, number FROM documents WHERE kind = 'invoice' ORDER BY issuer_account_id, number").fetch_all(c).await).unwrap();
+    // BO orders: each linked to lines of its invoice billing its subscription, under its
+    // charge keys; compared without ids and numbers (batches commit in any order).
+    type OrderRow = (i64, i64, Option<i64>, String, String, i64, String);
+    let orders: Vec<OrderRow> = on_tx!(&mut tx, c => sqlx::query_as(
+        "SELECT account_id, vendor_id, subscription_id, order_type, status, total_minor, details FROM orders ORDER BY id").fetch_all(c).await).unwrap();
+    let key_lines: Vec<(String, i64, Option<i64>, i64)> = on_tx!(&mut tx, c => sqlx::query_as(
+        "SELECT charge_key, document_id, subscription_id, amount_minor FROM document_lines
+         WHERE charge_key IS NOT NULL AND document_id IN (SELECT subject_id FROM events WHERE kind = 'invoice.issued')").fetch_all(c).await).unwrap();
+    let key_lines: std::collections::HashMap<String, (i64, Option<i64>, i64)> = key_lines
+        .into_iter()
+        .map(|(k, d, s, a)| (k, (d, s, a)))
+        .collect();
+    let mut bo = vec![];
+    let mut keys_in_orders = 0;
+    for (account, vendor, sub, kind, status, total, details) in orders {
+        assert_eq!((kind.as_str(), status.as_str()), ("BO", "completed"));
+        let det: serde_json::Value = serde_json::from_str(&details).unwrap();
+        let keys: Vec<String> = det["charge_keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k.as_str().unwrap().to_string())
+            .collect();
+        let mut sum = 0;
+        for k in &keys {
+            let (doc, ksub, amount) = key_lines[k];
+            assert_eq!(
+                (doc, ksub),
+                (det["invoice_id"].as_i64().unwrap(), sub),
+                "{k}"
+            );
+            sum += amount;
+        }
+        keys_in_orders += keys.len();
+        assert_eq!(sum, total);
+        bo.push(format!(
+            "{account} {vendor} {sub:?} {total} {} {} {} {keys:?}",
+            det["billed_on"], det["period_start"], det["period_end"]
+        ));
+    }
+    assert_eq!(
+        keys_in_orders,
+        key_lines.len(),
+        "every line the run billed belongs to one BO order"
+    );
+    bo.sort();
+    // One `invoice.issued` per invoice the run wrote (every such invoice holds BO orders).
+    let with_orders: std::collections::HashSet<i64> = key_lines.values().map(|l| l.0).collect();
+    let events: Vec<(i64,)> = on_tx!(&mut tx, c => sqlx::query_as(
+        "SELECT e.subject_id FROM events e JOIN documents d ON d.id = e.subject_id AND d.kind = 'invoice' WHERE e.kind = 'invoice.issued'").fetch_all(c).await).unwrap();
+    let evented: std::collections::HashSet<i64> = events.iter().map(|e| e.0).collect();
+    assert_eq!(
+        evented.len(),
+        events.len(),
+        "no invoice has two invoice.issued events"
+    );
+    assert_eq!(
+        evented, with_orders,
+        "invoice.issued for exactly the invoices the run wrote"
+    );
     tx.rollback().await.unwrap();
     // Invoice numbers are sequential per issuer, without gaps or repeats.
     let mut per_issuer: BTreeMap<i64, Vec<String>> = BTreeMap::new();
@@ -495,6 +555,7 @@ async fn billed_state(db: &Db) -> (Vec<String>, Vec<String>, Vec<String>) {
         lines,
         subs.into_iter().map(|s| format!("{s:?}")).collect(),
         usage.into_iter().map(|u| format!("{u:?}")).collect(),
+        bo,
     )
 }
 
@@ -560,6 +621,7 @@ both_backends! {
         same(&got.0, &want.0, "the same lines on the same invoices, with the same totals");
         same(&got.1, &want.1, "subscriptions end in the same state");
         same(&got.2, &want.2, "the same usage is marked billed");
+        same(&got.3, &want.3, "the same BO orders");
         assert!(crashes >= 10, "only {crashes} crashes");
         f.assert_books_balance().await;
         let reseller = AccountId(f.provider.0 + 1);
@@ -654,6 +716,214 @@ both_backends! {
         let kinds: Vec<String> = f.lines(customers[1]).await.into_iter().map(|l| l.0).collect();
         assert_eq!(kinds, ["recurring", "resource"], "February's fee once (from the order), seats from the run");
         f.assert_books_balance().await;
-        let (_, _, _) = billed_state(&f.db).await; // numbers stay sequential
+        let _ = billed_state(&f.db).await; // numbers stay sequential
+    }
+}
+
+/// (subscription, status, total, billed_on, period_start, charge keys, invoice number) of
+/// every BO order of `customer`, oldest first; checks each is linked to lines of its
+/// invoice that bill its subscription.
+async fn bo_orders(
+    db: &Db,
+    customer: AccountId,
+) -> Vec<(i64, String, i64, String, String, Vec<String>, String)> {
+    let page = db.orders().of_account(customer, None, 1000).await.unwrap();
+    let mut out = vec![];
+    for o in page
+        .items
+        .iter()
+        .rev()
+        .filter(|o| o.order_type.as_str() == "BO")
+    {
+        let doc = o.details["invoice_id"]
+            .as_i64()
+            .expect("linked to its invoice");
+        let keys: Vec<String> = o.details["charge_keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k.as_str().unwrap().to_string())
+            .collect();
+        let lines: Vec<(Option<String>, Option<i64>, i64)> = cascade_store::on_db!(db, p => sqlx::query_as(
+            "SELECT charge_key, subscription_id, amount_minor FROM document_lines WHERE document_id = $1").bind(doc).fetch_all(p).await).unwrap();
+        let mine: Vec<_> = lines
+            .iter()
+            .filter(|l| l.0.as_ref().is_some_and(|k| keys.contains(k)))
+            .collect();
+        assert_eq!(
+            mine.len(),
+            keys.len(),
+            "order {}: every charge key is a line of invoice {doc}",
+            o.id
+        );
+        assert!(mine.iter().all(|l| l.1 == o.subscription_id));
+        assert_eq!(mine.iter().map(|l| l.2).sum::<i64>(), o.total_minor);
+        assert_eq!(
+            (o.vendor_id, o.currency.as_str()),
+            (
+                db.documents().get(doc).await.unwrap().issuer_account_id,
+                "EUR"
+            )
+        );
+        out.push((
+            o.subscription_id.unwrap(),
+            o.status.as_str().to_string(),
+            o.total_minor,
+            o.details["billed_on"].as_str().unwrap().to_string(),
+            o.details["period_start"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            keys,
+            o.details["invoice_number"].as_str().unwrap().to_string(),
+        ));
+    }
+    out
+}
+
+/// (kind, account, subject, payload) of every event of `kinds`, by id.
+async fn events_of(db: &Db, kinds: &[&str]) -> Vec<(String, i64, i64, serde_json::Value)> {
+    let rows: Vec<(String, Option<i64>, i64, String)> =
+        cascade_store::on_db!(db, p => sqlx::query_as(
+        "SELECT kind, account_id, subject_id, payload FROM events ORDER BY id").fetch_all(p).await)
+        .unwrap();
+    rows.into_iter()
+        .filter(|r| kinds.contains(&r.0.as_str()))
+        .map(|(k, a, s, p)| (k, a.unwrap_or(0), s, serde_json::from_str(&p).unwrap()))
+        .collect()
+}
+
+both_backends! {
+    async fn each_billed_period_is_one_completed_bo_order_linked_to_its_lines(db) {
+        let f = fixture(db).await;
+        let c = account(&f.db, Some(f.provider), AccountKind::Customer, "C").await;
+        let plan = f.plan(BillingModel::ChargeBeforeBillingPeriod, monthly(), true).await;
+        let sub = f.subscribe(c, plan, "2024-01-15", "2024-02-01", AutoRenew::OnExpiry, 3).await;
+        f.usage(sub, "u1", 5, "2024-02-10").await;
+        let r = f.bill("2024-02-01").await;
+        assert_eq!(r.orders_written, 1);
+        let orders = bo_orders(&f.db, c).await;
+        let k = |s: &str| format!("sub:{sub}:{s}");
+        assert_eq!(orders, vec![(sub, "completed".into(), 1400, "2024-02-01".into(), "2024-02-01".into(),
+            vec![k("rec:2024-02-01"), k("res:seats:2024-02-01")], "INV-000001".into())]);
+        // Re-running the day writes no second order.
+        assert_eq!(f.bill("2024-02-01").await.orders_written, 0);
+        assert_eq!(bo_orders(&f.db, c).await.len(), 1);
+        // A missed run catches up two periods: two orders on one invoice, March's with
+        // February's overuse (5 used, 1 included: 4 × 0.50).
+        let r = f.bill("2024-04-10").await;
+        assert_eq!((r.documents_written, r.orders_written), (1, 2));
+        let orders = bo_orders(&f.db, c).await;
+        assert_eq!(orders.len(), 3);
+        assert_eq!((orders[1].2, orders[1].3.as_str(), orders[1].6.as_str()), (1600, "2024-03-01", "INV-000002"));
+        // April's: no overuse, February's usage is not billed a second time for March.
+        assert_eq!((orders[2].2, orders[2].3.as_str(), orders[2].6.as_str()), (1400, "2024-04-01", "INV-000002"));
+        assert_eq!(orders[1].5.len(), 3, "March's fee and seats, February's overuse: {:?}", orders[1].5);
+        // Nothing to provision: BO orders are listed with the subscription's orders.
+        let of_sub = f.db.orders().of_subscription(sub).await.unwrap();
+        assert_eq!(of_sub.iter().filter(|o| o.order_type.as_str() == "BO").count(), 3);
+        f.assert_books_balance().await;
+    }
+
+    async fn the_run_emits_invoice_issued_once_per_invoice(db) {
+        let f = fixture(db).await;
+        let plan = f.plan(BillingModel::ChargeBeforeBillingPeriod, monthly(), false).await;
+        let mut customers = vec![];
+        for i in 0..3 {
+            let c = account(&f.db, Some(f.provider), AccountKind::Customer, &format!("C{i}")).await;
+            f.subscribe(c, plan, "2024-01-10", "2024-02-01", AutoRenew::OnExpiry, 2).await;
+            customers.push(c);
+        }
+        // One account billed alone (bad data elsewhere in its batch does not matter).
+        let r = billing_run(&f.db, &ManualClock::new(T0), d("2024-02-01"), &RunOptions { batch: 2, ..Default::default() }, |_, _| {}).await.unwrap();
+        assert_eq!((r.documents_written, r.invoice_events), (3, 3));
+        let ev = events_of(&f.db, &["invoice.issued"]).await;
+        assert_eq!(ev.len(), 3);
+        for (i, c) in customers.iter().enumerate() {
+            let doc = &f.db.documents().of_account(*c, None, None, 10).await.unwrap().items[0];
+            let e = ev.iter().find(|e| e.1 == c.0).unwrap_or_else(|| panic!("customer {i}"));
+            assert_eq!(e.2, doc.id);
+            assert_eq!(e.3["document_id"], doc.id);
+            assert_eq!(e.3["invoice_number"], doc.number.clone().unwrap());
+            assert_eq!((e.3["total_minor"].as_i64(), e.3["currency"].as_str()), (Some(doc.total_minor), Some("EUR")));
+            assert_eq!(e.3["due_date"].as_str(), doc.due_date.as_deref());
+        }
+        assert_eq!(f.bill("2024-02-01").await.invoice_events, 0);
+        assert_eq!(events_of(&f.db, &["invoice.issued"]).await.len(), 3, "re-run: no second event");
+    }
+
+    async fn a_subscription_that_will_not_renew_is_told_once_before_it_ends(db) {
+        let f = fixture(db).await;
+        let c = account(&f.db, Some(f.provider), AccountKind::Customer, "C").await;
+        let plan = f.plan(BillingModel::ChargeBeforeSubscriptionPeriod, BillingPeriodType::EveryNMonths { months: 12 }, false).await;
+        // Both end on 2025-03-01; only the one without auto-renewal is told.
+        let ending = f.subscribe(c, plan, "2024-03-01", "2025-03-01", AutoRenew::Off, 1).await;
+        f.subscribe(c, plan, "2024-03-01", "2025-03-01", AutoRenew::OnExpiry, 1).await;
+        assert_eq!(f.bill("2025-02-21").await.expiring_notices, 0, "8 days ahead: not yet");
+        let r = f.bill("2025-02-22").await;
+        assert_eq!(r.expiring_notices, 1);
+        let ev = events_of(&f.db, &["subscription.expiring"]).await;
+        assert_eq!(ev.len(), 1);
+        assert_eq!((ev[0].1, ev[0].2), (c.0, ending));
+        assert_eq!(ev[0].3["expires_on"], "2025-03-01");
+        assert_eq!(ev[0].3["plan_name"], "Suite");
+        // The following days (and a re-run) tell nobody again.
+        for day in ["2025-02-22", "2025-02-23", "2025-02-28"] {
+            assert_eq!(f.bill(day).await.expiring_notices, 0, "{day}");
+        }
+        // A longer notice period is an option of the run.
+        let c2 = account(&f.db, Some(f.provider), AccountKind::Customer, "C2").await;
+        let s2 = f.subscribe(c2, plan, "2024-04-01", "2025-04-01", AutoRenew::Off, 1).await;
+        let opts = RunOptions { expiry_notice_days: 40, ..Default::default() };
+        let r = billing_run(&f.db, &ManualClock::new(T0), d("2025-02-28"), &opts, |_, _| {}).await.unwrap();
+        assert_eq!(r.expiring_notices, 1);
+        assert_eq!(events_of(&f.db, &["subscription.expiring"]).await.last().unwrap().2, s2);
+    }
+
+    async fn billing_run_events_become_mails(db) {
+        use cascade_domain::task::RetryPolicy;
+        use cascade_worker::{Registry, Worker, WorkerConfig};
+        use std::sync::Arc;
+        let f = fixture(db).await;
+        let new = NewAccountInput {
+            kind: AccountKind::Customer,
+            name: "Mailed".into(),
+            contact: ContactInput { email: Some("billing@mailed.example".into()), ..ContactInput::default() },
+            country: "DE".into(),
+            language: "en".into(),
+            currency: None,
+            customer_class_id: None,
+        }
+        .validate(Some(&f.db.accounts().get(f.provider).await.unwrap().facts()))
+        .unwrap();
+        let mut tx = f.db.begin().await.unwrap();
+        let c = Accounts::create(&mut tx, &new, T0).await.unwrap().id;
+        tx.commit().await.unwrap();
+        let plan = f.plan(BillingModel::ChargeBeforeBillingPeriod, monthly(), false).await;
+        f.subscribe(c, plan, "2024-03-01", "2025-02-01", AutoRenew::Off, 1).await;
+        let r = f.bill("2025-02-22").await;
+        assert_eq!((r.invoice_events, r.expiring_notices), (1, 1));
+        let clock = Arc::new(ManualClock::new(T0));
+        let mut registry = Registry::with_builtin();
+        cascade_worker::notify::register(&mut registry, None);
+        let w = Worker::new(f.db.clone(), clock, registry, WorkerConfig {
+            worker_id: "test".into(),
+            retry: RetryPolicy { max_attempts: 3, base_delay_secs: 10, max_delay_secs: 60 },
+            ..WorkerConfig::default()
+        });
+        let stats = w.run_once().await.unwrap();
+        assert_eq!((stats.done, stats.failed), (2, 0), "{stats:?}");
+        // No SMTP configured: the rendered messages wait in the outbox.
+        let rows: Vec<(String, String, Option<String>)> = cascade_store::on_db!(&f.db, p => sqlx::query_as(
+            "SELECT template, recipient, subject FROM outbox ORDER BY template").fetch_all(p).await).unwrap();
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        assert_eq!((rows[0].0.as_str(), rows[0].1.as_str()), ("invoice_issued", "billing@mailed.example"));
+        assert!(rows[0].2.as_deref().unwrap().contains("INV-000001"), "{rows:?}");
+        assert_eq!(rows[1].0, "subscription_expiring");
+        // Re-running the day queues nothing more.
+        f.bill("2025-02-22").await;
+        w.run_once().await.unwrap();
+        let n: Vec<(i64,)> = cascade_store::on_db!(&f.db, p => sqlx::query_as("SELECT COUNT(*) FROM outbox").fetch_all(p).await).unwrap();
+        assert_eq!(n[0].0, 2);
     }
 }
