@@ -452,6 +452,12 @@ cascade_testkit::both_backends! {
         let tpl: i64 = r.text[..i].rsplit("/seller/templates/").next().unwrap().trim_end_matches(['"', ' ']).parse().unwrap();
         let t = f.api(format!("/api/v1/service-templates/{tpl}")).await;
         assert_eq!((t["name"].as_str(), &t["settings"]["domain"]["value"]), (Some("Mail hosting"), &json!("example.test")));
+        // The starter plan's rates by resource type name, prices editable by its owner.
+        let i = at(&r.text, "id=\"created-plan\"");
+        let plan: i64 = r.text[..i].rsplit("/seller/plans/").next().unwrap().trim_end_matches(['"', ' ']).parse().unwrap();
+        let plan_page = f.app.get(format!("/seller/plans/{plan}"), s.clone()).await.expect(StatusCode::OK);
+        let prices = &plan_page.text[at(&plan_page.text, "id=\"prices\"")..];
+        assert!(prices.contains("<td>Mailbox (") && prices.contains("name=\"rate.mailbox.recurring\""), "{prices}");
         let inst = f.api(format!("/api/v1/accounts/{}/connector-instances", f.p)).await;
         assert_eq!(inst[0]["last_check_ok"], true, "{inst}");
         let list = f.app.get("/seller/connectors", s.clone()).await.expect(StatusCode::OK);

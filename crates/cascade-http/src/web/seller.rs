@@ -620,6 +620,17 @@ async fn plan_page(State(st): State<AppState>, ctx: Ctx, Path(id): Path<i64>) ->
     if plan.owner_account_id != own {
         return Err(WebError::not_found());
     }
+    let rt_names = super::seller_catalog::resource_type_names(
+        &st,
+        &auth,
+        plan.content
+            .rates
+            .iter()
+            .map(|r| r.resource_type_id)
+            .collect(),
+        ctx.lang(),
+    )
+    .await;
     let copies = plans::list_copies(State(st.clone()), auth.clone(), Path(id))
         .await?
         .0;
@@ -686,7 +697,7 @@ async fn plan_page(State(st): State<AppState>, ctx: Ctx, Path(id): Path<i64>) ->
                     tbody {
                         @for r in &c.rates {
                             tr {
-                                td { "#" (r.resource_type_id) " (" (r.included) "–" (r.max) ")" }
+                                td { (rt_names.get(&r.resource_type_id).cloned().unwrap_or_else(|| format!("#{}", r.resource_type_id))) " (" (r.included) "–" (r.max) ")" }
                                 @for (k, fee) in [("setup", r.setup_fee), ("recurring", r.recurring_fee), ("overuse", r.overuse_fee)] {
                                     td class="num" { input name={ "rate." (r.uid) "." (k) } value=(price_text(fee)) inputmode="decimal" size="8" aria-label=(ctx.t(&format!("seller.plans.{k}"))); }
                                 }

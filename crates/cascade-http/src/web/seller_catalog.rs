@@ -102,6 +102,27 @@ fn name_inputs(ctx: &Ctx, current: Option<&LocalizedText>) -> Markup {
     }
 }
 
+/// Names of resource types in the reader's language, read through the API's handler
+/// (types the caller may not read are left out: the page shows their id).
+pub(super) async fn resource_type_names(
+    st: &AppState,
+    auth: &Authed,
+    ids: Vec<i64>,
+    lang: &str,
+) -> BTreeMap<i64, String> {
+    let mut out = BTreeMap::new();
+    for id in ids {
+        if out.contains_key(&id) {
+            continue;
+        }
+        if let Ok(t) = resources::get_resource_type(State(st.clone()), auth.clone(), Path(id)).await
+        {
+            out.insert(id, text_in(&t.0.name, lang));
+        }
+    }
+    out
+}
+
 fn page_of(limit: i64) -> ApiQuery<PageParams> {
     ApiQuery(PageParams {
         limit: Some(limit),
@@ -358,15 +379,13 @@ async fn template_page(State(st): State<AppState>, ctx: Ctx, Path(id): Path<i64>
             names.insert(*a, account_name(&st, *a).await);
         }
     }
-    let mut type_names = BTreeMap::new();
-    for r in &t.resources {
-        let n =
-            resources::get_resource_type(State(st.clone()), auth.clone(), Path(r.resource_type_id))
-                .await
-                .map(|x| text_in(&x.0.name, ctx.lang()))
-                .unwrap_or_else(|_| format!("#{}", r.resource_type_id));
-        type_names.insert(r.resource_type_id, n);
-    }
+    let type_names = resource_type_names(
+        &st,
+        &auth,
+        t.resources.iter().map(|r| r.resource_type_id).collect(),
+        ctx.lang(),
+    )
+    .await;
     let body = html! {
         p class="muted" { @if mine { (ctx.t("seller.cat.own")) } @else { (ctx.t("seller.cat.vendors")) } }
         h2 { (ctx.t("seller.cat.resources")) }
@@ -374,7 +393,7 @@ async fn template_page(State(st): State<AppState>, ctx: Ctx, Path(id): Path<i64>
             thead { tr { th { (ctx.t("seller.cat.type")) } th class="num" { (ctx.t("seller.cat.default_limit")) } } }
             tbody {
                 @for r in &t.resources {
-                    tr { td { (type_names[&r.resource_type_id]) } td class="num" { @if r.default_limit < 0 { "∞" } @else { (r.default_limit) } } }
+                    tr { td { (type_names.get(&r.resource_type_id).cloned().unwrap_or_else(|| format!("#{}", r.resource_type_id))) } td class="num" { @if r.default_limit < 0 { "∞" } @else { (r.default_limit) } } }
                 }
                 @if t.resources.is_empty() { tr { td colspan="2" class="muted" { (ctx.t("seller.none")) } } }
             }

@@ -166,8 +166,8 @@ fn render_event(
             (csrf_field(ctx))
             label { (ctx.t("seller.nt.language")) input name="lang" value=(lang) size="6" required; }
             label { (ctx.t("seller.nt.subject")) input name="subject" value=(subject) required; }
-            label { (ctx.t("seller.nt.text")) textarea name="text" rows="8" { (text) } }
-            label { (ctx.t("seller.nt.html")) textarea name="html" rows="4" { (html_body) } }
+            label { (ctx.t("seller.nt.text")) textarea name="text" rows="8" style="display:block;inline-size:100%" { (text) } }
+            label { (ctx.t("seller.nt.html")) textarea name="html" rows="4" style="display:block;inline-size:100%" { (html_body) } }
             div class="actions" {
                 button type="submit" class="primary" { (ctx.t("seller.save")) }
                 button type="submit" formaction={ (action) "/preview" } id="preview-button" { (ctx.t("seller.nt.preview")) }
