@@ -50,6 +50,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "notifications",
         source: include_str!("../migrations/0007_notifications.sql"),
     },
+    Migration {
+        version: 12,
+        name: "customer",
+        source: include_str!("../migrations/0012_customer.sql"),
+    },
 ];
 
 fn render(source: &str, db: &Db) -> String {
