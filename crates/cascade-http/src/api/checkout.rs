@@ -204,7 +204,7 @@ pub(crate) async fn checkout(
     // Everything is checked before anything is written; every bad field is named.
     let mut e = ValidationErrors::new();
     if let Some(cc) = body.account.customer_class_id
-        && let Err(x) = check_class(&st, CustomerClassId(cc), &vendor).await
+        && let Err(x) = check_class(st, CustomerClassId(cc), vendor).await
     {
         e.0.extend(x.errors.into_iter().map(|f| f.under("account")));
     }
