@@ -333,14 +333,17 @@ async fn customer_story_in_headless_chromium() {
     shot(&c, "05-panel-subscription-gauge").await;
 
     // ---- upgrade: the same seller's Premium plan, priced before confirming ----
-    let switch_link = c
-        .find(Locator::Css(".switch-plans a"))
-        .await
-        .expect("a plan to switch to")
-        .attr("href")
-        .await
-        .unwrap()
-        .unwrap();
+    // Only an active subscription switches: wait for the worker to provision it.
+    let mut found = None;
+    for _ in 0..60 {
+        if let Ok(a) = c.find(Locator::Css(".switch-plans a")).await {
+            found = a.attr("href").await.unwrap();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        c.refresh().await.unwrap();
+    }
+    let switch_link = found.expect("a plan to switch to once the subscription is active");
     c.goto(&format!("{base}{switch_link}")).await.unwrap();
     let price = c
         .wait()
