@@ -372,8 +372,20 @@ pub async fn seed(db: &Db, ch: &DemoChannel) -> anyhow::Result<()> {
         30,
     );
     hosting["order_attributes"] = json!([{"key": "domain", "label": text("Domain name", "Nom de domaine", "اسم النطاق"), "kind": "text", "required": true, "max_length": 253}]);
+    // The upgrade of the office suite: same service and unique group, so a customer on
+    // Business can switch to it (and back) from the panel.
+    let mut premium = office.clone();
+    premium["name"] = text(
+        "Office Suite Premium",
+        "Suite Office Premium",
+        "حزمة المكتب المميزة",
+    );
+    premium["listing_priority"] = json!(11);
+    premium["periods"] = json!([period("m1", 1, 2000, 0), period("y1", 12, 20000, 0)]);
+    premium["rates"][0]["recurring_fee"] = json!(900 * 10_000);
     let mut plans = vec![
         (t_office, office),
+        (t_office, premium),
         (t_compute, compute),
         (t_hosting, hosting),
     ];

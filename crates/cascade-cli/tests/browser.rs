@@ -4,8 +4,9 @@
 //! person does): sign up in a reseller's store and order a plan with a slider-chosen
 //! quantity and a service parameter, pay by top-up, see the subscription's gauge; a
 //! forged POST without a CSRF token is refused and changes nothing; another customer's
-//! subscription id in the URL is the 404 page; a user without `SHOW_PRICES` sees no
-//! price; the Arabic panel is right-to-left (checked on element positions); the phone
+//! subscription id in the URL is the 404 page; upgrade to another plan with the
+//! prorated price shown before confirming; a user without `SHOW_PRICES` sees no price
+//! (the upgrade preview included); the Arabic panel is right-to-left (checked on element positions); the phone
 //! layout folds the navigation into a menu button.
 //!
 //! Screenshots go to `artifacts/screenshots/` at the workspace root (git-ignored, kept
@@ -218,7 +219,7 @@ async fn customer_story_in_headless_chromium() {
     shot(&c, "01-store-catalog").await;
     let mut office = None;
     for a in c.find_all(Locator::Css("article.plan h3 a")).await.unwrap() {
-        if a.text().await.unwrap().contains("Office") {
+        if a.text().await.unwrap().contains("Office Suite Business") {
             office = a.attr("href").await.unwrap();
         }
     }
@@ -331,6 +332,50 @@ async fn customer_story_in_headless_chromium() {
     );
     shot(&c, "05-panel-subscription-gauge").await;
 
+    // ---- upgrade: the same seller's Premium plan, priced before confirming ----
+    // Only an active subscription switches: wait for the worker to provision it.
+    let mut found = None;
+    for _ in 0..60 {
+        if let Ok(a) = c.find(Locator::Css(".switch-plans a")).await {
+            found = a.attr("href").await.unwrap();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        c.refresh().await.unwrap();
+    }
+    let switch_link = found.expect("a plan to switch to once the subscription is active");
+    c.goto(&format!("{base}{switch_link}")).await.unwrap();
+    let price = c
+        .wait()
+        .for_element(Locator::Css(".switch-preview .price.prorated"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(price.contains("EUR"), "the prorated upgrade price: {price}");
+    assert!(body_text(&c).await.contains("Office Suite Premium"));
+    shot(&c, "05b-panel-switch-preview").await;
+    submit(&c, ".switch-preview form button.primary").await;
+    let done = c
+        .wait()
+        .for_element(Locator::Css(".notice.ok"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(done.contains("plan change was ordered"), "{done}");
+    let (_, orders) = fetch(
+        &c,
+        "GET",
+        &format!("/api/v1/accounts/{account}/orders"),
+        None,
+        None,
+    )
+    .await;
+    assert!(orders.contains("\"type\":\"CH\""), "a CH order: {orders}");
+
     // ---- a forged POST without a CSRF token: refused, nothing changes ----
     c.goto(&format!("{base}/panel/billing")).await.unwrap();
     let before = c
@@ -380,7 +425,7 @@ async fn customer_story_in_headless_chromium() {
         &c,
         "POST",
         &format!("/api/v1/accounts/{account}/roles"),
-        Some(json!({"name": "No prices", "grants": [{"privilege": "BILLING_VIEW"}]})),
+        Some(json!({"name": "No prices", "grants": [{"privilege": "BILLING_VIEW"}, {"privilege": "BILLING_MANAGE"}]})),
         None,
     )
     .await;
@@ -405,6 +450,7 @@ async fn customer_story_in_headless_chromium() {
         "/panel/billing",
         "/panel/marketplace",
         &sub_link,
+        &switch_link,
         &office.replace("/store/2/", "/panel/marketplace/"),
     ] {
         c.goto(&format!("{base}{path}")).await.unwrap();
@@ -445,6 +491,18 @@ async fn customer_story_in_headless_chromium() {
     );
     assert!(body_text(&c).await.contains("الرئيسية"));
     shot(&c, "08-panel-arabic-rtl").await;
+    // The subscription and the switch preview in Arabic: statuses translated.
+    c.goto(&format!("{base}{sub_link}")).await.unwrap();
+    c.wait().for_element(Locator::Css("main h1")).await.unwrap();
+    let text = body_text(&c).await;
+    assert!(text.contains("نشط") && !text.contains("active"), "{text}");
+    shot(&c, "08b-panel-arabic-subscription").await;
+    c.goto(&format!("{base}{switch_link}")).await.unwrap();
+    c.wait()
+        .for_element(Locator::Css(".switch-preview"))
+        .await
+        .unwrap();
+    shot(&c, "08c-panel-arabic-switch").await;
 
     // ---- phone width: the navigation folds into a menu button that opens ----
     c.set_window_size(390, 844).await.unwrap();
@@ -501,6 +559,16 @@ async fn customer_story_in_headless_chromium() {
         "the help menu opens on a phone"
     );
     shot(&c, "10-panel-phone-help").await;
+    // The subscription page and the switch preview on a phone.
+    c.goto(&format!("{base}{sub_link}")).await.unwrap();
+    c.wait().for_element(Locator::Css("main h1")).await.unwrap();
+    shot(&c, "11-panel-phone-subscription").await;
+    c.goto(&format!("{base}{switch_link}")).await.unwrap();
+    c.wait()
+        .for_element(Locator::Css(".switch-preview"))
+        .await
+        .unwrap();
+    shot(&c, "12-panel-phone-switch").await;
 
     c.close().await.unwrap();
 }

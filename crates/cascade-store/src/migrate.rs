@@ -60,6 +60,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "selleracct",
         source: include_str!("../migrations/0010_selleracct.sql"),
     },
+    Migration {
+        version: 12,
+        name: "customer",
+        source: include_str!("../migrations/0012_customer.sql"),
+    },
 ];
 
 fn render(source: &str, db: &Db) -> String {

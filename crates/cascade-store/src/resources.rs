@@ -13,7 +13,7 @@
 
 use crate::{Db, Page, StoreError, StoreResult, Tx, on_db, on_tx};
 use cascade_domain::catalog::resources::{
-    Code, ResourceCategory, ResourceCategoryData, ResourceCategoryId, ResourceType,
+    Code, ResourceCategory, ResourceCategoryData, ResourceCategoryId, ResourceKind, ResourceType,
     ResourceTypeData, ResourceTypeId, ServiceTemplate, ServiceTemplateData, ServiceTemplateId,
     SettingValue, Settings, TemplateOverride, TemplateResource, effective_settings_sourced,
 };
@@ -219,7 +219,7 @@ impl ResourceCategories<'_> {
 // Resource types
 // ---------------------------------------------------------------------------------------
 
-const TYPE_COLUMNS: &str = "id, owner_account_id, code, service, unit, name, description, category_id, created_at, updated_at";
+const TYPE_COLUMNS: &str = "id, owner_account_id, code, service, unit, kind, name, description, category_id, created_at, updated_at";
 
 #[derive(sqlx::FromRow)]
 struct TypeRow {
@@ -228,6 +228,7 @@ struct TypeRow {
     code: String,
     service: String,
     unit: String,
+    kind: String,
     name: String,
     description: Option<String>,
     category_id: Option<i64>,
@@ -247,6 +248,7 @@ impl TryFrom<TypeRow> for ResourceType {
             code: Code::parse(&r.code).map_err(|e| bad("code", &e))?,
             service: Code::parse(&r.service).map_err(|e| bad("service", &e))?,
             unit: r.unit,
+            kind: ResourceKind::parse(&r.kind).map_err(|e| bad("kind", &e))?,
             name: serde_json::from_str(&r.name).map_err(|e| bad("name", &e))?,
             description: r
                 .description
@@ -278,10 +280,10 @@ impl ResourceTypes<'_> {
     ) -> StoreResult<ResourceType> {
         let description = d.description.as_ref().map(json).transpose()?;
         let (id,): (i64,) = on_tx!(tx, c => sqlx::query_as(
-            "INSERT INTO resource_types (owner_account_id, code, service, unit, name, description, category_id, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING id")
+            "INSERT INTO resource_types (owner_account_id, code, service, unit, name, description, category_id, created_at, updated_at, kind)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9) RETURNING id")
             .bind(owner.0).bind(d.code.as_str()).bind(d.service.as_str()).bind(&d.unit).bind(json(&d.name)?).bind(&description)
-            .bind(d.category_id.map(|c| c.0)).bind(now.0)
+            .bind(d.category_id.map(|c| c.0)).bind(now.0).bind(d.kind.as_str())
             .fetch_one(c).await)
         .map_err(code_conflict("resource type", &d.code))?;
         Self::get_in(tx, ResourceTypeId(id)).await
@@ -295,10 +297,10 @@ impl ResourceTypes<'_> {
     ) -> StoreResult<ResourceType> {
         let description = d.description.as_ref().map(json).transpose()?;
         let n = on_tx!(tx, c => sqlx::query(
-            "UPDATE resource_types SET code = $2, service = $3, unit = $4, name = $5, description = $6, category_id = $7, updated_at = $8
+            "UPDATE resource_types SET code = $2, service = $3, unit = $4, name = $5, description = $6, category_id = $7, updated_at = $8, kind = $9
              WHERE id = $1")
             .bind(id.0).bind(d.code.as_str()).bind(d.service.as_str()).bind(&d.unit).bind(json(&d.name)?).bind(&description)
-            .bind(d.category_id.map(|c| c.0)).bind(now.0)
+            .bind(d.category_id.map(|c| c.0)).bind(now.0).bind(d.kind.as_str())
             .execute(c).await.map(|r| r.rows_affected()))
         .map_err(code_conflict("resource type", &d.code))?;
         if n == 0 {

@@ -415,6 +415,29 @@ impl Subscriptions<'_> {
         Self::get_in(tx, s.id).await
     }
 
+    /// Move the subscription to another plan (an upgrade or downgrade applied by its CH
+    /// order) with that plan's period and quantities, if it is still at `s.version`.
+    pub async fn switch_plan(
+        tx: &mut Tx,
+        s: &Subscription,
+        plan_id: i64,
+        period_uid: &str,
+        quantities: &BTreeMap<String, i64>,
+        now: Timestamp,
+    ) -> StoreResult<Subscription> {
+        let n = on_tx!(tx, c => sqlx::query(
+            "UPDATE subscriptions SET plan_id = $3, period_uid = $4, quantities = $5, version = version + 1, updated_at = $6
+             WHERE id = $1 AND version = $2")
+            .bind(s.id).bind(s.version).bind(plan_id).bind(period_uid).bind(serde_json::to_string(quantities).unwrap_or_default())
+            .bind(now.0).execute(c).await.map(|r| r.rows_affected()))?;
+        if n == 0 {
+            return Err(StoreError::Conflict {
+                what: format!("subscription {} was changed meanwhile; try again", s.id),
+            });
+        }
+        Self::get_in(tx, s.id).await
+    }
+
     pub async fn set_auto_renew(
         tx: &mut Tx,
         id: i64,

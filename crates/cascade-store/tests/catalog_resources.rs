@@ -3,7 +3,7 @@
 
 use cascade_domain::account::{AccountKind, ContactInput, NewAccountInput};
 use cascade_domain::catalog::resources::{
-    Code, ResourceCategoryData, ResourceCategoryId, ResourceTypeData, ResourceTypeId,
+    Code, ResourceCategoryData, ResourceCategoryId, ResourceKind, ResourceTypeData, ResourceTypeId,
     ServiceTemplateData, ServiceTemplateId, SettingValue, Settings, TemplateResource,
 };
 use cascade_domain::catalog::sales::{Move, NewSalesCategory, SalesCategoryId, check_parent};
@@ -64,6 +64,7 @@ fn rtype(c: &str, cat: Option<ResourceCategoryId>) -> ResourceTypeData {
         code: code(c),
         service: code("mail"),
         unit: "mailbox".into(),
+        kind: ResourceKind::Quantity,
         name: Localized::new("en", c),
         description: Some(Localized::new("en", "desc").with("fr", "descr")),
         category_id: cat,

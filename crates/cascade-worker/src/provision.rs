@@ -188,16 +188,22 @@ async fn apply_effect(tx: &mut Tx, order: &Order, now: Timestamp) -> Result<(), 
                 .and_then(Value::as_str)
                 .unwrap_or(&sub.expires_on)
                 .to_string();
-            Subscriptions::update_terms(
-                tx,
-                &sub,
-                &period_uid,
-                &quantities,
-                &expires_on,
-                &sub.next_bill_date,
-                now,
-            )
-            .await?;
+            // An upgrade or downgrade to another plan of the same seller.
+            if let Some(plan_id) = change.get("plan_id").and_then(Value::as_i64) {
+                Subscriptions::switch_plan(tx, &sub, plan_id, &period_uid, &quantities, now)
+                    .await?;
+            } else {
+                Subscriptions::update_terms(
+                    tx,
+                    &sub,
+                    &period_uid,
+                    &quantities,
+                    &expires_on,
+                    &sub.next_bill_date,
+                    now,
+                )
+                .await?;
+            }
         }
         // Cancelled when ordered; renewals and billing orders provision nothing.
         OrderType::Cl | OrderType::Rn | OrderType::Bo => {}

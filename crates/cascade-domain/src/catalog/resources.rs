@@ -273,6 +273,43 @@ fn with_current<T: Ord + Copy>(known: &BTreeSet<T>, kept: bool, current: Option<
 // Resource types
 // ---------------------------------------------------------------------------------------
 
+/// What a resource type counts: units (mailboxes, GB) or a feature that is on or off
+/// ("Daily backup"). Panels show a gauge of usage against the limit for quantities and
+/// on/off for booleans, whatever the rate's limits say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResourceKind {
+    #[default]
+    Quantity,
+    Boolean,
+}
+
+impl ResourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResourceKind::Quantity => "quantity",
+            ResourceKind::Boolean => "boolean",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<ResourceKind, FieldError> {
+        match s {
+            "quantity" => Ok(ResourceKind::Quantity),
+            "boolean" => Ok(ResourceKind::Boolean),
+            _ => Err(FieldError::new(
+                "kind",
+                "unknown_kind",
+                "quantity or boolean",
+            )),
+        }
+    }
+
+    /// Is a feature of this kind on with `units` (a boolean resource has at most 1)?
+    pub fn is_on(self, units: i64) -> bool {
+        units != 0
+    }
+}
+
 /// Something that can be provisioned and counted: "Mailbox", "Disk space (GB)".
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ResourceType {
@@ -282,6 +319,7 @@ pub struct ResourceType {
     /// The connector (service) that provisions it.
     pub service: Code,
     pub unit: String,
+    pub kind: ResourceKind,
     pub name: Localized,
     pub description: Option<Localized>,
     pub category_id: Option<ResourceCategoryId>,
@@ -295,6 +333,7 @@ pub struct ResourceTypeData {
     pub code: Code,
     pub service: Code,
     pub unit: String,
+    pub kind: ResourceKind,
     pub name: Localized,
     pub description: Option<Localized>,
     pub category_id: Option<ResourceCategoryId>,
@@ -305,6 +344,7 @@ pub struct ResourceTypeInput {
     pub code: String,
     pub service: String,
     pub unit: String,
+    pub kind: ResourceKind,
     pub name: LocalizedInput,
     pub description: Option<LocalizedInput>,
     pub category_id: Option<i64>,
@@ -341,6 +381,7 @@ impl ResourceTypeInput {
                 code,
                 service,
                 unit,
+                kind: self.kind,
                 name,
                 description,
                 category_id: category,
@@ -355,6 +396,7 @@ pub struct ResourceTypePatch {
     pub code: Option<String>,
     pub service: Option<String>,
     pub unit: Option<String>,
+    pub kind: Option<ResourceKind>,
     pub name: Option<LocalizedInput>,
     pub description: Option<Option<LocalizedInput>>,
     pub category_id: Option<Option<i64>>,
@@ -380,6 +422,7 @@ impl ResourceTypePatch {
                 .clone()
                 .unwrap_or_else(|| current.service.as_str().to_string()),
             unit: self.unit.clone().unwrap_or_else(|| current.unit.clone()),
+            kind: self.kind.unwrap_or(current.kind),
             name: self
                 .name
                 .clone()
@@ -862,6 +905,7 @@ mod tests {
             code: "bad code".into(),
             service: "".into(),
             unit: "u".repeat(33),
+            kind: ResourceKind::Quantity,
             name: LocalizedInput {
                 default: "en".into(),
                 values: [("xx-!!".to_string(), "n".to_string())].into(),
@@ -892,6 +936,7 @@ mod tests {
             code: Code::parse("mbox").unwrap(),
             service: Code::parse("mail").unwrap(),
             unit: "mailbox".into(),
+            kind: ResourceKind::Boolean,
             name: Localized::new("en", "Mailbox"),
             description: Some(Localized::new("en", "A mailbox")),
             category_id: Some(ResourceCategoryId(7)),
@@ -906,8 +951,20 @@ mod tests {
         .apply(&current, &BTreeSet::new())
         .unwrap();
         assert_eq!(
-            (next.unit.as_str(), next.category_id),
-            ("box", Some(ResourceCategoryId(7)))
+            (next.unit.as_str(), next.category_id, next.kind),
+            ("box", Some(ResourceCategoryId(7)), ResourceKind::Boolean)
+        );
+        let next = ResourceTypePatch {
+            kind: Some(ResourceKind::Quantity),
+            ..Default::default()
+        }
+        .apply(&current, &BTreeSet::new())
+        .unwrap();
+        assert_eq!(next.kind, ResourceKind::Quantity);
+        assert_eq!(ResourceKind::parse("boolean"), Ok(ResourceKind::Boolean));
+        assert_eq!(
+            ResourceKind::parse("bool").unwrap_err().code,
+            "unknown_kind"
         );
         let next = ResourceTypePatch {
             description: Some(None),

@@ -9,6 +9,9 @@
 //! `items[i].…`, `payment.…`), a taken login, a clash of unique groups or a declined card
 //! leave nothing behind.
 //!
+//! The public store's sign-up (`web::store`) is this same checkout ([`checkout`]) with no
+//! seller's user: the new customer's first user (account administrator) acts for itself.
+//!
 //! Nothing here is a second copy of a rule: the account is validated by the domain's
 //! `NewAccountInput` and written by `Accounts::create`, the user by `NewUserInput` and
 //! `Users::create` (roles checked by `users::assignable_role`), each order by the same
@@ -35,7 +38,7 @@ use super::orders::{
 };
 use super::users::{UserOut, assignable_role, user_out};
 use super::{ProblemResponses, emit};
-use crate::auth::Authed;
+use crate::auth::{Authed, Via};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
 use crate::password::hash_password_off_runtime;
@@ -44,13 +47,13 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use cascade_domain::FieldError;
-use cascade_domain::account::{AccountKind, NewAccountInput};
-use cascade_domain::authz::{Action, Relation, authorize};
+use cascade_domain::account::{Account, AccountKind, NewAccountInput};
+use cascade_domain::authz::{Action, Actor, Relation, authorize};
 use cascade_domain::billing::lifecycle::OrderStatus;
 use cascade_domain::billing::payments::{CardNumber, GatewayDecision, PaymentMethod};
 use cascade_domain::ids::{AccountId, CustomerClassId, RoleId};
 use cascade_domain::money::Money;
-use cascade_domain::privilege::BuiltinRole;
+use cascade_domain::privilege::{BuiltinRole, PrivilegeSet};
 use cascade_domain::user::NewUserInput;
 use cascade_domain::validation::ValidationErrors;
 use cascade_store::accounts::Accounts;
@@ -177,11 +180,31 @@ async fn place_order_and_authorize(
     authorize(&auth.actor, below(rel), Action::CreateUser)?;
     authorize(&auth.actor, below(rel), Action::PlaceOrder)?;
     let vendor = st.db.accounts().get(vendor_id).await?;
+    let out = checkout(&st, Some(&auth), &vendor, body, &headers).await?;
+    Ok((StatusCode::CREATED, Json(out)))
+}
 
+/// The checkout itself, for the API (a seller's user, `seller` = `Some`, authorized by
+/// the caller above) and for the public store (`seller` = `None`: a visitor signing up,
+/// so the new customer's first user acts for itself, with the built-in account
+/// administrator role and no other). All-or-nothing: one transaction.
+pub(crate) async fn checkout(
+    st: &AppState,
+    seller: Option<&Authed>,
+    vendor: &Account,
+    body: CheckoutIn,
+    headers: &HeaderMap,
+) -> ApiResult<CheckoutOut> {
+    let vendor_id = vendor.id;
+    let via = if seller.is_some() {
+        "place_order_and_authorize"
+    } else {
+        "store"
+    };
     // Everything is checked before anything is written; every bad field is named.
     let mut e = ValidationErrors::new();
     if let Some(cc) = body.account.customer_class_id
-        && let Err(x) = check_class(&st, CustomerClassId(cc), &vendor).await
+        && let Err(x) = check_class(st, CustomerClassId(cc), vendor).await
     {
         e.0.extend(x.errors.into_iter().map(|f| f.under("account")));
     }
@@ -210,9 +233,17 @@ async fn place_order_and_authorize(
     let mut roles = Vec::new();
     match &body.user.role_ids {
         None => roles.push(st.db.roles().builtin(BuiltinRole::AccountAdmin).await?),
+        Some(_) if seller.is_none() => e.push(FieldError::new(
+            "user.role_ids",
+            "not_allowed",
+            "a customer signing up in a store gets the account administrator role",
+        )),
         Some(ids) => {
+            let Some(auth) = seller else {
+                return Err(ApiError::internal());
+            };
             for (i, r) in ids.iter().enumerate() {
-                match assignable_role(&st, &auth, RoleId(*r), vendor_id).await {
+                match assignable_role(st, auth, RoleId(*r), vendor_id).await {
                     Ok(role) => roles.push(role),
                     Err(x) if x.status == StatusCode::NOT_FOUND => e.push(FieldError::new(
                         format!("user.role_ids[{i}]"),
@@ -235,7 +266,7 @@ async fn place_order_and_authorize(
     chain.extend(st.db.accounts().vendor_chain(vendor_id).await?);
     let mut prepared = Vec::with_capacity(body.items.len());
     for (i, item) in body.items.iter().enumerate() {
-        match prepare_so(&st, vendor_id, &chain, item).await {
+        match prepare_so(st, vendor_id, &chain, item).await {
             Ok(p) => prepared.push(p),
             Err(PrepareError::Fields(x)) => e.0.extend(under(x, &format!("items[{i}]")).0),
             Err(PrepareError::Other(x)) => return Err(x),
@@ -274,7 +305,7 @@ async fn place_order_and_authorize(
         },
     };
     let gw = match card {
-        Some(_) => Some(gateway(&st).map_err(|x| {
+        Some(_) => Some(gateway(st).map_err(|x| {
             let mut x = x;
             for f in &mut x.errors {
                 f.field = "payment.method".into();
@@ -298,8 +329,6 @@ async fn place_order_and_authorize(
     };
     let mut tx = st.db.begin().await?;
     let account = Accounts::create(&mut tx, &new_account, now).await?;
-    emit(&mut tx, now, "account.created", account.id, &auth, "account", account.id.0,
-        json!({"kind": account.kind.as_str(), "vendor_id": vendor_id.0, "name": account.name, "via": "place_order_and_authorize"})).await?;
     let user = Users::create(&mut tx, account.id, &new_user, hash.as_deref(), now)
         .await
         .map_err(|e| match e {
@@ -311,13 +340,31 @@ async fn place_order_and_authorize(
     for r in &roles {
         Users::attach_role(&mut tx, user.id, r.id).await?;
     }
-    emit(&mut tx, now, "user.created", account.id, &auth, "user", user.id.0, json!({
+    // Who the rest is done by: the seller's user, or the new customer's first user.
+    let auth = match seller {
+        Some(a) => a.clone(),
+        None => Authed {
+            actor: Actor {
+                user_id: user.id,
+                account_id: account.id,
+                privileges: PrivilegeSet::from_grants(
+                    roles.iter().flat_map(|r| r.grants.iter().copied()),
+                ),
+            },
+            user: user.clone(),
+            via: Via::Session(String::new()),
+        },
+    };
+    let auth = &auth;
+    emit(&mut tx, now, "account.created", account.id, auth, "account", account.id.0,
+        json!({"kind": account.kind.as_str(), "vendor_id": vendor_id.0, "name": account.name, "via": via})).await?;
+    emit(&mut tx, now, "user.created", account.id, auth, "user", user.id.0, json!({
         "user_id": user.id.0, "login": user.login.as_str(), "email": user.email.as_str(),
-        "display_name": user.display_name, "language": user.language.as_ref().map(|l| l.as_str()),
+        "display_name": user.display_name, "language": user.language.as_ref().map(|l| l.as_str()), "via": via,
     })).await?;
     let mut orders = Vec::with_capacity(prepared.len());
     for (i, so) in prepared.iter().enumerate() {
-        let o = write_so(&st, &mut tx, &auth, &account, so, now)
+        let o = write_so(st, &mut tx, auth, &account, so, now)
             .await
             .map_err(|mut x| {
                 for f in &mut x.errors {
@@ -350,7 +397,7 @@ async fn place_order_and_authorize(
     if open == 0 {
         payment.status = "not_needed".into();
     } else if let (Some(card), Some(gw)) = (&card, gw) {
-        let key = match idempotency_key(&headers) {
+        let key = match idempotency_key(headers) {
             Some(k) => format!("checkout:{}:{k}", auth.actor.user_id.0),
             None => format!("checkout:{}", uuid::Uuid::new_v4()),
         };
@@ -409,7 +456,7 @@ async fn place_order_and_authorize(
                     now,
                 )
                 .await?;
-                emit(&mut tx, now, "payment.pending", account.id, &auth, "payment_attempt", attempt.id,
+                emit(&mut tx, now, "payment.pending", account.id, auth, "payment_attempt", attempt.id,
                     json!({"reference": attempt.reference, "amount_minor": open, "currency": currency.code(), "card_last4": card.last4()})).await?;
                 payment.status = "pending".into();
                 payment.pending = Some(pending_out(&attempt));
@@ -417,7 +464,7 @@ async fn place_order_and_authorize(
             GatewayDecision::Approved => {
                 let (doc, _) = record_payment(
                     &mut tx,
-                    &auth,
+                    auth,
                     &account,
                     vendor_id,
                     amount,
@@ -431,7 +478,7 @@ async fn place_order_and_authorize(
                 .await?;
                 for o in &mut orders {
                     if o.status != OrderStatus::Paid {
-                        *o = promote_if_covered(&mut tx, &auth, &account, o, now).await?;
+                        *o = promote_if_covered(&mut tx, auth, &account, o, now).await?;
                     }
                 }
                 payment.status = "approved".into();
@@ -442,15 +489,12 @@ async fn place_order_and_authorize(
     tx.commit().await?;
     let mut out = Vec::with_capacity(orders.len());
     for o in orders {
-        out.push(order_view(&st, &auth, o).await?);
+        out.push(order_view(st, auth, o).await?);
     }
-    Ok((
-        StatusCode::CREATED,
-        Json(CheckoutOut {
-            account: account.into(),
-            user: user_out(&st, user).await?,
-            orders: out,
-            payment,
-        }),
-    ))
+    Ok(CheckoutOut {
+        account: account.into(),
+        user: user_out(st, user).await?,
+        orders: out,
+        payment,
+    })
 }

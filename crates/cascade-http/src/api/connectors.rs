@@ -565,6 +565,7 @@ pub(crate) async fn wizard(
             code: rt.code.clone(),
             service: d.service.clone(),
             unit: rt.unit.clone(),
+            kind: Default::default(),
             name: cascade_domain::catalog::text::LocalizedInput {
                 default: "en".into(),
                 values: BTreeMap::from([("en".to_string(), rt.name.clone())]),

@@ -35,7 +35,12 @@
 //! stored in the order's details with `effective_on` = the next billing date; the
 //! order is `paid` (nothing to pay) with the reason "deferred until …" and its
 //! provisioning task is enqueued to run on that date, when it applies the change. The
-//! daily run needs to do nothing for it.
+//! daily run needs to do nothing for it. A CH with `plan_id` **switches plans** (upgrade or
+//! downgrade) to one of `switch_targets` (the seller's plans on sale for the same service
+//! template, currency and billing terms, in the same unique group, with a period of the
+//! same length): priced by `pricing::switch_lines`, (new plan's recurring fee − old one's)
+//! × remaining days / days in the period, and deferrable like any downgrade; resources of
+//! the same type keep their units.
 //!
 //! **CL** (`/subscriptions/{id}/cancel`): the refund follows the period's refund rules
 //! (`amounts::refund` on what was charged for the current term, over the span that
@@ -115,7 +120,7 @@ pub mod pricing {
         recurring_per_billing_period, setup_lines, usage_lines,
     };
     use cascade_domain::catalog::plan::{
-        BillingModel, Period, PeriodUnit, PlanContent, Price, Rate,
+        BillingModel, Period, PeriodUnit, PlanContent, Price, Rate, UNLIMITED,
     };
     use cascade_domain::money::Currency;
     use chrono::{Days, NaiveDate};
@@ -317,6 +322,121 @@ pub mod pricing {
             });
         }
         out
+    }
+
+    /// The period of `to` a subscription on `from`'s `period` moves to when it switches
+    /// plans (an upgrade or downgrade), if the switch is allowed by the plans' terms: both
+    /// plans bill the same way (billing model, billing period, recurring basis), share
+    /// their unique group (the switch group: a customer holds one plan of it) and `to`
+    /// has an active period of the same length.
+    pub fn switch_period<'a>(
+        from: &PlanContent,
+        period: &Period,
+        to: &'a PlanContent,
+    ) -> Option<&'a Period> {
+        if from.billing_model != to.billing_model
+            || from.period_type != to.period_type
+            || from.recurring_basis != to.recurring_basis
+            || from.unique_group != to.unique_group
+        {
+            return None;
+        }
+        to.periods
+            .iter()
+            .filter(|p| p.active && !p.trial && !p.unconfirmed)
+            .filter(|p| p.duration == period.duration && p.unit == period.unit)
+            .min_by_key(|p| p.sort)
+    }
+
+    /// The quantities a subscription takes to `to` on a switch: for each of `to`'s rates,
+    /// the units it had of the same resource type (kept within the new rate's range),
+    /// else the new rate's included units; `chosen` (by rate uid of `to`) overrides.
+    pub fn switch_quantities(
+        from: &PlanContent,
+        old: &BTreeMap<String, i64>,
+        to: &PlanContent,
+        chosen: &BTreeMap<String, i64>,
+    ) -> BTreeMap<String, i64> {
+        to.rates
+            .iter()
+            .map(|r| {
+                let kept = from
+                    .rates
+                    .iter()
+                    .find(|o| o.resource_type_id == r.resource_type_id)
+                    .and_then(|o| old.get(&o.uid).copied())
+                    .map(|q| {
+                        let q = q.max(r.min);
+                        if r.max == UNLIMITED { q } else { q.min(r.max) }
+                    });
+                let q = chosen
+                    .get(&r.uid)
+                    .copied()
+                    .or(kept)
+                    .unwrap_or(r.included.max(0));
+                (r.uid.clone(), q)
+            })
+            .collect()
+    }
+
+    /// A plan's recurring fee for one billing period at `quantities`: the period's
+    /// recurring fee plus every rate's recurring fee for its billable units.
+    pub fn recurring_fee(
+        plan: &PlanContent,
+        period: &Period,
+        billing_months: u32,
+        quantities: &BTreeMap<String, i64>,
+    ) -> Price {
+        let per = |fee: Price| {
+            recurring_per_billing_period(fee, plan.recurring_basis, period, billing_months)
+        };
+        let mut total = per(period.recurring.amount).0;
+        for r in &plan.rates {
+            let q = quantities.get(&r.uid).copied().unwrap_or(r.included);
+            total =
+                total.saturating_add(per(r.recurring_fee).0.saturating_mul(billable_units(r, q)));
+        }
+        Price(total)
+    }
+
+    /// The prorated charge (negative: a credit) of switching plans with `remaining` of
+    /// the billing period `span` left: one line,
+    /// `(new fee − old fee) × remaining days / days in the period` (domain §4).
+    #[allow(clippy::too_many_arguments)]
+    pub fn switch_lines(
+        order_id: i64,
+        from: (&PlanContent, &Period, &BTreeMap<String, i64>),
+        to: (&PlanContent, &Period, &BTreeMap<String, i64>),
+        billing_months: u32,
+        today: NaiveDate,
+        span: Span,
+    ) -> Vec<ChargeLine> {
+        let remaining = (span.end - today).num_days();
+        let total = span.days();
+        let old_fee = recurring_fee(from.0, from.1, billing_months, from.2);
+        let new_fee = recurring_fee(to.0, to.1, billing_months, to.2);
+        let amount = proration(old_fee, new_fee, remaining, total);
+        if amount.0 == 0 {
+            return vec![];
+        }
+        vec![ChargeLine {
+            kind: LineKind::Proration,
+            description: format!(
+                "{} → {}, {remaining} of {total} days left of {} to {}",
+                from.0.name.get(&from.0.name.default),
+                to.0.name.get(&to.0.name.default),
+                span.start,
+                span.end
+            ),
+            quantity: 1,
+            unit_price: amount,
+            amount,
+            period: Some(Span {
+                start: today,
+                end: span.end,
+            }),
+            key: format!("order:{order_id}:switch"),
+        }]
     }
 
     /// What the daily run charges on a subscription's next billing date, and why: one
@@ -522,6 +642,76 @@ pub mod pricing {
                 order_attributes: vec![],
                 service_parameters: vec![],
             }
+        }
+
+        #[test]
+        fn plan_switch_terms_quantities_and_proration() {
+            let m = BillingPeriodType::MonthlyOnStatementDay;
+            let from = plan(
+                m,
+                RecurringBasis::BillingPeriod,
+                BillingModel::ChargeBeforeBillingPeriod,
+            );
+            let mut to = from.clone();
+            to.periods[0].uid = "p-y1".into();
+            to.periods[0].recurring = Fee::of(Price::units(150));
+            to.rates[0].uid = "pro-seats".into();
+            to.rates[0].max = 4;
+            // Same terms: the period of the same length; other terms or groups: none.
+            assert_eq!(
+                switch_period(&from, &from.periods[0], &to).map(|p| p.uid.as_str()),
+                Some("p-y1")
+            );
+            let mut other = to.clone();
+            other.unique_group = Some("g".into());
+            assert!(switch_period(&from, &from.periods[0], &other).is_none());
+            other = to.clone();
+            other.billing_model = BillingModel::ChargeAfterBillingPeriod;
+            assert!(switch_period(&from, &from.periods[0], &other).is_none());
+            other = to.clone();
+            other.periods[0].duration = 1;
+            assert!(switch_period(&from, &from.periods[0], &other).is_none());
+            // Seats of the same resource type are kept, within the new range; chosen wins.
+            let old = BTreeMap::from([("seats".to_string(), 6)]);
+            let q = switch_quantities(&from, &old, &to, &BTreeMap::new());
+            assert_eq!(q, BTreeMap::from([("pro-seats".to_string(), 4)]));
+            let chosen = BTreeMap::from([("pro-seats".to_string(), 2)]);
+            assert_eq!(switch_quantities(&from, &old, &to, &chosen)["pro-seats"], 2);
+            // 120 + 5 × 24 = 240 → 150 + 3 × 24 = 222: a credit of 18 × 10 / 30 = 6.00.
+            let span = Span {
+                start: d(2025, 4, 1),
+                end: d(2025, 5, 1),
+            };
+            let lines = switch_lines(
+                7,
+                (&from, &from.periods[0], &old),
+                (&to, &to.periods[0], &q),
+                1,
+                d(2025, 4, 21),
+                span,
+            );
+            let eur = Currency::parse("EUR").unwrap();
+            assert_eq!(total_minor(&lines, eur), -600);
+            assert_eq!(lines[0].key, "order:7:switch");
+            // The way back costs the same, and nothing on the last day.
+            let back = switch_lines(
+                7,
+                (&to, &to.periods[0], &q),
+                (&from, &from.periods[0], &old),
+                1,
+                d(2025, 4, 21),
+                span,
+            );
+            assert_eq!(total_minor(&back, eur), 600);
+            let none = switch_lines(
+                7,
+                (&to, &to.periods[0], &q),
+                (&from, &from.periods[0], &old),
+                1,
+                d(2025, 5, 1),
+                span,
+            );
+            assert!(none.is_empty());
         }
 
         #[test]
@@ -1991,6 +2181,160 @@ pub struct ChangeIn {
     /// Apply at the next billing date instead of now (downgrades only).
     #[serde(default)]
     pub defer: bool,
+    /// Switch to another plan (upgrade or downgrade): one of the same seller's plans on
+    /// sale for the same service, currency and billing terms, in the same unique group
+    /// (see `switch_targets`). Quantities then name the new plan's rates; resources of
+    /// the same type keep their units.
+    #[serde(default)]
+    pub plan_id: Option<i64>,
+}
+
+/// A plan switch resolved for one subscription: the plan it moves to, that plan's
+/// period matching the current one, and the quantities it will have.
+pub(crate) struct Switch {
+    pub plan: Plan,
+    pub period: cascade_domain::catalog::plan::Period,
+    pub quantities: BTreeMap<String, i64>,
+}
+
+/// The plans a subscription on `from` may switch to (upgrade or downgrade): the seller's
+/// own plans on sale, for the same service template and currency, whose terms allow it
+/// (`pricing::switch_period`), with that period. Sorted as the store lists them.
+pub(crate) async fn switch_targets(
+    st: &AppState,
+    sub: &Subscription,
+    from: &Plan,
+) -> ApiResult<Vec<(Plan, cascade_domain::catalog::plan::Period)>> {
+    let Some(period) = from.content.period(&sub.period_uid) else {
+        return Ok(vec![]);
+    };
+    let mut out = Vec::new();
+    let mut after = None;
+    loop {
+        let page = st
+            .db
+            .plans()
+            .of_owner(sub.vendor_id, true, after, 200)
+            .await?;
+        for p in page.items {
+            if p.id == from.id
+                || !p.on_sale()
+                || p.template_id != from.template_id
+                || p.currency != from.currency
+            {
+                continue;
+            }
+            if let Some(to) = pricing::switch_period(&from.content, period, &p.content).cloned() {
+                out.push((p, to));
+            }
+        }
+        match page.next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    out.sort_by_key(|(p, _)| (p.content.listing_priority, p.id));
+    Ok(out)
+}
+
+/// Resolve `plan_id` as a switch target of the subscription (a field error otherwise)
+/// with its quantities (`chosen` by the new plan's rate uids, checked against its ranges).
+pub(crate) async fn resolve_switch(
+    st: &AppState,
+    sub: &Subscription,
+    from: &Plan,
+    plan_id: i64,
+    chosen: &BTreeMap<String, i64>,
+) -> ApiResult<Switch> {
+    let Some((plan, period)) = switch_targets(st, sub, from)
+        .await?
+        .into_iter()
+        .find(|(p, _)| p.id == plan_id)
+    else {
+        return Err(ApiError::field(
+            "plan_id",
+            "not_switchable",
+            "not a plan this subscription can switch to (the same seller's plans on sale for the same service and terms)",
+        ));
+    };
+    let mut e = ValidationErrors::new();
+    check_quantities(&mut e, &plan.content, chosen);
+    e.into_result()?;
+    let quantities =
+        pricing::switch_quantities(&from.content, &sub.quantities, &plan.content, chosen);
+    Ok(Switch {
+        plan,
+        period,
+        quantities,
+    })
+}
+
+/// What a plan switch costs now, computed exactly as [`change_subscription`] computes
+/// it: the panels' "price before you confirm".
+pub(crate) struct SwitchQuote {
+    pub switch: Switch,
+    /// Charged now (negative: credited now); zero for plans billed after the period.
+    pub total_minor: i64,
+    pub currency: Currency,
+    /// The next billing date: when a deferred downgrade takes effect.
+    pub effective_on: NaiveDate,
+    /// Days left of the billing period, and its length.
+    pub remaining_days: i64,
+    pub period_days: i64,
+}
+
+pub(crate) async fn switch_quote(
+    st: &AppState,
+    auth: &Authed,
+    id: i64,
+    plan_id: i64,
+) -> ApiResult<SwitchQuote> {
+    let (sub, _) = sub_for(st, auth, id, Action::PlaceOrder).await?;
+    let from = st.db.plans().get(sub.plan_id).await?;
+    let switch = resolve_switch(st, &sub, &from, plan_id, &BTreeMap::new()).await?;
+    let period = from
+        .content
+        .period(&sub.period_uid)
+        .cloned()
+        .ok_or_else(ApiError::internal)?;
+    let cur = currency(&from.currency)?;
+    let day = today(st.clock.now());
+    let start = date(&sub.start_date, "start_date")?;
+    let mut tx = st.db.begin().await?;
+    let terms = wholesale::account_terms(&mut tx, sub.account_id).await?;
+    tx.commit().await?;
+    let (cycle, billing_months) = pricing::cycle_of(&from.content, start, terms.statement_day);
+    let span = match from.content.billing_model {
+        BillingModel::ChargeBeforeSubscriptionPeriod => {
+            pricing::term_containing(&period, start, day)
+        }
+        _ => cycle.period_containing(day),
+    };
+    let prepaid = matches!(
+        from.content.billing_model,
+        BillingModel::ChargeBeforeBillingPeriod | BillingModel::ChargeBeforeSubscriptionPeriod
+    );
+    let total_minor = if prepaid {
+        let lines = pricing::switch_lines(
+            0,
+            (&from.content, &period, &sub.quantities),
+            (&switch.plan.content, &switch.period, &switch.quantities),
+            billing_months,
+            day,
+            span,
+        );
+        pricing::total_minor(&lines, cur)
+    } else {
+        0
+    };
+    Ok(SwitchQuote {
+        switch,
+        total_minor,
+        currency: cur,
+        effective_on: date(&sub.next_bill_date, "next_bill_date")?.max(day),
+        remaining_days: (span.end - day).num_days().clamp(0, span.days()),
+        period_days: span.days(),
+    })
 }
 
 /// What a change of quantities would be charged now (prorated to the rest of the current
@@ -2073,14 +2417,34 @@ pub(crate) async fn change_subscription(
     }
     let plan = st.db.plans().get(sub.plan_id).await?;
     let mut e = ValidationErrors::new();
-    if body.quantities.is_none() && body.period_uid.is_none() {
+    if body.quantities.is_none() && body.period_uid.is_none() && body.plan_id.is_none() {
         e.push(FieldError::new(
             "quantities",
             "nothing_to_change",
-            "give new quantities or a period",
+            "give new quantities, a period or a plan",
         ));
     }
-    if let Some(q) = &body.quantities {
+    if body.plan_id.is_some() && body.period_uid.is_some() {
+        e.push(FieldError::new(
+            "period_uid",
+            "not_with_plan_switch",
+            "a plan switch keeps the length of the subscription period; change the period separately",
+        ));
+    }
+    let switch = match body.plan_id {
+        Some(pid) if body.period_uid.is_none() => Some(
+            resolve_switch(
+                &st,
+                &sub,
+                &plan,
+                pid,
+                &body.quantities.clone().unwrap_or_default(),
+            )
+            .await?,
+        ),
+        _ => None,
+    };
+    if let (Some(q), None) = (&body.quantities, &switch) {
         check_quantities(&mut e, &plan.content, q);
     }
     let new_period = match &body.period_uid {
@@ -2113,7 +2477,10 @@ pub(crate) async fn change_subscription(
     for (k, v) in body.quantities.clone().unwrap_or_default() {
         new_q.insert(k, v);
     }
-    let new_q = pricing::full_quantities(&plan.content, &new_q);
+    let new_q = match &switch {
+        Some(sw) => sw.quantities.clone(),
+        None => pricing::full_quantities(&plan.content, &new_q),
+    };
     let start = date(&sub.start_date, "start_date")?;
 
     let mut tx = st.db.begin().await?;
@@ -2166,9 +2533,17 @@ pub(crate) async fn change_subscription(
         plan.content.billing_model,
         BillingModel::ChargeBeforeBillingPeriod | BillingModel::ChargeBeforeSubscriptionPeriod
     );
-    let lines = if prepaid && !deferred {
-        pricing::change_lines(
-            order.id,
+    let price = |order_id: i64| match &switch {
+        Some(sw) => pricing::switch_lines(
+            order_id,
+            (&plan.content, &period, &sub.quantities),
+            (&sw.plan.content, &sw.period, &new_q),
+            billing_months,
+            day,
+            span,
+        ),
+        None => pricing::change_lines(
+            order_id,
             &plan.content,
             &period,
             billing_months,
@@ -2176,23 +2551,17 @@ pub(crate) async fn change_subscription(
             &new_q,
             day,
             span,
-        )
+        ),
+    };
+    let lines = if prepaid && !deferred {
+        price(order.id)
     } else {
         vec![]
     };
     let net = pricing::total_minor(&lines, cur);
     if body.defer && new_period.is_none() {
         // Only a change that costs less may wait for the next billing date.
-        let probe = pricing::change_lines(
-            order.id,
-            &plan.content,
-            &period,
-            billing_months,
-            &sub.quantities,
-            &new_q,
-            day,
-            span,
-        );
+        let probe = price(order.id);
         if pricing::total_minor(&probe, cur) > 0 {
             return Err(ApiError::field(
                 "defer",
@@ -2202,12 +2571,16 @@ pub(crate) async fn change_subscription(
         }
     }
     let mut change = json!({"quantities": new_q, "period_uid": new_period.as_ref().map(|p| p.uid.clone()).unwrap_or_else(|| sub.period_uid.clone())});
+    if let Some(sw) = &switch {
+        change["plan_id"] = json!(sw.plan.id);
+        change["period_uid"] = json!(sw.period.uid);
+    }
     if let Some(p) = &new_period {
         // The new period starts a new term on the effective date.
         change["expires_on"] = json!(pricing::term_end(p, effective_on).to_string());
     }
     let mut details = json!({
-        "change": change, "from": {"quantities": sub.quantities, "period_uid": sub.period_uid},
+        "change": change, "from": {"plan_id": sub.plan_id, "quantities": sub.quantities, "period_uid": sub.period_uid},
         "deferred": deferred, "effective_on": if deferred { json!(effective_on.to_string()) } else { Value::Null },
         "proration": {"period_start": span.start.to_string(), "period_end": span.end.to_string(), "remaining_days": (span.end - day).num_days(), "period_days": span.days()},
         "invoice_id": Value::Null, "credit_memo_id": Value::Null,

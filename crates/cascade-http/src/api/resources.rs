@@ -19,10 +19,10 @@ use axum::http::StatusCode;
 use cascade_domain::authz::{Action, Relation, authorize};
 use cascade_domain::catalog::resources::{
     ResourceCategory, ResourceCategoryId, ResourceCategoryInput, ResourceCategoryPatch,
-    ResourceType, ResourceTypeId, ResourceTypeInput, ResourceTypePatch, ServiceTemplate,
-    ServiceTemplateId, ServiceTemplateInput, ServiceTemplatePatch, SettingInput, SettingValue,
-    Settings, TemplateOverride, TemplateResourceInput, check_override_account, check_owner,
-    validate_override,
+    ResourceKind, ResourceType, ResourceTypeId, ResourceTypeInput, ResourceTypePatch,
+    ServiceTemplate, ServiceTemplateId, ServiceTemplateInput, ServiceTemplatePatch, SettingInput,
+    SettingValue, Settings, TemplateOverride, TemplateResourceInput, check_override_account,
+    check_owner, validate_override,
 };
 use cascade_domain::catalog::text::{Localized, LocalizedInput};
 use cascade_domain::ids::AccountId;
@@ -463,6 +463,8 @@ pub struct ResourceTypeOut {
     /// The connector (service) that provisions it.
     pub service: String,
     pub unit: String,
+    /// `quantity` (units, shown as a gauge against the limit) or `boolean` (a feature, on or off).
+    pub kind: String,
     pub name: LocalizedText,
     pub description: Option<LocalizedText>,
     pub category_id: Option<i64>,
@@ -478,6 +480,7 @@ impl From<ResourceType> for ResourceTypeOut {
             code: t.code.as_str().into(),
             service: t.service.as_str().into(),
             unit: t.unit,
+            kind: t.kind.as_str().into(),
             name: (&t.name).into(),
             description: t.description.as_ref().map(Into::into),
             category_id: t.category_id.map(|c| c.0),
@@ -485,6 +488,13 @@ impl From<ResourceType> for ResourceTypeOut {
             updated_at: iso(t.updated_at),
         }
     }
+}
+
+/// A resource type's `kind` field, if given (a field error names it otherwise).
+fn parse_kind(kind: Option<&str>) -> ApiResult<Option<ResourceKind>> {
+    kind.map(ResourceKind::parse)
+        .transpose()
+        .map_err(ApiError::from)
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -496,6 +506,9 @@ pub struct CreateResourceTypeIn {
     pub service: String,
     /// 1–32 characters, e.g. `GB`, `mailbox`.
     pub unit: String,
+    /// `quantity` (the default) or `boolean` (a feature that is on or off).
+    #[serde(default)]
+    pub kind: Option<String>,
     pub name: LocalizedText,
     pub description: Option<LocalizedText>,
     /// A resource category of the same owner.
@@ -508,6 +521,8 @@ pub struct UpdateResourceTypeIn {
     pub code: Option<String>,
     pub service: Option<String>,
     pub unit: Option<String>,
+    /// `quantity` or `boolean`.
+    pub kind: Option<String>,
     pub name: Option<LocalizedText>,
     /// `null` removes the description.
     #[serde(default, deserialize_with = "nullable")]
@@ -553,6 +568,7 @@ pub(crate) async fn create_resource_type(
         code: body.code,
         service: body.service,
         unit: body.unit,
+        kind: parse_kind(body.kind.as_deref())?.unwrap_or_default(),
         name: body.name.into(),
         description: body.description.map(Into::into),
         category_id: body.category_id,
@@ -611,6 +627,7 @@ pub(crate) async fn update_resource_type(
         code: body.code,
         service: body.service,
         unit: body.unit,
+        kind: parse_kind(body.kind.as_deref())?,
         name: body.name.map(Into::into),
         description: body.description.map(|d| d.map(Into::into)),
         category_id: body.category_id,

@@ -13,7 +13,7 @@ use super::{CsrfForm, Ctx, Pairs, WebError, WebResult, field, page};
 use crate::api::billing::{PaymentIn, create_payment};
 use crate::api::orders::{
     ChangeIn, PatchSubscriptionIn, cancel_subscription, change_quote, change_subscription,
-    pay_order, place_order, sub_for,
+    pay_order, place_order, sub_for, switch_quote, switch_targets,
 };
 use crate::api::users::{UpdateUserIn, update_user};
 use crate::auth::Authed;
@@ -29,6 +29,7 @@ use cascade_domain::account::AccountKind;
 use cascade_domain::authz::Action;
 use cascade_domain::billing::lifecycle::{AutoRenew, OrderStatus};
 use cascade_domain::catalog::plan::UNLIMITED;
+use cascade_domain::catalog::resources::ResourceKind;
 use cascade_domain::ids::AccountId;
 use cascade_domain::privilege::Privilege;
 use cascade_store::documents::DocKind;
@@ -46,6 +47,10 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/panel/subscriptions/{id}/change",
             get(change_preview).post(change),
+        )
+        .route(
+            "/panel/subscriptions/{id}/switch/{plan}",
+            get(switch_preview).post(switch),
         )
         .route("/panel/subscriptions/{id}/cancel", post(cancel))
         .route("/panel/subscriptions/{id}/auto-renew", post(auto_renew))
@@ -73,7 +78,7 @@ fn is_customer(ctx: &Ctx) -> bool {
 fn notice(ctx: &Ctx, q: &Flash) -> Markup {
     html! {
         @if let Some(k) = &q.done {
-            @let key = match k.as_str() { "paid" => "billing.topup_done", "changed" => "sub.changed", "cancelled" => "sub.cancelled", "saved" => "profile.saved", "ordered" => "market.ordered", _ => "profile.saved" };
+            @let key = match k.as_str() { "paid" => "billing.topup_done", "changed" => "sub.changed", "cancelled" => "sub.cancelled", "saved" => "profile.saved", "ordered" => "market.ordered", "switched" => "sub.switched", _ => "profile.saved" };
             div class="notice ok" role="status" { p { (ctx.t(key)) } }
         }
     }
@@ -176,7 +181,7 @@ fn subs_table(
                     tr {
                         td { (s.id) }
                         td { (names.get(&s.id).cloned().unwrap_or_default()) }
-                        td { span class="badge" { (s.status.as_str()) } }
+                        td { span class="badge" data-status=(s.status.as_str()) { (ctx.tr.status(s.status.as_str())) } }
                         td { (s.expires_on) }
                         td { a href={ "/panel/subscriptions/" (s.id) } { (ctx.t("sub.view")) } }
                     }
@@ -293,6 +298,7 @@ async fn subscription(
     let (sub, _) = sub_for(&st, auth, id, Action::ViewOrders).await?;
     let plan = st.db.plans().get(sub.plan_id).await?;
     let names = shop::resource_names(&st, &ctx, &plan.content).await;
+    let kinds = shop::rate_kinds(&st, &plan.content).await;
     let usage = st
         .db
         .subscriptions()
@@ -306,20 +312,52 @@ async fn subscription(
         .collect();
     let changeable: Vec<_> = rates.iter().filter(|r| r.max != r.min).collect();
     let active = sub.status.as_str() == "active";
+    // Buttons only where the API would accept the action (the same authorization rule:
+    // the self-service privilege and the right to manage subscriptions).
+    let may = |p: Privilege| {
+        auth.check(
+            &st,
+            sub.account_id,
+            Action::ManageSubscriptions {
+                self_service: Some(p),
+            },
+        )
+    };
+    let may_auto_renew = may(Privilege::ChangeAutoRenew).await.is_ok();
+    let may_cancel = may(Privilege::CancelSubscriptions).await.is_ok();
+    // Upgrades and downgrades: the plans the API's CH order accepts for this subscription.
+    let targets = if active
+        && auth
+            .check(&st, sub.account_id, Action::PlaceOrder)
+            .await
+            .is_ok()
+    {
+        switch_targets(&st, &sub, &plan).await?
+    } else {
+        Vec::new()
+    };
     let body = html! {
         (notice(&ctx, &q))
         div class="card" {
             p { (ctx.t("sub.plan")) ": " strong { (plan.content.name.get(ctx.lang())) } }
-            p { (ctx.t("sub.status")) ": " span class="badge" { (sub.status.as_str()) } }
+            p { (ctx.t("sub.status")) ": " span class="badge" data-status=(sub.status.as_str()) { (ctx.tr.status(sub.status.as_str())) } }
             p { (ctx.t("sub.expires")) ": " (sub.expires_on) " · " (ctx.t("sub.next_bill")) ": " (sub.next_bill_date) }
-            p { (ctx.t("sub.auto_renew")) ": " (auto_renew_text(&sub.auto_renew)) }
+            p { (ctx.t("sub.auto_renew")) ": " (auto_renew_text(&ctx, &sub.auto_renew)) }
         }
         h2 { (ctx.t("sub.resources")) }
         div class="card gauges" {
-            // A gauge for every limited, non-boolean resource: usage against the limit.
+            // A gauge for every limited quantity resource (usage against the limit); a
+            // boolean resource (its type's kind) is a feature, shown on or off.
             @for r in &rates {
                 @let limit = sub.quantities.get(&r.uid).copied().unwrap_or(r.included);
-                @if limit != UNLIMITED && r.max != 1 {
+                @if kinds.get(&r.uid) == Some(&ResourceKind::Boolean) {
+                    @let name = names.get(&r.uid).cloned().unwrap_or_else(|| r.uid.clone());
+                    @let on = ResourceKind::Boolean.is_on(limit);
+                    div.feature.on[on].off[!on] data-rate=(r.uid) data-on=(on) {
+                        span { (name) }
+                        span class="switch-state" { @if on { "✓ " (ctx.t("sub.resource_on")) } @else { "✗ " (ctx.t("sub.resource_off")) } }
+                    }
+                } @else if limit != UNLIMITED {
                     @let used = usage.get(&r.uid).copied().unwrap_or(0);
                     @let name = names.get(&r.uid).cloned().unwrap_or_else(|| r.uid.clone());
                     div class="gauge" data-rate=(r.uid) {
@@ -339,9 +377,21 @@ async fn subscription(
                 button type="submit" { (ctx.t("sub.preview")) }
             }
         }
+        @if !targets.is_empty() {
+            h2 { (ctx.t("sub.upgrade")) }
+            ul class="card switch-plans" {
+                @for (p, _) in &targets {
+                    li data-plan=(p.id) {
+                        strong { (p.content.name.get(ctx.lang())) }
+                        " "
+                        a class="button" href={ "/panel/subscriptions/" (sub.id) "/switch/" (p.id) } { (ctx.t("sub.upgrade_to")) }
+                    }
+                }
+            }
+        }
         @if active {
             div class="actions" {
-                @if ctx.has(Privilege::ChangeAutoRenew) {
+                @if may_auto_renew {
                     form method="post" action={ "/panel/subscriptions/" (sub.id) "/auto-renew" } class="inline" {
                         (csrf_field(&ctx))
                         @if matches!(sub.auto_renew, AutoRenew::Off) {
@@ -353,7 +403,7 @@ async fn subscription(
                         }
                     }
                 }
-                @if ctx.has(Privilege::CancelSubscriptions) {
+                @if may_cancel {
                     form method="post" action={ "/panel/subscriptions/" (sub.id) "/cancel" } class="inline" {
                         (csrf_field(&ctx))
                         button type="submit" class="danger" { (ctx.t("sub.cancel")) }
@@ -369,11 +419,13 @@ async fn subscription(
     ))
 }
 
-fn auto_renew_text(a: &AutoRenew) -> String {
+fn auto_renew_text(ctx: &Ctx, a: &AutoRenew) -> String {
     match a {
-        AutoRenew::Off => "off".into(),
-        AutoRenew::OnExpiry => "on expiry".into(),
-        AutoRenew::DaysBefore { days } => format!("{days} days before"),
+        AutoRenew::Off => ctx.t("sub.auto_renew.off").to_string(),
+        AutoRenew::OnExpiry => ctx.t("sub.auto_renew.on_expiry").to_string(),
+        AutoRenew::DaysBefore { days } => ctx
+            .tr
+            .f("sub.auto_renew.days_before", &[("days", &days.to_string())]),
     }
 }
 
@@ -421,9 +473,93 @@ async fn change(
         quantities: Some(quantities_of(&pairs)),
         period_uid: None,
         defer: false,
+        plan_id: None,
     };
     let _ = change_subscription(State(st), auth.clone(), Path(id), ApiJson(body)).await?;
     Ok(Redirect::to(&format!("/panel/subscriptions/{id}?done=changed")).into_response())
+}
+
+/// Step one of a plan switch: the prorated price (charge or credit) computed by the
+/// API's own switch pricing, the new plan's quantities, and for a downgrade the choice to
+/// wait for the next billing date.
+async fn switch_preview(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    Path((id, plan_id)): Path<(i64, i64)>,
+) -> WebResult {
+    let (auth, _) = me(&ctx)?;
+    let q = switch_quote(&st, auth, id, plan_id).await?;
+    let (sub, _) = sub_for(&st, auth, id, Action::PlaceOrder).await?;
+    let from = plan_name(&st, &ctx, sub.plan_id).await;
+    let to = q.switch.plan.content.name.get(ctx.lang()).to_string();
+    let names = shop::resource_names(&st, &ctx, &q.switch.plan.content).await;
+    let cur = q.currency.code();
+    let days = [
+        ("remaining", q.remaining_days.to_string()),
+        ("days", q.period_days.to_string()),
+    ];
+    let days: Vec<(&str, &str)> = days.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let date = q.effective_on.to_string();
+    let action = format!("/panel/subscriptions/{id}/switch/{plan_id}");
+    let body = html! {
+        div class="card switch-preview" {
+            p { (ctx.t("sub.plan")) ": " strong { (from) } " → " strong class="to" { (to) } }
+            ul class="switch-quantities" {
+                @for (uid, n) in &q.switch.quantities {
+                    li { (names.get(uid).cloned().unwrap_or_else(|| uid.clone())) ": " (n) }
+                }
+            }
+            @if ctx.show_prices() {
+                @if q.total_minor > 0 {
+                    p { (ctx.tr.f("sub.switch_charge", &days)) ": " span class="price prorated" { (money(q.total_minor, cur)) } }
+                } @else if q.total_minor < 0 {
+                    p { (ctx.tr.f("sub.switch_credit", &days)) ": " span class="price prorated credit" { (money(-q.total_minor, cur)) } }
+                } @else {
+                    p { (ctx.t("sub.switch_free")) }
+                }
+            }
+            @if q.total_minor < 0 {
+                p class="deferrable" { (ctx.tr.f("sub.switch_deferrable", &[("date", &date)])) }
+            }
+            div class="actions" {
+                form method="post" action=(action) class="inline" {
+                    (csrf_field(&ctx))
+                    button type="submit" class="primary" { (ctx.t("sub.switch_now")) }
+                }
+                @if q.total_minor < 0 {
+                    form method="post" action=(action) class="inline" {
+                        (csrf_field(&ctx))
+                        input type="hidden" name="defer" value="1";
+                        button type="submit" class="defer" { (ctx.tr.f("sub.switch_later", &[("date", &date)])) }
+                    }
+                }
+            }
+        }
+    };
+    Ok(page(
+        &ctx,
+        &ctx.tr
+            .f("sub.switch_title", &[("from", &from), ("to", &to)]),
+        body,
+    ))
+}
+
+/// Confirm a plan switch: a CH order through the API's own handler.
+async fn switch(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    Path((id, plan_id)): Path<(i64, i64)>,
+    CsrfForm(pairs): CsrfForm<Pairs>,
+) -> WebResult {
+    let (auth, _) = me(&ctx)?;
+    let body = ChangeIn {
+        quantities: None,
+        period_uid: None,
+        defer: field(&pairs, "defer") == Some("1"),
+        plan_id: Some(plan_id),
+    };
+    let _ = change_subscription(State(st), auth.clone(), Path(id), ApiJson(body)).await?;
+    Ok(Redirect::to(&format!("/panel/subscriptions/{id}?done=switched")).into_response())
 }
 
 async fn cancel(
@@ -503,7 +639,7 @@ async fn billing(State(st): State<AppState>, ctx: Ctx, Query(q): Query<Flash>) -
                 thead { tr { th { (ctx.t("billing.number")) } th { (ctx.t("billing.date")) } th { (ctx.t("billing.status")) }
                     @if prices { th class="num" { (ctx.t("billing.total")) } th class="num" { (ctx.t("billing.open")) } } th {} } }
                 tbody { @for d in &invoices { tr {
-                    td { (d.number.clone().unwrap_or_default()) } td { (d.issue_date.clone().unwrap_or_default()) } td { (d.status) }
+                    td { (d.number.clone().unwrap_or_default()) } td { (d.issue_date.clone().unwrap_or_default()) } td { span class="badge" data-status=(d.status) { (ctx.tr.status(&d.status)) } }
                     @if prices { td class="num" { (money(d.total_minor, &d.currency)) } td class="num" { (money(d.open_minor, &d.currency)) } }
                     td { a href={ "/api/v1/documents/" (d.id) "/pdf" } { (ctx.t("billing.pdf")) } }
                 } } }
@@ -514,9 +650,9 @@ async fn billing(State(st): State<AppState>, ctx: Ctx, Query(q): Query<Flash>) -
         h2 { (ctx.t("billing.payments")) }
         @if payments.is_empty() { p { (ctx.t("billing.none")) } } @else {
             table class="payments" {
-                thead { tr { th { (ctx.t("billing.number")) } th { (ctx.t("billing.date")) } th { (ctx.t("billing.status")) } @if prices { th class="num" { (ctx.t("billing.amount")) } } } }
+                thead { tr { th { (ctx.t("billing.number")) } th { (ctx.t("billing.date")) } th { (ctx.t("billing.method")) } @if prices { th class="num" { (ctx.t("billing.amount")) } } } }
                 tbody { @for d in &payments { tr {
-                    td { (d.number.clone().unwrap_or_default()) } td { (d.issue_date.clone().unwrap_or_default()) } td { (d.method.clone().unwrap_or_default()) }
+                    td { (d.number.clone().unwrap_or_default()) } td { (d.issue_date.clone().unwrap_or_default()) } td { (ctx.tr.status(d.method.as_deref().unwrap_or_default())) }
                     @if prices { td class="num" { (money(d.total_minor, &d.currency)) } }
                 } } }
             }

@@ -87,6 +87,18 @@ impl Catalog {
             .unwrap_or(key)
     }
 
+    /// A status, payment method or other machine word (`active`, `waiting_for_payment`,
+    /// `issued`, `card` …) in this language: the `status.{word}` message; the word itself
+    /// when the catalog has none (a new status shows up untranslated, never as a key).
+    pub fn status<'a>(&'a self, word: &'a str) -> &'a str {
+        let key = format!("status.{word}");
+        self.messages
+            .get(&key)
+            .or_else(|| all()["en"].messages.get(&key))
+            .map(String::as_str)
+            .unwrap_or(word)
+    }
+
     /// The text of `key` with `{name}` placeholders filled in.
     pub fn f(&self, key: &str, args: &[(&str, &str)]) -> String {
         let mut s = self.t(key).to_string();
@@ -141,6 +153,9 @@ mod tests {
         assert_eq!(supported("de"), None);
         assert!(is_rtl("ar") && !is_rtl("fr"));
         assert_eq!(catalog("ar").dir(), "rtl");
+        assert_eq!(catalog("ar").status("waiting_for_payment"), "بانتظار الدفع");
+        assert_eq!(catalog("fr").status("issued"), "émise");
+        assert_eq!(catalog("fr").status("no_such_status"), "no_such_status");
         let s = catalog("en").f("home.order_waits", &[("number", "7"), ("amount", "1 EUR")]);
         assert!(s.contains('7') && s.contains("1 EUR"), "{s}");
     }

@@ -9,7 +9,7 @@ use crate::state::AppState;
 use cascade_domain::catalog::plan::{
     Attribute, AttributeKind, DisplayType, PlanContent, Price, UNLIMITED,
 };
-use cascade_domain::catalog::resources::ResourceTypeId;
+use cascade_domain::catalog::resources::{ResourceKind, ResourceTypeId};
 use cascade_domain::catalog::sales::SalesTreeNode;
 use cascade_domain::ids::AccountId;
 use cascade_domain::money::{Currency, Money};
@@ -46,6 +46,23 @@ pub async fn plans_on_sale(st: &AppState, seller: AccountId) -> Result<Vec<Plan>
     }
     out.sort_by_key(|p| (p.content.listing_priority, p.id));
     Ok(out)
+}
+
+/// The kind of each rate's resource type (quantity or boolean), by rate uid; a rate whose
+/// type cannot be read counts as a quantity.
+pub async fn rate_kinds(st: &AppState, content: &PlanContent) -> BTreeMap<String, ResourceKind> {
+    let mut kinds = BTreeMap::new();
+    for r in &content.rates {
+        let kind = st
+            .db
+            .resource_types()
+            .get(ResourceTypeId(r.resource_type_id))
+            .await
+            .map(|t| t.kind)
+            .unwrap_or_default();
+        kinds.insert(r.uid.clone(), kind);
+    }
+    kinds
 }
 
 /// A resource type's name in the user's language.

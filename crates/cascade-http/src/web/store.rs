@@ -2,18 +2,21 @@
 //! category, plan pages, a cart (the configured plan), then sign-up, order and payment in
 //! one form; domain search; and the store's own activity log.
 //!
-//! No login is needed to browse. Checkout creates the customer under the seller (the
-//! domain's account rules, `NewAccountInput::validate`), its administrator (argon2, the
-//! built-in account-admin role), opens the same session the API's login opens, and then
-//! places the order and pays through the API's own handlers as that new customer.
+//! No login is needed to browse. Checkout is the API's own checkout (the core of
+//! `POST /place-order-and-authorize`, `api::checkout::checkout`): the customer under the
+//! seller, its administrator with the built-in account-admin role, the order and the card
+//! payment in one transaction — all or nothing, so a refused order leaves no account.
+//! Then it opens the same session the API's login opens.
 
 use super::layout::csrf_field;
 use super::shop::{self, money};
 use super::{CsrfForm, Ctx, Pairs, WebError, WebResult, field, page};
-use crate::api::orders::{pay_order, place_order};
+use crate::api::accounts::ContactIn;
+use crate::api::checkout::{
+    CheckoutAccountIn, CheckoutIn, CheckoutPaymentIn, CheckoutUserIn, checkout as api_checkout,
+};
 use crate::api::session::{LoginIn, start_session};
-use crate::error::ApiError;
-use crate::extract::{ApiJson, PeerAddr};
+use crate::extract::PeerAddr;
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::{Path, Query, State};
@@ -21,17 +24,11 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect};
 use axum::routing::{get, post};
 use axum_extra::extract::CookieJar;
-use cascade_domain::account::{Account, AccountKind, AccountStatus, ContactInput, NewAccountInput};
+use cascade_domain::account::{Account, AccountKind, AccountStatus};
 use cascade_domain::domains::{self, Tld};
 use cascade_domain::ids::AccountId;
-use cascade_domain::privilege::BuiltinRole;
-use cascade_domain::user::{NewUserInput, check_password};
-use cascade_store::accounts::Accounts;
-use cascade_store::events::{Events, NewEvent};
-use cascade_store::users::Users;
 use maud::html;
 use serde::Deserialize;
-use serde_json::json;
 use std::io::Write;
 use std::sync::Mutex;
 
@@ -172,76 +169,54 @@ async fn cart(
     Ok(page(&ctx, ctx.t("store.checkout"), body))
 }
 
-/// A new customer of `vendor` with its administrator, in one transaction.
-pub(crate) async fn sign_up(
-    st: &AppState,
+/// The store's sign-up form as the API's checkout request: the customer (named, with
+/// its e-mail and country, in the visitor's language), its administrator, the one
+/// configured plan, and the card when one was given.
+fn checkout_request(
     vendor: &Account,
+    p: &cascade_store::plans::Plan,
     pairs: &Pairs,
     lang: &str,
-) -> Result<(), ApiError> {
+) -> CheckoutIn {
     let f = |k: &str| field(pairs, k).unwrap_or("").trim().to_string();
-    let new = NewAccountInput {
-        kind: AccountKind::Customer,
-        name: f("name"),
-        contact: ContactInput {
-            email: Some(f("email")),
-            ..ContactInput::default()
+    let card = f("card");
+    CheckoutIn {
+        vendor_id: vendor.id.0,
+        account: CheckoutAccountIn {
+            name: f("name"),
+            contact: Some(ContactIn {
+                email: Some(f("email")),
+                phone: None,
+                address_line1: None,
+                address_line2: None,
+                city: None,
+                postal_code: None,
+                tax_id: None,
+            }),
+            country: f("country").to_ascii_uppercase(),
+            language: lang.to_string(),
+            currency: None,
+            customer_class_id: None,
         },
-        country: f("country").to_ascii_uppercase(),
-        language: lang.to_string(),
-        currency: None,
-        customer_class_id: None,
+        user: CheckoutUserIn {
+            login: f("login"),
+            display_name: f("name"),
+            email: f("email"),
+            language: Some(lang.to_string()),
+            password: Some(field(pairs, "password").unwrap_or("").to_string()),
+            role_ids: None,
+        },
+        items: vec![shop::order_request(p, pairs)],
+        payment: (!card.is_empty()).then(|| CheckoutPaymentIn {
+            method: "card".into(),
+            card_number: Some(card),
+        }),
     }
-    .validate(Some(&vendor.facts()))?;
-    let password = field(pairs, "password").unwrap_or("").to_string();
-    check_password(&password).map_err(|e| ApiError::from(e.under("password")))?;
-    let user = NewUserInput {
-        login: f("login"),
-        display_name: f("name"),
-        email: f("email"),
-        language: Some(lang.to_string()),
-        password: Some(password.clone()),
-    }
-    .validate()?;
-    let hash = crate::password::hash_password_off_runtime(password).await?;
-    let role = st.db.roles().builtin(BuiltinRole::AccountAdmin).await?;
-    let now = st.clock.now();
-    let mut tx = st.db.begin().await?;
-    let account = Accounts::create(&mut tx, &new, now).await?;
-    let u = Users::create(&mut tx, account.id, &user, Some(&hash), now).await?;
-    Users::attach_role(&mut tx, u.id, role.id).await?;
-    for (kind, subject, id, payload) in [
-        (
-            "account.created",
-            "account",
-            account.id.0,
-            json!({"kind": "customer", "vendor_id": vendor.id.0, "name": account.name, "via": "store"}),
-        ),
-        (
-            "user.created",
-            "user",
-            u.id.0,
-            json!({"user_id": u.id.0, "login": u.login.as_str(), "email": u.email.as_str(), "display_name": u.display_name, "language": u.language.as_ref().map(|l| l.as_str()), "via": "store"}),
-        ),
-    ] {
-        Events::emit(
-            &mut tx,
-            NewEvent {
-                kind,
-                account_id: Some(account.id),
-                actor_user_id: None,
-                subject_type: subject,
-                subject_id: id,
-                payload,
-            },
-            now,
-        )
-        .await?;
-    }
-    tx.commit().await?;
-    Ok(())
 }
 
+/// Sign up, order and pay: the API's own checkout (`api::checkout::checkout`, the core of
+/// `place-order-and-authorize`) in one transaction, so a refused order, a taken login or
+/// a declined card leaves no account behind; then the new administrator is logged in.
 async fn checkout(
     State(st): State<AppState>,
     ctx: Ctx,
@@ -261,78 +236,42 @@ async fn checkout(
             .store_log
             .log(st.clock.now(), level, sid, event, fields)
     };
-    // The API validates the order when it is placed; if it refuses, the new customer
-    // is logged in and sent to the plan's order form in the panel to try again.
-    let req = shop::order_request(&p, &pairs);
-    if let Err(e) = sign_up(&st, &s, &pairs, ctx.lang()).await {
-        log("warn", "signup_refused", &[("code", e.code.to_string())]);
-        return Err(e.into());
+    let out = match api_checkout(
+        &st,
+        None,
+        &s,
+        checkout_request(&s, &p, &pairs, ctx.lang()),
+        &headers,
+    )
+    .await
+    {
+        Ok(o) => o,
+        Err(e) => {
+            log("warn", "checkout_refused", &[("code", e.code.to_string())]);
+            return Err(e.into());
+        }
+    };
+    log("info", "signup", &[("account", out.account.id.to_string())]);
+    for o in &out.orders {
+        log(
+            "info",
+            "order",
+            &[
+                ("order", o.id.to_string()),
+                ("total", money(o.total_minor, &o.currency)),
+            ],
+        );
+    }
+    if out.payment.status != "none" {
+        log("info", "payment", &[("status", out.payment.status.clone())]);
     }
     let login = LoginIn {
         login: field(&pairs, "login").unwrap_or("").trim().to_string(),
         password: field(&pairs, "password").unwrap_or("").to_string(),
     };
-    let (cookie, auth) = start_session(&st, peer, &headers, &login).await?;
-    let jar = jar.add(cookie);
-    log(
-        "info",
-        "signup",
-        &[("account", auth.actor.account_id.0.to_string())],
-    );
-    let placed = place_order(
-        State(st.clone()),
-        auth.clone(),
-        Path(auth.actor.account_id.0),
-        ApiJson(req),
-    )
-    .await;
-    let order = match placed {
-        Ok((_, axum::Json(o))) => o,
-        Err(e) => {
-            log("warn", "order_refused", &[("code", e.code.to_string())]);
-            // Logged in; the order form can be tried again from the panel.
-            return Ok((
-                jar,
-                Redirect::to(&format!("/panel/marketplace/plans/{}", p.id)),
-            )
-                .into_response());
-        }
-    };
-    log(
-        "info",
-        "order",
-        &[
-            ("order", order.id.to_string()),
-            ("total", money(order.total_minor, &order.currency)),
-        ],
-    );
-    let card = field(&pairs, "card").unwrap_or("").trim();
-    if order.status == "waiting_for_payment" && !card.is_empty() {
-        let mut pay_pairs: Pairs = vec![
-            (
-                "amount".into(),
-                shop::amount_text(order.total_minor, &order.currency),
-            ),
-            ("card".into(), card.into()),
-        ];
-        if let Some(n) = field(&pairs, "nonce") {
-            pay_pairs.push(("nonce".into(), n.into()));
-        }
-        match super::customer::card_topup(&st, &auth, auth.actor.account_id, &pay_pairs, None).await
-        {
-            Ok(()) => {
-                let _ = pay_order(State(st.clone()), auth.clone(), Path(order.id)).await;
-                log("info", "payment", &[("order", order.id.to_string())]);
-            }
-            Err(_) => log(
-                "warn",
-                "payment_refused",
-                &[("order", order.id.to_string())],
-            ),
-        }
-    }
+    let (cookie, _) = start_session(&st, peer, &headers, &login).await?;
     // The panel's home shows the order, and warns while it waits for payment.
-    Ok((jar, Redirect::to("/panel?done=ordered")).into_response())
+    Ok((jar.add(cookie), Redirect::to("/panel?done=ordered")).into_response())
 }
 
 #[derive(Deserialize)]
