@@ -107,6 +107,23 @@ pub struct RunOptions {
     /// Subscriptions that will not renew are told `subscription.expiring` this many days
     /// before their term ends (once per subscription and end date).
     pub expiry_notice_days: u32,
+    /// Commit batch transactions durably (`synchronous_commit` on, PostgreSQL). Off by
+    /// default: see `billing_batch::begin` for why a lost batch is harmless.
+    pub durable_batches: bool,
+    /// Accounts per write transaction within a batch (0: the whole batch). Shorter write
+    /// transactions hold the writer (SQLite) and row locks for less time.
+    pub write_chunk: usize,
+    /// Before each write transaction the run waits while API writes are in flight in
+    /// this process, at most this long (`billing_batch::yield_to_interactive`).
+    pub yield_max: std::time::Duration,
+}
+
+/// How batches write (from [`RunOptions`]).
+#[derive(Debug, Clone, Copy)]
+struct WriteOpts {
+    durable: bool,
+    chunk: usize,
+    yield_max: std::time::Duration,
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -116,6 +133,9 @@ impl std::fmt::Debug for RunOptions {
             .field("crash", &self.crash)
             .field("gateway", &self.gateway.as_ref().map(|g| g.name()))
             .field("expiry_notice_days", &self.expiry_notice_days)
+            .field("durable_batches", &self.durable_batches)
+            .field("write_chunk", &self.write_chunk)
+            .field("yield_max", &self.yield_max)
             .finish()
     }
 }
@@ -127,6 +147,9 @@ impl Default for RunOptions {
             crash: None,
             gateway: None,
             expiry_notice_days: DEFAULT_EXPIRY_NOTICE_DAYS,
+            durable_batches: false,
+            write_chunk: 0,
+            yield_max: std::time::Duration::from_millis(50),
         }
     }
 }
@@ -433,7 +456,11 @@ async fn bill_account(
     let mut counts = finish_invoices(
         &mut tx,
         &invoices,
-        assembled.orders.iter().map(|o| (o.invoice, o)),
+        &assembled
+            .orders
+            .iter()
+            .map(|o| (o.invoice, o))
+            .collect::<Vec<_>>(),
         &issued,
         today,
         now,
@@ -549,10 +576,10 @@ fn assemble<'a>(
 /// billed before writes nothing: exactly once, like its lines), and emit `invoice.issued`
 /// for each invoice written. `orders` come with the position of their invoice in
 /// `invoices`.
-async fn finish_invoices<'a>(
+async fn finish_invoices(
     tx: &mut Tx,
     invoices: &[&NewInvoice],
-    orders: impl Iterator<Item = (usize, &'a PlannedOrder)>,
+    orders: &[(usize, &PlannedOrder)],
     issued: &[Option<Issued>],
     today: NaiveDate,
     now: Timestamp,
@@ -564,7 +591,7 @@ async fn finish_invoices<'a>(
         .collect();
     cascade_store::collections::date_by_terms(tx, &dated, today).await?;
     let mut bo = Vec::new();
-    for (i, o) in orders {
+    for &(i, o) in orders {
         let (Some(inv), Some(Some(doc))) = (invoices.get(i), issued.get(i)) else {
             continue;
         };
@@ -736,10 +763,12 @@ async fn write_batch(
     now: Timestamp,
     check: KeyCheck,
     crash: bool,
+    w: WriteOpts,
 ) -> Result<Written, RunError> {
     let day = today.format("%Y-%m-%d").to_string();
     let due = due_date(today);
-    let mut tx = billing_batch::begin(db).await?;
+    billing_batch::yield_to_interactive(w.yield_max).await;
+    let mut tx = billing_batch::begin(db, w.durable).await?;
     let moves: Vec<SubscriptionMove> = bills.iter().flat_map(|b| b.moves.iter().cloned()).collect();
     let moved = billing_batch::move_subscriptions(&mut tx, &moves, now).await?;
     if moved.len() != moves.len() {
@@ -771,8 +800,7 @@ async fn write_batch(
         orders.extend(b.orders.iter().map(|o| (offset + o.invoice, o)));
         offset += b.invoices.len();
     }
-    let mut counts =
-        finish_invoices(&mut tx, &invoices, orders.into_iter(), &issued, today, now).await?;
+    let mut counts = finish_invoices(&mut tx, &invoices, &orders, &issued, today, now).await?;
     if crash {
         drop(tx);
         return Err(RunError::Crash);
@@ -835,6 +863,7 @@ async fn bill_batch(
     today: NaiveDate,
     now: Timestamp,
     crash_at: Option<usize>,
+    w: WriteOpts,
 ) -> Result<BatchReport, RunError> {
     let mut report = BatchReport::default();
     let mut alone: Vec<usize> = Vec::new();
@@ -856,41 +885,52 @@ async fn bill_batch(
             alone.extend(0..accounts.len());
         }
     }
-    // A run normally meets only charges it has never billed: insert optimistically, and
-    // look the keys up first only when that fails.
-    let mut check = KeyCheck::Optimistic;
+    let chunk = if w.chunk == 0 {
+        bills.len().max(1)
+    } else {
+        w.chunk
+    };
     while !bills.is_empty() {
-        let crash = crash_at.is_some_and(|c| bills.iter().any(|b| b.index == c));
-        match write_batch(&db, &bills, today, now, check, crash).await {
-            Ok(Written::Committed(counts)) => {
-                report.accounts_done += bills.len() as u64;
-                report.add(counts);
-                break;
-            }
-            Ok(Written::Conflicts(changed)) => {
-                // Each round takes at least one account out, so this ends.
-                tracing::debug!(
-                    accounts = changed.len(),
-                    "subscriptions changed during billing; billing their accounts alone"
-                );
-                bills.retain(|b| !changed.contains(&b.index));
-                alone.extend(changed);
-            }
-            Ok(Written::KeysBilled) if check == KeyCheck::Optimistic => check = KeyCheck::Before,
-            Ok(Written::KeysBilled) => {
-                // Keys billed meanwhile by someone else: the per-account path sorts it out.
-                tracing::warn!(
-                    accounts = bills.len(),
-                    "charges of a billing batch were billed concurrently; billing its accounts one by one"
-                );
-                alone.extend(bills.iter().map(|b| b.index));
-                break;
-            }
-            Err(RunError::Crash) => return Err(RunError::Crash),
-            Err(RunError::Store(e)) => {
-                tracing::warn!(error = %e, accounts = bills.len(), "writing a billing batch failed; billing its accounts one by one");
-                alone.extend(bills.iter().map(|b| b.index));
-                break;
+        let tail = bills.split_off(bills.len().min(chunk));
+        let mut part = std::mem::replace(&mut bills, tail);
+        // A run normally meets only charges it has never billed: insert optimistically, and
+        // look the keys up first only when that fails.
+        let mut check = KeyCheck::Optimistic;
+        while !part.is_empty() {
+            let crash = crash_at.is_some_and(|c| part.iter().any(|b| b.index == c));
+            match write_batch(&db, &part, today, now, check, crash, w).await {
+                Ok(Written::Committed(counts)) => {
+                    report.accounts_done += part.len() as u64;
+                    report.add(counts);
+                    break;
+                }
+                Ok(Written::Conflicts(changed)) => {
+                    // Each round takes at least one account out, so this ends.
+                    tracing::debug!(
+                        accounts = changed.len(),
+                        "subscriptions changed during billing; billing their accounts alone"
+                    );
+                    part.retain(|b| !changed.contains(&b.index));
+                    alone.extend(changed);
+                }
+                Ok(Written::KeysBilled) if check == KeyCheck::Optimistic => {
+                    check = KeyCheck::Before
+                }
+                Ok(Written::KeysBilled) => {
+                    // Keys billed meanwhile by someone else: the per-account path sorts it out.
+                    tracing::warn!(
+                        accounts = part.len(),
+                        "charges of a billing batch were billed concurrently; billing its accounts one by one"
+                    );
+                    alone.extend(part.iter().map(|b| b.index));
+                    break;
+                }
+                Err(RunError::Crash) => return Err(RunError::Crash),
+                Err(RunError::Store(e)) => {
+                    tracing::warn!(error = %e, accounts = part.len(), "writing a billing batch failed; billing its accounts one by one");
+                    alone.extend(part.iter().map(|b| b.index));
+                    break;
+                }
             }
         }
     }
@@ -1096,6 +1136,11 @@ pub async fn run_with(
         lanes,
     );
     let plans = Arc::new(PlanCache::default());
+    let write_opts = WriteOpts {
+        durable: opts.durable_batches,
+        chunk: opts.write_chunk,
+        yield_max: opts.yield_max,
+    };
     let mut report = RunReport {
         run_id,
         ..Default::default()
@@ -1136,6 +1181,7 @@ pub async fn run_with(
                 today,
                 clock.now(),
                 crash_at,
+                write_opts,
             ));
         }
         // Batches in flight always finish (or roll back) before the run returns.
