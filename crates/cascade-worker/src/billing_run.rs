@@ -31,6 +31,32 @@
 //!   per transaction (the per-account path, [`bill_account`]), so one bad account never
 //!   blocks the others. An account that still fails is logged and counted; its
 //!   subscriptions stay due and the next run retries it.
+//! - **BO orders.** Every subscription billed gets one BO (billing) order per billed
+//!   period (a catch-up covering two periods writes two), status `completed` (nothing to
+//!   provision), vendor = the invoice's issuer; `details` link it to its invoice
+//!   (`invoice_id`, `invoice_number`) and to its lines (`charge_keys`, `period_start`,
+//!   `period_end`, `billed_on`). They are inserted with one multi-row statement in the
+//!   batch transaction, only for lines actually written: exactly once under the same
+//!   charge keys. They show in `GET /accounts/{id}/orders` like any order.
+//! - **Events.** `invoice.issued` for every invoice written (one `INSERT … SELECT` from
+//!   the documents, after their due date is set, in the same transaction), and after the
+//!   batches `subscription.expiring` for each live subscription that will not renew
+//!   (`auto_renew` off) and ends within `RunOptions::expiry_notice_days` (7 by default),
+//!   once per subscription and end date: a `subscription_notices` row (primary key) is
+//!   written with the event. Both are routed to the notification mails (`routing`).
+//! - **Usage per period.** A catch-up bills each period's usage with that period, and
+//!   marks billed only the usage dated before the end of the last span billed.
+//! - **Throughput on PostgreSQL.** Batch transactions commit with `synchronous_commit =
+//!   off` (`billing_batch::begin`): the run never waits for a WAL flush per batch. This
+//!   is safe because the run is idempotent: a batch lost in a server crash leaves its
+//!   subscriptions due, and the re-run (which follows every crash anyway) bills them; no
+//!   charge can be billed twice because of the charge keys. `durable_batches` turns it
+//!   off.
+//! - **Yielding to interactive work.** Before every write transaction the run waits while
+//!   mutating API requests are in flight in this process (at most `yield_max`, 50 ms, so
+//!   it always progresses): `billing_batch::interactive` is held by the HTTP layer.
+//!   `write_chunk` splits a batch's writes into shorter transactions (less time holding
+//!   SQLite's writer and PostgreSQL row locks) at some cost in throughput.
 
 use cascade_domain::billing::amounts::to_minor;
 use cascade_domain::billing::calendar::{Span, add_months};
