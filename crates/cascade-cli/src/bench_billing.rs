@@ -739,10 +739,42 @@ async fn run_one(
 
     let today = chrono::NaiveDate::parse_from_str(RUN_DATE, "%Y-%m-%d")?;
     let parallel = a.parallel.unwrap_or_else(|| default_parallel(db));
+    // Knobs for comparing the run's write settings (defaults: the run's own).
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let defaults = RunOptions::default();
     let opts = RunOptions {
         batch: a.batch,
-        ..Default::default()
+        durable_batches: env("CASCADE_BENCH_DURABLE").is_some_and(|v| v != "0"),
+        write_chunk: env("CASCADE_BENCH_WRITE_CHUNK")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(defaults.write_chunk),
+        yield_max: env("CASCADE_BENCH_YIELD_MS")
+            .and_then(|v| v.parse().ok())
+            .map(Duration::from_millis)
+            .unwrap_or(defaults.yield_max),
+        ..defaults
     };
+    println!(
+        "[{label}] run options: batch {}, {} batches in flight, durable batch commits {}, write chunk {} accounts (0 = whole batch), yield to API writes up to {} ms",
+        opts.batch,
+        parallel,
+        opts.durable_batches,
+        opts.write_chunk,
+        opts.yield_max.as_millis()
+    );
+    if let Db::Postgres(p) = db {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT name, setting || COALESCE(' ' || unit, '') FROM pg_settings WHERE name IN
+             ('shared_buffers', 'wal_buffers', 'max_wal_size', 'checkpoint_timeout', 'synchronous_commit', 'wal_compression', 'full_page_writes', 'commit_delay') ORDER BY name",
+        )
+        .fetch_all(p)
+        .await?;
+        let settings: Vec<String> = rows.iter().map(|(n, v)| format!("{n}={v}")).collect();
+        println!(
+            "[{label}] PostgreSQL server settings: {}",
+            settings.join(", ")
+        );
+    }
     let due = cascade_store::billing_batch::due_accounts(db, RUN_DATE)
         .await?
         .len() as u64;
@@ -792,6 +824,10 @@ async fn run_one(
         r.accounts_billed_alone,
         r.documents_written,
         r.lines_written
+    );
+    println!(
+        "[{label}] also written: {} BO orders, {} invoice.issued events, {} subscription.expiring events",
+        r.orders_written, r.invoice_events, r.expiring_notices
     );
     let client = cpu1.0 - cpu0.0;
     match postgres_cpu_split(db, &cpu0.1, &cpu1.1).await {

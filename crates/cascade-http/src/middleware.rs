@@ -143,6 +143,8 @@ pub async fn metrics(req: Request, next: Next) -> Response {
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".into());
     let method = req.method().to_string();
+    // Mutating requests make the daily billing run wait before its next write.
+    let _gate = (!req.method().is_safe()).then(cascade_store::billing_batch::interactive);
     let res = next.run(req).await;
     let status = res.status().as_u16().to_string();
     metrics::counter!("cascade_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status).increment(1);

@@ -304,14 +304,64 @@ async fn plans(c: &mut ReadConn<'_>, ids: &[i64]) -> StoreResult<Vec<(i64, Strin
 /// Start a batch's write transaction. On PostgreSQL its statements are planned
 /// generically, as in [`read_batch`]: an update joined to a list of thousands of
 /// subscriptions must go through the primary key, never through a scan of the table.
-pub async fn begin(db: &Db) -> StoreResult<Tx> {
+///
+/// `durable = false` commits it with `synchronous_commit = off` (PostgreSQL): the commit
+/// returns before its WAL is flushed, so the run does not wait for a disk flush per
+/// batch and the WAL writer flushes many batches at once. Safe for the billing run and
+/// only for it: the database stays consistent after a crash (the transaction is either
+/// wholly there or wholly lost), and a lost batch is exactly one whose subscriptions are
+/// still due, so the re-run that follows any crash bills it again — the same as a batch
+/// that was in flight when the process died. Nothing outside the run learns of a batch
+/// before its commit is durable except the API readers of its invoices, which the
+/// re-run writes again identically (same charge keys).
+pub async fn begin(db: &Db, durable: bool) -> StoreResult<Tx> {
     let mut tx = db.begin().await?;
     if let Tx::Postgres(t) = &mut tx {
-        sqlx::query("SET LOCAL plan_cache_mode = force_generic_plan")
-            .execute(&mut **t)
-            .await?;
+        let sql = if durable {
+            "SELECT set_config('plan_cache_mode', 'force_generic_plan', true)"
+        } else {
+            "SELECT set_config('plan_cache_mode', 'force_generic_plan', true), set_config('synchronous_commit', 'off', true)"
+        };
+        sqlx::query(sql).execute(&mut **t).await?;
     }
     Ok(tx)
+}
+
+/// Interactive writes (API requests) in flight in this process; see [`interactive`].
+static INTERACTIVE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Marks an interactive write in flight until dropped.
+pub struct InteractiveGuard(());
+
+impl Drop for InteractiveGuard {
+    fn drop(&mut self) {
+        INTERACTIVE.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// The in-process priority gate: the HTTP layer holds a guard for every mutating request
+/// while it runs, and the billing run calls [`yield_to_interactive`] before each write
+/// transaction, so an order being placed does not queue behind a batch's writes (on
+/// SQLite, behind the single writer; on PostgreSQL, behind counter and index contention
+/// and WAL flushes).
+pub fn interactive() -> InteractiveGuard {
+    INTERACTIVE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    InteractiveGuard(())
+}
+
+/// Interactive writes in flight now.
+pub fn interactive_in_flight() -> usize {
+    INTERACTIVE.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Wait while interactive writes are in flight, at most `max` (so the run always
+/// progresses). Returns how long it waited.
+pub async fn yield_to_interactive(max: std::time::Duration) -> std::time::Duration {
+    let start = std::time::Instant::now();
+    while interactive_in_flight() > 0 && start.elapsed() < max {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    start.elapsed()
 }
 
 /// Where billing moves a subscription, if it is still at `version`.

@@ -31,6 +31,32 @@
 //!   per transaction (the per-account path, [`bill_account`]), so one bad account never
 //!   blocks the others. An account that still fails is logged and counted; its
 //!   subscriptions stay due and the next run retries it.
+//! - **BO orders.** Every subscription billed gets one BO (billing) order per billed
+//!   period (a catch-up covering two periods writes two), status `completed` (nothing to
+//!   provision), vendor = the invoice's issuer; `details` link it to its invoice
+//!   (`invoice_id`, `invoice_number`) and to its lines (`charge_keys`, `period_start`,
+//!   `period_end`, `billed_on`). They are inserted with one multi-row statement in the
+//!   batch transaction, only for lines actually written: exactly once under the same
+//!   charge keys. They show in `GET /accounts/{id}/orders` like any order.
+//! - **Events.** `invoice.issued` for every invoice written (one `INSERT … SELECT` from
+//!   the documents, after their due date is set, in the same transaction), and after the
+//!   batches `subscription.expiring` for each live subscription that will not renew
+//!   (`auto_renew` off) and ends within `RunOptions::expiry_notice_days` (7 by default),
+//!   once per subscription and end date: a `subscription_notices` row (primary key) is
+//!   written with the event. Both are routed to the notification mails (`routing`).
+//! - **Usage per period.** A catch-up bills each period's usage with that period, and
+//!   marks billed only the usage dated before the end of the last span billed.
+//! - **Throughput on PostgreSQL.** Batch transactions commit with `synchronous_commit =
+//!   off` (`billing_batch::begin`): the run never waits for a WAL flush per batch. This
+//!   is safe because the run is idempotent: a batch lost in a server crash leaves its
+//!   subscriptions due, and the re-run (which follows every crash anyway) bills them; no
+//!   charge can be billed twice because of the charge keys. `durable_batches` turns it
+//!   off.
+//! - **Yielding to interactive work.** Before every write transaction the run waits while
+//!   mutating API requests are in flight in this process (at most `yield_max`, 50 ms, so
+//!   it always progresses): `billing_batch::interactive` is held by the HTTP layer.
+//!   `write_chunk` splits a batch's writes into shorter transactions (less time holding
+//!   SQLite's writer and PostgreSQL row locks) at some cost in throughput.
 
 use cascade_domain::billing::amounts::to_minor;
 use cascade_domain::billing::calendar::{Span, add_months};
@@ -107,6 +133,23 @@ pub struct RunOptions {
     /// Subscriptions that will not renew are told `subscription.expiring` this many days
     /// before their term ends (once per subscription and end date).
     pub expiry_notice_days: u32,
+    /// Commit batch transactions durably (`synchronous_commit` on, PostgreSQL). Off by
+    /// default: see `billing_batch::begin` for why a lost batch is harmless.
+    pub durable_batches: bool,
+    /// Accounts per write transaction within a batch (0: the whole batch). Shorter write
+    /// transactions hold the writer (SQLite) and row locks for less time.
+    pub write_chunk: usize,
+    /// Before each write transaction the run waits while API writes are in flight in
+    /// this process, at most this long (`billing_batch::yield_to_interactive`).
+    pub yield_max: std::time::Duration,
+}
+
+/// How batches write (from [`RunOptions`]).
+#[derive(Debug, Clone, Copy)]
+struct WriteOpts {
+    durable: bool,
+    chunk: usize,
+    yield_max: std::time::Duration,
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -116,6 +159,9 @@ impl std::fmt::Debug for RunOptions {
             .field("crash", &self.crash)
             .field("gateway", &self.gateway.as_ref().map(|g| g.name()))
             .field("expiry_notice_days", &self.expiry_notice_days)
+            .field("durable_batches", &self.durable_batches)
+            .field("write_chunk", &self.write_chunk)
+            .field("yield_max", &self.yield_max)
             .finish()
     }
 }
@@ -127,6 +173,9 @@ impl Default for RunOptions {
             crash: None,
             gateway: None,
             expiry_notice_days: DEFAULT_EXPIRY_NOTICE_DAYS,
+            durable_batches: false,
+            write_chunk: 0,
+            yield_max: std::time::Duration::from_millis(50),
         }
     }
 }
@@ -433,7 +482,11 @@ async fn bill_account(
     let mut counts = finish_invoices(
         &mut tx,
         &invoices,
-        assembled.orders.iter().map(|o| (o.invoice, o)),
+        &assembled
+            .orders
+            .iter()
+            .map(|o| (o.invoice, o))
+            .collect::<Vec<_>>(),
         &issued,
         today,
         now,
@@ -549,10 +602,10 @@ fn assemble<'a>(
 /// billed before writes nothing: exactly once, like its lines), and emit `invoice.issued`
 /// for each invoice written. `orders` come with the position of their invoice in
 /// `invoices`.
-async fn finish_invoices<'a>(
+async fn finish_invoices(
     tx: &mut Tx,
     invoices: &[&NewInvoice],
-    orders: impl Iterator<Item = (usize, &'a PlannedOrder)>,
+    orders: &[(usize, &PlannedOrder)],
     issued: &[Option<Issued>],
     today: NaiveDate,
     now: Timestamp,
@@ -564,7 +617,7 @@ async fn finish_invoices<'a>(
         .collect();
     cascade_store::collections::date_by_terms(tx, &dated, today).await?;
     let mut bo = Vec::new();
-    for (i, o) in orders {
+    for &(i, o) in orders {
         let (Some(inv), Some(Some(doc))) = (invoices.get(i), issued.get(i)) else {
             continue;
         };
@@ -736,10 +789,12 @@ async fn write_batch(
     now: Timestamp,
     check: KeyCheck,
     crash: bool,
+    w: WriteOpts,
 ) -> Result<Written, RunError> {
     let day = today.format("%Y-%m-%d").to_string();
     let due = due_date(today);
-    let mut tx = billing_batch::begin(db).await?;
+    billing_batch::yield_to_interactive(w.yield_max).await;
+    let mut tx = billing_batch::begin(db, w.durable).await?;
     let moves: Vec<SubscriptionMove> = bills.iter().flat_map(|b| b.moves.iter().cloned()).collect();
     let moved = billing_batch::move_subscriptions(&mut tx, &moves, now).await?;
     if moved.len() != moves.len() {
@@ -771,8 +826,7 @@ async fn write_batch(
         orders.extend(b.orders.iter().map(|o| (offset + o.invoice, o)));
         offset += b.invoices.len();
     }
-    let mut counts =
-        finish_invoices(&mut tx, &invoices, orders.into_iter(), &issued, today, now).await?;
+    let mut counts = finish_invoices(&mut tx, &invoices, &orders, &issued, today, now).await?;
     if crash {
         drop(tx);
         return Err(RunError::Crash);
@@ -835,6 +889,7 @@ async fn bill_batch(
     today: NaiveDate,
     now: Timestamp,
     crash_at: Option<usize>,
+    w: WriteOpts,
 ) -> Result<BatchReport, RunError> {
     let mut report = BatchReport::default();
     let mut alone: Vec<usize> = Vec::new();
@@ -856,41 +911,52 @@ async fn bill_batch(
             alone.extend(0..accounts.len());
         }
     }
-    // A run normally meets only charges it has never billed: insert optimistically, and
-    // look the keys up first only when that fails.
-    let mut check = KeyCheck::Optimistic;
+    let chunk = if w.chunk == 0 {
+        bills.len().max(1)
+    } else {
+        w.chunk
+    };
     while !bills.is_empty() {
-        let crash = crash_at.is_some_and(|c| bills.iter().any(|b| b.index == c));
-        match write_batch(&db, &bills, today, now, check, crash).await {
-            Ok(Written::Committed(counts)) => {
-                report.accounts_done += bills.len() as u64;
-                report.add(counts);
-                break;
-            }
-            Ok(Written::Conflicts(changed)) => {
-                // Each round takes at least one account out, so this ends.
-                tracing::debug!(
-                    accounts = changed.len(),
-                    "subscriptions changed during billing; billing their accounts alone"
-                );
-                bills.retain(|b| !changed.contains(&b.index));
-                alone.extend(changed);
-            }
-            Ok(Written::KeysBilled) if check == KeyCheck::Optimistic => check = KeyCheck::Before,
-            Ok(Written::KeysBilled) => {
-                // Keys billed meanwhile by someone else: the per-account path sorts it out.
-                tracing::warn!(
-                    accounts = bills.len(),
-                    "charges of a billing batch were billed concurrently; billing its accounts one by one"
-                );
-                alone.extend(bills.iter().map(|b| b.index));
-                break;
-            }
-            Err(RunError::Crash) => return Err(RunError::Crash),
-            Err(RunError::Store(e)) => {
-                tracing::warn!(error = %e, accounts = bills.len(), "writing a billing batch failed; billing its accounts one by one");
-                alone.extend(bills.iter().map(|b| b.index));
-                break;
+        let tail = bills.split_off(bills.len().min(chunk));
+        let mut part = std::mem::replace(&mut bills, tail);
+        // A run normally meets only charges it has never billed: insert optimistically, and
+        // look the keys up first only when that fails.
+        let mut check = KeyCheck::Optimistic;
+        while !part.is_empty() {
+            let crash = crash_at.is_some_and(|c| part.iter().any(|b| b.index == c));
+            match write_batch(&db, &part, today, now, check, crash, w).await {
+                Ok(Written::Committed(counts)) => {
+                    report.accounts_done += part.len() as u64;
+                    report.add(counts);
+                    break;
+                }
+                Ok(Written::Conflicts(changed)) => {
+                    // Each round takes at least one account out, so this ends.
+                    tracing::debug!(
+                        accounts = changed.len(),
+                        "subscriptions changed during billing; billing their accounts alone"
+                    );
+                    part.retain(|b| !changed.contains(&b.index));
+                    alone.extend(changed);
+                }
+                Ok(Written::KeysBilled) if check == KeyCheck::Optimistic => {
+                    check = KeyCheck::Before
+                }
+                Ok(Written::KeysBilled) => {
+                    // Keys billed meanwhile by someone else: the per-account path sorts it out.
+                    tracing::warn!(
+                        accounts = part.len(),
+                        "charges of a billing batch were billed concurrently; billing its accounts one by one"
+                    );
+                    alone.extend(part.iter().map(|b| b.index));
+                    break;
+                }
+                Err(RunError::Crash) => return Err(RunError::Crash),
+                Err(RunError::Store(e)) => {
+                    tracing::warn!(error = %e, accounts = part.len(), "writing a billing batch failed; billing its accounts one by one");
+                    alone.extend(part.iter().map(|b| b.index));
+                    break;
+                }
             }
         }
     }
@@ -1096,6 +1162,11 @@ pub async fn run_with(
         lanes,
     );
     let plans = Arc::new(PlanCache::default());
+    let write_opts = WriteOpts {
+        durable: opts.durable_batches,
+        chunk: opts.write_chunk,
+        yield_max: opts.yield_max,
+    };
     let mut report = RunReport {
         run_id,
         ..Default::default()
@@ -1136,6 +1207,7 @@ pub async fn run_with(
                 today,
                 clock.now(),
                 crash_at,
+                write_opts,
             ));
         }
         // Batches in flight always finish (or roll back) before the run returns.

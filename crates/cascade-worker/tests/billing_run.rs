@@ -593,7 +593,8 @@ both_backends! {
             let mut due = cascade_store::billing_batch::due_accounts(&f.db, day).await.unwrap().len() as u64;
             for _ in 0..2 + rng.below(3) {
                 let point = if rng.below(2) == 0 { CrashPoint::InsideAccount(rng.below(due + 2)) } else { CrashPoint::BetweenAccounts(rng.below(due + 2)) };
-                let opts = RunOptions { batch: 1 + rng.below(20) as i64, crash: Some(point), ..Default::default() };
+                // Batches written whole or in parts of one or two accounts.
+                let opts = RunOptions { batch: 1 + rng.below(20) as i64, crash: Some(point), write_chunk: crashes % 3, ..Default::default() };
                 let parallel = 1 + rng.below(3) as usize;
                 let out = run_with(&f.db, &ManualClock::new(T0), d(day), &opts, parallel, |_, _| {}).await;
                 let reached = match point {
