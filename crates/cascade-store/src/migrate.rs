@@ -50,6 +50,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "notifications",
         source: include_str!("../migrations/0007_notifications.sql"),
     },
+    Migration {
+        version: 9,
+        name: "synchook",
+        source: include_str!("../migrations/0009_synchook.sql"),
+    },
 ];
 
 fn render(source: &str, db: &Db) -> String {

@@ -346,6 +346,27 @@ fn usage_span(sub: &Subscription, plan: &PlanContent, statement_day: u32) -> Sto
     Ok(cycle.period_containing(date(&sub.next_bill_date)?.pred_opt().unwrap_or(start)))
 }
 
+/// The plan terms a subscription's charge on its next billing date uses: those of the
+/// period it bills (in advance: the period starting then; in arrears: the one ending
+/// then). A sync's new prices thus start with the first period beginning on or after
+/// the billing date they were given, never inside a period already running.
+fn terms_billed<'a>(
+    sub: &'a Subscription,
+    live: &'a PlanContent,
+    statement_day: u32,
+) -> StoreResult<&'a PlanContent> {
+    let ahead = sub.plan_terms(&sub.next_bill_date, live);
+    match ahead.billing_model {
+        BillingModel::ChargeBeforeBillingPeriod | BillingModel::ChargeBeforeSubscriptionPeriod => {
+            Ok(ahead)
+        }
+        BillingModel::ChargeAfterBillingPeriod | BillingModel::ExternalRating => {
+            let span = usage_span(sub, ahead, statement_day)?;
+            Ok(sub.plan_terms(&span.start.to_string(), live))
+        }
+    }
+}
+
 /// Usage before this date is billed once `b` is written.
 fn usage_until(b: &SubBilling, day: &str) -> String {
     if b.next_bill_date.as_str() < day {
@@ -374,8 +395,9 @@ async fn bill_account(
     let mut moves = Vec::with_capacity(subs.len());
     for sub in &subs {
         let plan = plans.get(db, sub.plan_id).await?;
+        let content = terms_billed(sub, &plan.content, statement_day)?;
         // Usage recorded up to the end of the period that ends on or before today.
-        let span = usage_span(sub, &plan.content, statement_day)?;
+        let span = usage_span(sub, content, statement_day)?;
         let usage = Subscriptions::unbilled_usage_in(
             &mut tx,
             sub.id,
@@ -383,7 +405,7 @@ async fn bill_account(
             &span.end.to_string(),
         )
         .await?;
-        let billed = bill_subscription(sub, &plan.content, statement_day, &usage, today)?;
+        let billed = bill_subscription(sub, content, statement_day, &usage, today)?;
         let cur = plan.currency()?;
         let entry = invoices
             .entry((sub.vendor_id.0, plan.currency.clone()))
@@ -486,8 +508,9 @@ fn bill_in_memory(
             ))
         })?;
         let records = usage.get(&sub.id).copied().unwrap_or_default();
+        let content = terms_billed(sub, &plan.content, *statement_day)?;
         // The same usage as `unbilled_usage_in` over the span, summed per rate.
-        let span = usage_span(sub, &plan.content, *statement_day)?;
+        let span = usage_span(sub, content, *statement_day)?;
         let (from, to) = (span.start.to_string(), span.end.to_string());
         let mut sums: BTreeMap<String, i64> = BTreeMap::new();
         for r in records
@@ -496,7 +519,7 @@ fn bill_in_memory(
         {
             *sums.entry(r.rate_uid.clone()).or_default() += r.quantity;
         }
-        let billed = bill_subscription(sub, &plan.content, *statement_day, &sums, today)?;
+        let billed = bill_subscription(sub, content, *statement_day, &sums, today)?;
         let cur = plan.currency()?;
         let entry = invoices
             .entry((sub.vendor_id.0, plan.currency.clone()))
