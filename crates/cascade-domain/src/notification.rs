@@ -35,6 +35,8 @@ pub enum NotificationEvent {
     SubscriptionExpiring,
     PasswordReset,
     WelcomeUser,
+    /// A subscription was suspended, resumed or terminated.
+    SubscriptionStatus,
 }
 
 /// A variable an event offers its templates: name, meaning, and the sample value used by
@@ -77,7 +79,7 @@ const COMMON: &[Variable] = &[
 ];
 
 impl NotificationEvent {
-    pub const ALL: [NotificationEvent; 7] = [
+    pub const ALL: [NotificationEvent; 8] = [
         NotificationEvent::OrderCompleted,
         NotificationEvent::InvoiceIssued,
         NotificationEvent::PaymentFailed,
@@ -85,6 +87,7 @@ impl NotificationEvent {
         NotificationEvent::SubscriptionExpiring,
         NotificationEvent::PasswordReset,
         NotificationEvent::WelcomeUser,
+        NotificationEvent::SubscriptionStatus,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -96,6 +99,7 @@ impl NotificationEvent {
             NotificationEvent::SubscriptionExpiring => "subscription_expiring",
             NotificationEvent::PasswordReset => "password_reset",
             NotificationEvent::WelcomeUser => "welcome_user",
+            NotificationEvent::SubscriptionStatus => "subscription_status",
         }
     }
 
@@ -175,6 +179,14 @@ impl NotificationEvent {
                     "alice@example.com"
                 ),
             ],
+            NotificationEvent::SubscriptionStatus => &[
+                var!("subscription_id", "Subscription number", "77"),
+                var!(
+                    "change",
+                    "What happened: suspended, resumed or terminated",
+                    "suspended"
+                ),
+            ],
         }
     }
 
@@ -223,6 +235,10 @@ impl NotificationEvent {
             NotificationEvent::WelcomeUser => (
                 "Welcome, {{ display_name }}",
                 "Hello {{ display_name }},\n\nyour login {{ login }} is ready.\n\n{{ seller_name }}",
+            ),
+            NotificationEvent::SubscriptionStatus => (
+                "Subscription {{ subscription_id }} {{ change }}",
+                "Hello {{ recipient_name }},\n\nsubscription {{ subscription_id }} of {{ account_name }} has been {{ change }}.\n\n{{ seller_name }}",
             ),
         };
         TemplateDoc {

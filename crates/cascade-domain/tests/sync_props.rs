@@ -931,6 +931,7 @@ fn options() -> impl Strategy<Value = SyncOptions> {
         resource_limits: b[5],
         categories: b[6],
         publication: b[7],
+        subscriptions: false,
     })
 }
 

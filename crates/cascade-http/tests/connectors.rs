@@ -357,31 +357,38 @@ both_backends! {
         assert_eq!(r.mailboxes.len(), 3);
         assert_eq!(r.mailboxes[0], "user0@provider.test");
         assert_eq!(r.customer.id, fx.ch.pc.account);
-        // CH: more mailboxes.
-        let ch = fx.app.post(format!("/api/v1/subscriptions/{sub}/change"), fx.ch.pc.cred(), json!({"quantities": {"boxes": 5}})).await;
-        if ch.status == StatusCode::CREATED || ch.status == StatusCode::OK {
-            fx.work().await;
-            let oid2 = ch.json["id"].as_i64().unwrap();
-            let o2 = fx.order(oid2).await;
-            if o2["status"] == "completed" {
-                assert_eq!(boxes_at(&c, sub), Some(5));
-            }
-        }
-        // Suspend / terminate follow the subscription's status; unprovision is idempotent.
-        let p = fx.ch.p.account;
-        for (status, ev) in [("admin_hold", "subscription.suspended"), ("active", "subscription.resumed"), ("terminated", "subscription.terminated"), ("terminated", "subscription.terminated")] {
-            sql(&fx.app.db, &format!("UPDATE subscriptions SET status = '{status}', version = version + 1 WHERE id = {sub} RETURNING id")).await;
+        // CH: more mailboxes. The order must complete and the connector must really hold
+        // the new quantity (its own state, not ours).
+        let ch = fx.app.post(format!("/api/v1/subscriptions/{sub}/change"), fx.ch.pc.cred(), json!({"quantities": {"boxes": 5}})).await.expect(StatusCode::CREATED).json;
+        let s = fx.work().await;
+        assert_eq!(s.failed, 0, "{s:?}");
+        let o2 = fx.order(ch["id"].as_i64().unwrap()).await;
+        assert_eq!((o2["type"].as_str(), o2["status"].as_str()), (Some("CH"), Some("completed")), "{o2}");
+        assert_eq!(boxes_at(&c, sub), Some(5), "the connector received the new limit");
+        let r = c.shared.snapshot().resources[&proto::resource_id(sub)].clone();
+        assert_eq!(r.mailboxes[4], "user4@provider.test");
+        assert_eq!(fx.app.db.subscriptions().get(sub).await.unwrap().quantities["boxes"], 5);
+        // Suspend / resume / terminate through the real status seam: each move emits its
+        // lifecycle event in its transaction, the connector follows, the customer gets a
+        // mail per transition. Unprovision is idempotent (a stale second task is harmless).
+        use cascade_domain::billing::lifecycle::SubscriptionStatus::*;
+        let mails = || async { sql(&fx.app.db, "SELECT COUNT(*) FROM outbox WHERE template = 'subscription_status'").await };
+        let mut sent = mails().await;
+        for (from, to) in [(Active, AdminHold), (AdminHold, Active), (Active, CreditHold), (CreditHold, Terminated)] {
             let mut tx = fx.app.db.begin().await.unwrap();
-            cascade_store::events::Events::emit(&mut tx, cascade_store::events::NewEvent { kind: ev, account_id: Some(AccountId(p)), actor_user_id: None, subject_type: "subscription", subject_id: sub, payload: json!({"subscription_id": sub}) }, fx.app.clock.now()).await.unwrap();
+            assert!(cascade_store::subscriptions::Subscriptions::move_status(&mut tx, sub, from, to, fx.app.clock.now()).await.unwrap());
             tx.commit().await.unwrap();
             let s = fx.work().await;
-            assert_eq!(s.failed, 0, "{ev}: {s:?}");
+            assert_eq!(s.failed, 0, "{to:?}: {s:?}");
             let snap = c.shared.snapshot();
-            match status {
-                "admin_hold" => assert_eq!(snap.resources[&proto::resource_id(sub)].state, proto::ResourceState::Suspended),
-                "active" => assert_eq!(snap.resources[&proto::resource_id(sub)].state, proto::ResourceState::Active),
+            match to {
+                AdminHold | CreditHold => assert_eq!(snap.resources[&proto::resource_id(sub)].state, proto::ResourceState::Suspended),
+                Active => assert_eq!(snap.resources[&proto::resource_id(sub)].state, proto::ResourceState::Active),
                 _ => assert!(!snap.resources.contains_key(&proto::resource_id(sub))),
             }
+            let now_sent = mails().await;
+            assert!(now_sent > sent, "{to:?}: a status mail is queued");
+            sent = now_sent;
         }
         c.stop().await;
     }

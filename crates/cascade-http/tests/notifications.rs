@@ -95,9 +95,10 @@ cascade_testkit::both_backends! {
                 None => break,
             }
         }
-        assert_eq!(seen.len(), 7, "{seen:?}");
+        assert_eq!(seen.len(), 8, "{seen:?}");
         assert_eq!(seen[0], ("order_completed".into(), "inherited".into()));
         assert_eq!(seen[6], ("welcome_user".into(), "builtin".into()));
+        assert_eq!(seen[7], ("subscription_status".into(), "builtin".into()));
 
         // Invalid templates are refused at save time, naming the variable; nothing is written.
         let events = app.event_count().await;

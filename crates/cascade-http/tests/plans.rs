@@ -339,6 +339,83 @@ both_backends! {
         assert_eq!(preview["copies"][0]["plan_id"], b_copy);
     }
 
+    async fn sync_moves_subscriptions_limits_now_prices_later_except_below_a_cascade_stop(db) {
+        use cascade_domain::billing::lifecycle::{AutoRenew, SubscriptionStatus};
+        use cascade_domain::ids::AccountId;
+        use cascade_store::subscriptions::{NewSubscription, Subscriptions};
+        let c = channel(db).await;
+        let plan = c.plan().await;
+        let pid = plan["id"].as_i64().unwrap();
+        let a_copy = c.delegate(pid, c.a, &c.p_tok).await;
+        let b_copy = c.delegate(pid, c.b, &c.p_tok).await;
+        let a2_copy = c.delegate(a_copy, c.a2, &c.a_tok).await;
+        let pc = c.app.create_account(&c.p_tok, c.p, "customer", "Customer of P").await;
+        let bc = c.app.create_account(&c.p_tok, c.b, "customer", "Customer of B").await;
+        let a2c = c.app.create_account(&c.p_tok, c.a2, "customer", "Customer of A2").await;
+        let mut subs = vec![];
+        for (account, vendor, plan) in [(pc, c.p, pid), (c.ac, c.a, a_copy), (bc, c.b, b_copy), (a2c, c.a2, a2_copy)] {
+            let mut tx = c.app.db.begin().await.unwrap();
+            let s = Subscriptions::create(&mut tx, &NewSubscription {
+                account_id: AccountId(account), vendor_id: AccountId(vendor), plan_id: plan, period_uid: "m1".into(),
+                status: SubscriptionStatus::Active, start_date: "2099-12-01".into(), expires_on: "2100-12-01".into(),
+                next_bill_date: "2100-01-01".into(), auto_renew: AutoRenew::OnExpiry,
+                quantities: [("seats".to_string(), 10)].into(), attributes: json!({}),
+            }, c.app.clock_now()).await.unwrap();
+            tx.commit().await.unwrap();
+            subs.push(s.id);
+        }
+        let [p_sub, a_sub, b_sub, a2_sub]: [i64; 4] = subs.try_into().unwrap();
+        let db = c.app.db.clone();
+        let held = |id: i64| {
+            let db = db.clone();
+            async move { db.subscriptions().get(id).await.unwrap() }
+        };
+        // The provider doubles the monthly fee and lowers the seat limit below the usage.
+        let mut orig = c.get(pid).await["content"].clone();
+        orig["periods"][0]["recurring"] = fee(20);
+        orig["rates"][0]["max"] = json!(5);
+        orig["rates"][0]["display"] = json!({"type": "slider", "min": 1, "max": 5, "step": 1});
+        c.put(pid, &c.p_tok, orig).await.expect(StatusCode::OK);
+        // An edit alone changes nothing sold: the subscription keeps the terms of its sale.
+        let t = held(p_sub).await.terms.unwrap();
+        assert_eq!((t.current.rates[0].max, t.current.periods[0].recurring.amount.0, t.next.is_none()), (50, 10_000_000, true));
+        // Cascade stop on A: A's copy is synced, A's customers' subscriptions are not.
+        c.settings(c.a, json!({}), true).await;
+        let opts = json!({"plan_fees": true, "resource_limits": true, "subscriptions": true});
+        let all = json!({"type": "all_resellers"});
+        let pv = c.sync(pid, &c.p_tok, opts.clone(), all.clone(), true).await.expect(StatusCode::OK).json;
+        assert_eq!(pv["subscriptions_changed"], 2, "{pv}: P's own customer and B's customer");
+        let of = |copy: i64| pv["copies"].as_array().unwrap().iter().find(|x| x["plan_id"] == copy).unwrap()["subscriptions_changed"].clone();
+        assert_eq!((of(a_copy), of(b_copy)), (json!(0), json!(1)));
+        let without = c.sync(pid, &c.p_tok, json!({"plan_fees": true, "resource_limits": true}), all.clone(), true).await.expect(StatusCode::OK).json;
+        assert_eq!(without["subscriptions_changed"], 0, "off by default");
+        let run = c.sync(pid, &c.p_tok, opts.clone(), all.clone(), false).await.expect(StatusCode::OK).json;
+        assert_eq!((run["copies_changed"].as_i64(), run["subscriptions_changed"].as_i64()), (Some(2), Some(2)), "{run}");
+        let audit = c.app.get(format!("/api/v1/plans/{pid}/sync-runs"), &c.p_tok).await.expect(StatusCode::OK).json;
+        assert_eq!(audit["items"][0]["subscriptions_changed"], 2);
+        for id in [p_sub, b_sub] {
+            let s = held(id).await;
+            let t = s.terms.clone().unwrap();
+            // The lower limit holds now; the 10 seats in use stay (nothing is deleted).
+            assert_eq!(t.current.rates[0].max, 5);
+            assert_eq!(s.quantities["seats"], 10);
+            assert_eq!(s.status, SubscriptionStatus::Active);
+            // The current period keeps its price; the new one starts on the next billing date.
+            assert_eq!(t.current.periods[0].recurring.amount.0, 10_000_000);
+            let (from, next) = t.next.unwrap();
+            assert_eq!((from.as_str(), next.periods[0].recurring.amount.0), ("2100-01-01", 20_000_000));
+        }
+        // A's copy followed, A's and A2's customers did not.
+        assert_eq!(c.get(a_copy).await["content"]["rates"][0]["max"], 5);
+        for id in [a_sub, a2_sub] {
+            let t = held(id).await.terms.unwrap();
+            assert_eq!((t.current.rates[0].max, t.next.is_none()), (50, true), "subscription {id}");
+        }
+        // Syncing again moves nothing more.
+        let again = c.sync(pid, &c.p_tok, opts, all, true).await.expect(StatusCode::OK).json;
+        assert_eq!(again["subscriptions_changed"], 0);
+    }
+
     async fn outdated_preview_is_refused(db) {
         let c = channel(db).await;
         let plan = c.plan().await;

@@ -195,6 +195,10 @@ cascade_testkit::both_backends! {
         let page = f.app.get(format!("/seller/plans/{a_copy}"), s.clone()).await.expect(StatusCode::OK);
         let audit = &page.text[page.text.find("id=\"sync-runs\"").unwrap()..];
         assert!(!audit.contains("Nothing here yet"), "{audit}");
+        // The form offers the subscriptions option; its preview counts them (none sold here).
+        assert!(page.text.contains("name=\"o_subscriptions\""), "{}", page.text);
+        let subs = f.form(&format!("/seller/plans/{a_copy}/sync/preview"), &s, &format!("{sync}&o_subscriptions=1")).await;
+        assert!(subs.text.contains("<strong id=\"sync-subscriptions\">0</strong>"), "{}", subs.text);
     }
 
     async fn restrictions_show_as_blocked_in_the_preview(db) {

@@ -81,6 +81,9 @@ struct DueRow {
     created_at: i64,
     updated_at: i64,
     statement_day: i32,
+    terms: Option<String>,
+    next_terms: Option<String>,
+    next_terms_from: Option<String>,
 }
 
 impl TryFrom<DueRow> for DueSubscription {
@@ -89,7 +92,14 @@ impl TryFrom<DueRow> for DueSubscription {
         let bad = |what: &str, e: String| {
             StoreError::Corrupt(format!("subscription {}: {what}: {e}", r.id))
         };
+        let terms = crate::subscriptions::terms_from(
+            r.id,
+            r.terms.as_deref(),
+            r.next_terms.as_deref(),
+            r.next_terms_from.clone(),
+        )?;
         let sub = Subscription {
+            terms,
             id: r.id,
             account_id: AccountId(r.account_id),
             vendor_id: AccountId(r.vendor_id),
@@ -118,7 +128,8 @@ impl TryFrom<DueRow> for DueSubscription {
 }
 
 const DUE_COLUMNS: &str = "s.id, s.account_id, s.vendor_id, s.plan_id, s.period_uid, s.status, s.start_date, s.expires_on, s.next_bill_date, \
-     s.auto_renew, s.quantities, s.suspension_deadline, s.data_removed, s.version, s.created_at, s.updated_at, a.statement_day";
+     s.auto_renew, s.quantities, s.suspension_deadline, s.data_removed, s.version, s.created_at, s.updated_at, a.statement_day, \
+     s.terms, s.next_terms, s.next_terms_from";
 
 /// A connection to read a batch on (inside a read transaction).
 enum ReadConn<'c> {

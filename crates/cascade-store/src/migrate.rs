@@ -56,6 +56,11 @@ pub const MIGRATIONS: &[Migration] = &[
         source: include_str!("../migrations/0008_billrun.sql"),
     },
     Migration {
+        version: 9,
+        name: "synchook",
+        source: include_str!("../migrations/0009_synchook.sql"),
+    },
+    Migration {
         version: 10,
         name: "selleracct",
         source: include_str!("../migrations/0010_selleracct.sql"),

@@ -110,6 +110,8 @@ pub struct SyncRun {
     pub copies_total: i64,
     pub copies_changed: i64,
     pub copies_failed: i64,
+    /// Customer subscriptions the run moved to new terms (the subscriptions option).
+    pub subscriptions_changed: i64,
     pub created_at: Timestamp,
     pub finished_at: Option<Timestamp>,
 }
@@ -177,6 +179,22 @@ impl Plans<'_> {
             o => o,
         })?;
         r.try_into()
+    }
+
+    /// A subscription's plan as the subscription holds it on `day` (ISO date): the plan
+    /// row with the subscription's own terms as content (its snapshot; the live content
+    /// for a row without one). Every reader of a subscription's prices or limits goes
+    /// through here, so a plan edit changes nothing already sold until a sync says so.
+    pub async fn for_subscription(
+        &self,
+        sub: &crate::subscriptions::Subscription,
+        day: &str,
+    ) -> StoreResult<Plan> {
+        let mut plan = self.get(sub.plan_id).await?;
+        if let Some(t) = &sub.terms {
+            plan.content = t.for_period(day).clone();
+        }
+        Ok(plan)
     }
 
     pub async fn get(&self, id: i64) -> StoreResult<Plan> {
@@ -387,10 +405,28 @@ impl Plans<'_> {
         self.run(run_id).await
     }
 
+    /// Record in a run's audit how many subscriptions it updated, per copy and in total.
+    pub async fn record_subscriptions(
+        &self,
+        run_id: i64,
+        per_plan: &HashMap<i64, i64>,
+    ) -> StoreResult<SyncRun> {
+        let total: i64 = per_plan.values().sum();
+        let mut tx = self.0.begin().await?;
+        on_tx!(&mut tx, c => sqlx::query("UPDATE sync_runs SET subscriptions_changed = $2 WHERE id = $1")
+            .bind(run_id).bind(total as i32).execute(c).await.map(|r| r.rows_affected()))?;
+        for (plan, n) in per_plan {
+            on_tx!(&mut tx, c => sqlx::query("UPDATE sync_run_items SET subscriptions_changed = $3 WHERE run_id = $1 AND plan_id = $2")
+                .bind(run_id).bind(plan).bind(*n as i32).execute(c).await.map(|r| r.rows_affected()))?;
+        }
+        tx.commit().await?;
+        self.run(run_id).await
+    }
+
     pub async fn run(&self, id: i64) -> StoreResult<SyncRun> {
         type R = RunRow;
         let r: R = on_db!(self.0, p => sqlx::query_as(
-            "SELECT id, plan_id, account_id, actor_user_id, options, scope, copies_total, copies_changed, copies_failed, created_at, finished_at
+            "SELECT id, plan_id, account_id, actor_user_id, options, scope, copies_total, copies_changed, copies_failed, created_at, finished_at, subscriptions_changed
              FROM sync_runs WHERE id = $1").bind(id).fetch_one(p).await)?;
         Ok(run_from(r))
     }
@@ -403,7 +439,7 @@ impl Plans<'_> {
     ) -> StoreResult<Page<SyncRun>> {
         type R = RunRow;
         let rows: Vec<R> = on_db!(self.0, p => sqlx::query_as(
-            "SELECT id, plan_id, account_id, actor_user_id, options, scope, copies_total, copies_changed, copies_failed, created_at, finished_at
+            "SELECT id, plan_id, account_id, actor_user_id, options, scope, copies_total, copies_changed, copies_failed, created_at, finished_at, subscriptions_changed
              FROM sync_runs WHERE plan_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3")
             .bind(plan_id).bind(before.unwrap_or(i64::MAX)).bind(limit + 1).fetch_all(p).await)?;
         Ok(Page::from_rows(
@@ -515,6 +551,7 @@ type RunRow = (
     i32,
     i64,
     Option<i64>,
+    i32,
 );
 
 fn run_from(r: RunRow) -> SyncRun {
@@ -530,6 +567,7 @@ fn run_from(r: RunRow) -> SyncRun {
         copies_failed: i64::from(r.8),
         created_at: Timestamp(r.9),
         finished_at: r.10.map(Timestamp),
+        subscriptions_changed: i64::from(r.11),
     }
 }
 

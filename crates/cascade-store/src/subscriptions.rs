@@ -1,7 +1,19 @@
 //! Subscriptions and orders.
+//!
+//! A subscription keeps the plan terms it was sold at (`terms`: a snapshot of the plan
+//! content taken when it is created, see `catalog::sync` for why a snapshot), so a plan
+//! edit changes nothing already sold; a sync with the "update subscriptions" option
+//! moves them ([`Subscriptions::sync_updates`], [`Subscriptions::apply_sync_updates`]).
+//! Readers take the plan terms through [`Subscription::plan_terms`]. Rows without a
+//! snapshot (written before migration 9) read their plan's live content.
 
+use crate::events::{Events, NewEvent};
 use crate::{Db, Page, StoreError, StoreResult, Tx, on_db, on_tx};
-use cascade_domain::billing::lifecycle::{AutoRenew, OrderStatus, OrderType, SubscriptionStatus};
+use cascade_domain::billing::lifecycle::{
+    AutoRenew, OrderStatus, OrderType, SubscriptionStatus, lifecycle_event,
+};
+use cascade_domain::catalog::plan::PlanContent;
+use cascade_domain::catalog::sync::{SubscriptionTerms, sync_subscription};
 use cascade_domain::clock::Timestamp;
 use cascade_domain::ids::AccountId;
 use std::collections::BTreeMap;
@@ -25,6 +37,41 @@ pub struct Subscription {
     pub version: i64,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// The plan terms it holds (`None`: a row from before snapshots, on the live plan).
+    pub terms: Option<SubscriptionTerms>,
+}
+
+impl Subscription {
+    /// The plan content that governs a period starting on `day` (ISO date): the
+    /// subscription's own terms, or `live` (its plan's current content) for a row
+    /// without a snapshot. Limits and terms in force today: `plan_terms(today, ..)`.
+    pub fn plan_terms<'a>(&'a self, day: &str, live: &'a PlanContent) -> &'a PlanContent {
+        match &self.terms {
+            Some(t) => t.for_period(day),
+            None => live,
+        }
+    }
+}
+
+/// Parse the three snapshot columns.
+pub(crate) fn terms_from(
+    id: i64,
+    terms: Option<&str>,
+    next: Option<&str>,
+    next_from: Option<String>,
+) -> StoreResult<Option<SubscriptionTerms>> {
+    let parse = |t: &str| {
+        serde_json::from_str::<PlanContent>(t)
+            .map_err(|e| StoreError::Corrupt(format!("subscription {id}: terms: {e}")))
+    };
+    let Some(current) = terms.map(parse).transpose()? else {
+        return Ok(None);
+    };
+    let next = match (next, next_from) {
+        (Some(n), Some(from)) => Some((from, parse(n)?)),
+        _ => None,
+    };
+    Ok(Some(SubscriptionTerms { current, next }))
 }
 
 #[derive(sqlx::FromRow)]
@@ -46,10 +93,13 @@ struct SubRow {
     version: i64,
     created_at: i64,
     updated_at: i64,
+    terms: Option<String>,
+    next_terms: Option<String>,
+    next_terms_from: Option<String>,
 }
 
 const SUB_COLUMNS: &str = "id, account_id, vendor_id, plan_id, period_uid, status, start_date, expires_on, next_bill_date, auto_renew, quantities, \
-     attributes, suspension_deadline, data_removed, version, created_at, updated_at";
+     attributes, suspension_deadline, data_removed, version, created_at, updated_at, terms, next_terms, next_terms_from";
 
 impl TryFrom<SubRow> for Subscription {
     type Error = StoreError;
@@ -57,7 +107,14 @@ impl TryFrom<SubRow> for Subscription {
         let bad = |what: &str, e: String| {
             StoreError::Corrupt(format!("subscription {}: {what}: {e}", r.id))
         };
+        let terms = terms_from(
+            r.id,
+            r.terms.as_deref(),
+            r.next_terms.as_deref(),
+            r.next_terms_from.clone(),
+        )?;
         Ok(Subscription {
+            terms,
             id: r.id,
             account_id: AccountId(r.account_id),
             vendor_id: AccountId(r.vendor_id),
@@ -114,8 +171,9 @@ impl Subscriptions<'_> {
     ) -> StoreResult<Subscription> {
         let sql = format!(
             "INSERT INTO subscriptions (account_id, vendor_id, plan_id, period_uid, status, start_date, expires_on, next_bill_date, auto_renew,
-                quantities, attributes, suspension_deadline, data_removed, version, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, FALSE, 1, $12, $12) RETURNING {SUB_COLUMNS}"
+                quantities, attributes, suspension_deadline, data_removed, version, created_at, updated_at, terms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, FALSE, 1, $12, $12,
+                (SELECT content FROM plans WHERE id = $3)) RETURNING {SUB_COLUMNS}"
         );
         let r: SubRow = on_tx!(tx, c => sqlx::query_as(&sql)
             .bind(s.account_id.0).bind(s.vendor_id.0).bind(s.plan_id).bind(&s.period_uid).bind(s.status.as_str()).bind(&s.start_date)
@@ -377,7 +435,10 @@ impl Subscriptions<'_> {
     }
 
     /// Move a subscription from `from` to `to` (checked by the caller with
-    /// `SubscriptionStatus::transition`); false when it was no longer in `from`.
+    /// `SubscriptionStatus::transition`); false when it was no longer in `from`. A move
+    /// that suspends, resumes or terminates the service emits its lifecycle event
+    /// ([`lifecycle_event`]) in the same transaction, only when the row really moved:
+    /// exactly one event per transition.
     pub async fn move_status(
         tx: &mut Tx,
         id: i64,
@@ -385,10 +446,44 @@ impl Subscriptions<'_> {
         to: SubscriptionStatus,
         now: Timestamp,
     ) -> StoreResult<bool> {
-        let n = on_tx!(tx, c => sqlx::query(
-            "UPDATE subscriptions SET status = $3, version = version + 1, updated_at = $4 WHERE id = $1 AND status = $2")
-            .bind(id).bind(from.as_str()).bind(to.as_str()).bind(now.0).execute(c).await.map(|r| r.rows_affected()))?;
-        Ok(n > 0)
+        let moved: Option<(i64,)> = on_tx!(tx, c => sqlx::query_as(
+            "UPDATE subscriptions SET status = $3, version = version + 1, updated_at = $4 WHERE id = $1 AND status = $2 RETURNING account_id")
+            .bind(id).bind(from.as_str()).bind(to.as_str()).bind(now.0).fetch_optional(c).await)?;
+        let Some((account,)) = moved else {
+            return Ok(false);
+        };
+        Self::announce_move(tx, id, AccountId(account), from, to, now).await?;
+        Ok(true)
+    }
+
+    /// Emit the lifecycle event of a status move just written by the caller (for writers
+    /// that move the status together with other columns, e.g. the PAYG check). Nothing
+    /// for moves the service does not see.
+    pub async fn announce_move(
+        tx: &mut Tx,
+        id: i64,
+        account: AccountId,
+        from: SubscriptionStatus,
+        to: SubscriptionStatus,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let Some(kind) = lifecycle_event(from, to) else {
+            return Ok(());
+        };
+        Events::emit(
+            tx,
+            NewEvent {
+                kind,
+                account_id: Some(account),
+                actor_user_id: None,
+                subject_type: "subscription",
+                subject_id: id,
+                payload: serde_json::json!({"subscription_id": id, "from": from.as_str(), "to": to.as_str()}),
+            },
+            now,
+        )
+        .await?;
+        Ok(())
     }
 
     /// Write new terms (period, quantities, term end, next billing date) if the
@@ -533,5 +628,97 @@ impl Orders<'_> {
         on_tx!(tx, c => sqlx::query("UPDATE orders SET reason = $2, updated_at = $3 WHERE id = $1")
             .bind(id).bind(reason).bind(now.0).execute(c).await.map(|r| r.rows_affected()))?;
         Ok(())
+    }
+}
+
+/// One subscription a plan → subscriptions sync moves to new terms.
+#[derive(Debug, Clone)]
+pub struct SubscriptionUpdate {
+    pub subscription_id: i64,
+    pub plan_id: i64,
+    pub version: i64,
+    pub terms: SubscriptionTerms,
+}
+
+impl Subscriptions<'_> {
+    /// What a sync with the subscriptions option would do on `today`: the live
+    /// subscriptions of each `(plan, its new content)` whose terms change. Read before
+    /// the copies are written (a row without a snapshot is taken at its plan's content
+    /// before the sync). One query per 500 plans.
+    pub async fn sync_updates(
+        &self,
+        targets: &[(i64, &PlanContent)],
+        today: &str,
+    ) -> StoreResult<Vec<SubscriptionUpdate>> {
+        let content: std::collections::HashMap<i64, &PlanContent> =
+            targets.iter().copied().collect();
+        let mut out = Vec::new();
+        for chunk in targets.chunks(500) {
+            let list = chunk
+                .iter()
+                .map(|(id, _)| id.to_string())
+                .collect::<Vec<_>>()
+                .join(",");
+            type Row = (
+                i64,
+                i64,
+                i64,
+                String,
+                String,
+                Option<String>,
+                Option<String>,
+            );
+            // Ids are integers we formatted ourselves: nothing from outside reaches the SQL.
+            let sql = format!(
+                "SELECT s.id, s.plan_id, s.version, s.next_bill_date, COALESCE(s.terms, p.content), s.next_terms, s.next_terms_from
+                 FROM subscriptions s JOIN plans p ON p.id = s.plan_id
+                 WHERE s.plan_id IN ({list}) AND s.status IN ({LIVE_STATUSES}) ORDER BY s.id"
+            );
+            let rows: Vec<Row> = on_db!(self.0, p => sqlx::query_as(&sql).fetch_all(p).await)?;
+            for (id, plan, version, next_bill, terms, next, next_from) in rows {
+                let Some(t) = terms_from(id, Some(&terms), next.as_deref(), next_from)? else {
+                    continue;
+                };
+                if let Some(new) = sync_subscription(&t, content[&plan], today, &next_bill) {
+                    out.push(SubscriptionUpdate {
+                        subscription_id: id,
+                        plan_id: plan,
+                        version,
+                        terms: new,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Write sync updates, 500 per transaction; a subscription changed since it was
+    /// read is skipped (the next sync brings it along). Returns the ids written.
+    pub async fn apply_sync_updates(
+        &self,
+        updates: &[SubscriptionUpdate],
+        now: Timestamp,
+    ) -> StoreResult<Vec<i64>> {
+        let json = |c: &PlanContent| serde_json::to_string(c).unwrap_or_default();
+        let mut written = Vec::new();
+        for chunk in updates.chunks(500) {
+            let mut tx = self.0.begin().await?;
+            for u in chunk {
+                let (next, from) = match &u.terms.next {
+                    Some((from, c)) => (Some(json(c)), Some(from.clone())),
+                    None => (None, None),
+                };
+                let n = on_tx!(&mut tx, c => sqlx::query(
+                    "UPDATE subscriptions SET terms = $3, next_terms = $4, next_terms_from = $5, version = version + 1, updated_at = $6
+                     WHERE id = $1 AND version = $2")
+                    .bind(u.subscription_id).bind(u.version).bind(json(&u.terms.current)).bind(next).bind(from).bind(now.0)
+                    .execute(c).await.map(|r| r.rows_affected()))?;
+                if n == 1 {
+                    written.push(u.subscription_id);
+                }
+            }
+            tx.commit().await?;
+        }
+        Ok(written)
     }
 }

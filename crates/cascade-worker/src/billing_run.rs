@@ -419,6 +419,35 @@ fn new_line(sub: i64, l: &ChargeLine, currency: Currency) -> NewLine {
     }
 }
 
+/// The span whose usage a subscription's billing reads: the period containing the day
+/// before its next billing date.
+fn usage_span(sub: &Subscription, plan: &PlanContent, statement_day: u32) -> StoreResult<Span> {
+    let start = date(&sub.start_date)?;
+    let (cycle, _) = cycle_of(plan, start, statement_day);
+    Ok(cycle.period_containing(date(&sub.next_bill_date)?.pred_opt().unwrap_or(start)))
+}
+
+/// The plan terms a subscription's charge on its next billing date uses: those of the
+/// period it bills (in advance: the period starting then; in arrears: the one ending
+/// then). A sync's new prices thus start with the first period beginning on or after
+/// the billing date they were given, never inside a period already running.
+fn terms_billed<'a>(
+    sub: &'a Subscription,
+    live: &'a PlanContent,
+    statement_day: u32,
+) -> StoreResult<&'a PlanContent> {
+    let ahead = sub.plan_terms(&sub.next_bill_date, live);
+    match ahead.billing_model {
+        BillingModel::ChargeBeforeBillingPeriod | BillingModel::ChargeBeforeSubscriptionPeriod => {
+            Ok(ahead)
+        }
+        BillingModel::ChargeAfterBillingPeriod | BillingModel::ExternalRating => {
+            let span = usage_span(sub, ahead, statement_day)?;
+            Ok(sub.plan_terms(&span.start.to_string(), live))
+        }
+    }
+}
+
 /// Usage per rate dated within `span`, of records (`rate_uid`, quantity, date).
 fn usage_in<'a>(
     records: impl Iterator<Item = (&'a str, i64, &'a str)>,
@@ -460,7 +489,8 @@ async fn bill_account(
                 span,
             )
         };
-        let b = bill_subscription(sub, &plan.content, statement_day, &usage, today)?;
+        let content = terms_billed(sub, &plan.content, statement_day)?;
+        let b = bill_subscription(sub, content, statement_day, &usage, today)?;
         billed.push((sub, plan, b));
     }
     let assembled = assemble(
@@ -720,7 +750,8 @@ fn bill_in_memory(
                 span,
             )
         };
-        let b = bill_subscription(sub, &plan.content, *statement_day, &in_span, today)?;
+        let content = terms_billed(sub, &plan.content, *statement_day)?;
+        let b = bill_subscription(sub, content, *statement_day, &in_span, today)?;
         if let Some(until) = b.usage_until.map(|u| u.to_string()) {
             bill.usage.extend(
                 records

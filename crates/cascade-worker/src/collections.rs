@@ -31,6 +31,7 @@
 //! next run looks again.
 
 use cascade_domain::account::AccountStatus;
+use cascade_domain::billing::lifecycle::SubscriptionStatus;
 use cascade_domain::billing::payments::{
     GatewayDecision, HoldDecision, charge_date, credit_hold_decision, payg_suspension_deadline,
 };
@@ -45,6 +46,7 @@ use cascade_store::documents::{
     TokenChargeRequest,
 };
 use cascade_store::events::{Events, NewEvent};
+use cascade_store::subscriptions::Subscriptions;
 use cascade_store::{Db, StoreError, StoreResult, Tx};
 use chrono::NaiveDate;
 use serde_json::json;
@@ -460,6 +462,14 @@ async fn write_payg(
         .await?
         {
             continue;
+        }
+        // A hold suspends the service, a release resumes it: connectors and mails follow.
+        if let (Ok(from), Ok(to)) = (
+            SubscriptionStatus::parse(&s.status),
+            SubscriptionStatus::parse(m.status),
+        ) {
+            Subscriptions::announce_move(&mut tx, s.subscription_id, s.account_id, from, to, now)
+                .await?;
         }
         event(&mut tx, m.kind, s.account_id, "subscription", s.subscription_id,
             json!({"subscription_id": s.subscription_id, "suspension_deadline": m.deadline, "balance_minor": s.balance_minor,

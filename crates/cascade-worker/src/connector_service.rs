@@ -208,7 +208,16 @@ impl ConnectorService {
         tx_prefix: &str,
     ) -> Result<usize, ServiceError> {
         let storage = |e: StoreError| ServiceError::retryable(format!("storage: {e}"));
-        let plan = ctx.db.plans().get(sub.plan_id).await.map_err(storage)?;
+        // The limits the subscription holds today (a sync may have lowered them).
+        let day = chrono::DateTime::from_timestamp_micros(ctx.clock.now().0)
+            .map(|d| d.date_naive().to_string())
+            .unwrap_or_default();
+        let plan = ctx
+            .db
+            .plans()
+            .for_subscription(sub, &day)
+            .await
+            .map_err(storage)?;
         let targets = targets(&ctx.db, &plan, quantities).await.map_err(storage)?;
         for t in &targets {
             let c = client(&t.instance, ctx.clock.clone(), self.skew_secs)

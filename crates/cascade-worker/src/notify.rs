@@ -34,6 +34,7 @@
 use crate::handler::{Registry, TaskContext, TaskError, TaskHandler};
 use async_trait::async_trait;
 use cascade_domain::account::Account;
+use cascade_domain::billing::lifecycle::{SubscriptionStatus, lifecycle_event};
 use cascade_domain::clock::Timestamp;
 use cascade_domain::ids::UserId;
 use cascade_domain::money::{Currency, Money};
@@ -214,7 +215,8 @@ pub fn register(r: &mut Registry, mailer: Option<Arc<Mailer>>) {
     r.register(Arc::new(EventMail::payment_failed(mailer.clone())));
     r.register(Arc::new(EventMail::invoice_issued(mailer.clone())));
     r.register(Arc::new(EventMail::subscription_expiring(mailer.clone())));
-    r.register(Arc::new(EventMail::suspension_deadline(mailer)));
+    r.register(Arc::new(EventMail::suspension_deadline(mailer.clone())));
+    r.register(Arc::new(EventMail::subscription_status(mailer)));
 }
 
 /// `notify.deliver`: deliver the outbox message `outbox_id` of the payload.
@@ -446,6 +448,43 @@ impl EventMail {
                 Ok((
                     Some(format!("sub{sub}:expires{expires}")),
                     json!({"subscription_id": sub.to_string(), "plan_name": plan, "expires_on": expires}),
+                ))
+            },
+            mailer,
+        }
+    }
+
+    pub const SUBSCRIPTION_STATUS: &'static str = "notify.subscription_status";
+
+    /// `subscription.suspended` / `.resumed` / `.terminated` (payload `subscription_id`,
+    /// `from`, `to`): one mail per transition (keyed by the task, as each transition
+    /// creates exactly one task).
+    pub fn subscription_status(mailer: Option<Arc<Mailer>>) -> Self {
+        Self {
+            kind: Self::SUBSCRIPTION_STATUS,
+            event: NotificationEvent::SubscriptionStatus,
+            extract: |p| {
+                let sub = p
+                    .get("subscription_id")
+                    .and_then(Value::as_i64)
+                    .ok_or_else(|| {
+                        TaskError::permanent("payload has no integer `subscription_id`")
+                    })?;
+                let status = |k: &str| {
+                    p.get(k)
+                        .and_then(Value::as_str)
+                        .and_then(|s| SubscriptionStatus::parse(s).ok())
+                        .ok_or_else(|| TaskError::permanent(format!("payload has no valid `{k}`")))
+                };
+                let change = match lifecycle_event(status("from")?, status("to")?) {
+                    Some("subscription.suspended") => "suspended",
+                    Some("subscription.resumed") => "resumed",
+                    Some("subscription.terminated") => "terminated",
+                    _ => return Err(TaskError::permanent("not a lifecycle transition")),
+                };
+                Ok((
+                    None,
+                    json!({"subscription_id": sub.to_string(), "change": change}),
                 ))
             },
             mailer,

@@ -32,16 +32,32 @@ use cascade_store::tasks::NewTask;
 /// - `subscription.expiring` → `notify.subscription_expiring` (the daily billing run, a
 ///   subscription that will not renew ends soon; payload `subscription_id`,
 ///   `expires_on`, `plan_name`).
+///
+/// - `subscription.suspended` / `.resumed` / `.terminated` (emitted by the status seam,
+///   `Subscriptions::move_status`, in the transaction of the move) →
+///   `subscriptions.sync_service` (the connector suspends, resumes or unprovisions) and
+///   `notify.subscription_status` (the mail to the customer).
 pub const ROUTES: &[(&str, &[&str])] = &[
     ("user.created", &["notify.welcome_user"]),
     ("account.created", &[]),
     ("order.paid", &["orders.provision"]),
-    // Connectors follow the subscription's status (suspend, resume, unprovision).
-    ("subscription.restored", &["subscriptions.sync_service"]),
+    // Connectors follow the subscription's status (suspend, resume, unprovision). A
+    // restore is announced as `subscription.resumed` too (the status seam emits it), so
+    // the audit event `subscription.restored` routes nothing: one task per transition.
+    ("subscription.restored", &[]),
     ("subscription.cancelled", &["subscriptions.sync_service"]),
-    ("subscription.suspended", &["subscriptions.sync_service"]),
-    ("subscription.resumed", &["subscriptions.sync_service"]),
-    ("subscription.terminated", &["subscriptions.sync_service"]),
+    (
+        "subscription.suspended",
+        &["subscriptions.sync_service", "notify.subscription_status"],
+    ),
+    (
+        "subscription.resumed",
+        &["subscriptions.sync_service", "notify.subscription_status"],
+    ),
+    (
+        "subscription.terminated",
+        &["subscriptions.sync_service", "notify.subscription_status"],
+    ),
     ("order.completed", &["notify.order_completed"]),
     ("payment.declined", &["notify.payment_failed"]),
     (

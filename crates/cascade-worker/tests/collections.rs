@@ -376,13 +376,64 @@ both_backends! {
         let held = fx.db.subscriptions().get(ids[1]).await.unwrap();
         assert_eq!(held.status, SubscriptionStatus::CreditHold);
         assert_eq!(events(&fx.db, "subscription.credit_hold").await, 1);
+        // The hold suspends the service: one lifecycle event, in the hold's transaction.
+        let suspended = format!("SELECT COUNT(*) FROM events WHERE kind = 'subscription.suspended' AND subject_id = {}", ids[1]);
+        assert_eq!(count(&fx.db, &suspended).await, 1);
+        assert_eq!(events(&fx.db, "subscription.resumed").await, 0);
         assert_eq!(fx.collect("2024-03-06").await, CollectionsReport::default());
+        assert_eq!(events(&fx.db, "subscription.suspended").await, 1, "a later run announces nothing again");
         // Paid at last: back to active.
         fx.top_up(never, 4_000, "2024-03-07").await;
         assert_eq!(fx.collect("2024-03-07").await.payg_cleared, 1);
         let back = fx.db.subscriptions().get(ids[1]).await.unwrap();
         assert_eq!((back.status, back.suspension_deadline), (SubscriptionStatus::Active, None));
+        let resumed = format!("SELECT COUNT(*) FROM events WHERE kind = 'subscription.resumed' AND subject_id = {}", ids[1]);
+        assert_eq!(count(&fx.db, &resumed).await, 1);
+        assert_eq!(events(&fx.db, "subscription.suspended").await, 1);
+        // Clearing a deadline that never held anything resumes nothing.
+        assert_eq!(events(&fx.db, "subscription.resumed").await, 1);
         fx.assert_books().await;
+    }
+}
+
+both_backends! {
+    async fn every_status_move_announces_its_lifecycle_event_once(db) {
+        let fx = Fx::new(db).await;
+        let mut tx = fx.db.begin().await.unwrap();
+        let (rt,): (i64,) = on_tx!(&mut tx, c => sqlx::query_as(
+            "INSERT INTO resource_types (owner_account_id, code, service, unit, name, created_at, updated_at) VALUES ($1, 'gb', 's', 'GB', '{}', 0, 0) RETURNING id")
+            .bind(fx.p.0).fetch_one(c).await).unwrap();
+        let (template,): (i64,) = on_tx!(&mut tx, c => sqlx::query_as(
+            "INSERT INTO service_templates (owner_account_id, name, resources, settings, created_at, updated_at) VALUES ($1, 't', '[]', '{}', 0, 0) RETURNING id")
+            .bind(fx.p.0).fetch_one(c).await).unwrap();
+        let plan = Plans::create(&mut tx, fx.p, template, "EUR", &payg_plan(rt), T0).await.unwrap();
+        tx.commit().await.unwrap();
+        let c = fx.customer("C", None).await;
+        let sub = subscribe(&fx.db, fx.p, c, plan.id).await;
+        use SubscriptionStatus::*;
+        let kinds = || async {
+            let rows: Vec<(String, String)> = on_db!(&fx.db, p => sqlx::query_as(
+                "SELECT kind, payload FROM events WHERE subject_type = 'subscription' AND subject_id = $1 ORDER BY id")
+                .bind(sub).fetch_all(p).await).unwrap();
+            rows
+        };
+        for (from, to) in [(Active, AdminHold), (AdminHold, CreditHold), (CreditHold, Active), (Active, Graced), (Graced, Terminated), (Terminated, Active)] {
+            let mut tx = fx.db.begin().await.unwrap();
+            assert!(Subscriptions::move_status(&mut tx, sub, from, to, T0).await.unwrap());
+            // A second, stale move of the same transition writes nothing and announces nothing.
+            assert!(!Subscriptions::move_status(&mut tx, sub, from, to, T0).await.unwrap());
+            tx.commit().await.unwrap();
+        }
+        // A move rolled back leaves no event either.
+        let mut tx = fx.db.begin().await.unwrap();
+        assert!(Subscriptions::move_status(&mut tx, sub, Active, AdminHold, T0).await.unwrap());
+        tx.rollback().await.unwrap();
+        let got = kinds().await;
+        let names: Vec<&str> = got.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, ["subscription.suspended", "subscription.resumed", "subscription.terminated", "subscription.resumed"]);
+        let p: serde_json::Value = serde_json::from_str(&got[2].1).unwrap();
+        assert_eq!(p, serde_json::json!({"subscription_id": sub, "from": "graced", "to": "terminated"}));
+        assert_eq!(count(&fx.db, &format!("SELECT COUNT(*) FROM events WHERE account_id = {} AND kind LIKE 'subscription.%'", c.0)).await, 4);
     }
 }
 

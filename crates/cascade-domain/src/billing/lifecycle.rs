@@ -237,6 +237,30 @@ impl SubscriptionStatus {
     }
 }
 
+/// The lifecycle event a status move announces, if any: entering a hold (credit or
+/// administrative) from a running status is a **suspension**, leaving a hold or a
+/// termination for `active` is a **resumption** (a restore resumes), entering
+/// `terminated` is a **termination**. Moving between the two holds changes nothing the
+/// service sees, so it announces nothing. The store emits the event in the transaction
+/// that moves the status (see `Subscriptions::move_status`), so every transition is
+/// announced exactly once; connectors and notifications follow the event.
+pub fn lifecycle_event(from: SubscriptionStatus, to: SubscriptionStatus) -> Option<&'static str> {
+    use SubscriptionStatus::*;
+    let held = |s: SubscriptionStatus| matches!(s, CreditHold | AdminHold);
+    if from == to {
+        return None;
+    }
+    if held(to) && !held(from) {
+        Some("subscription.suspended")
+    } else if to == Terminated {
+        Some("subscription.terminated")
+    } else if to == Active && (held(from) || from == Terminated) {
+        Some("subscription.resumed")
+    } else {
+        None
+    }
+}
+
 /// When a subscription renews by itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "mode")]
@@ -249,6 +273,43 @@ pub enum AutoRenew {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lifecycle_events_follow_the_service_state() {
+        use SubscriptionStatus::*;
+        assert_eq!(
+            lifecycle_event(Active, CreditHold),
+            Some("subscription.suspended")
+        );
+        assert_eq!(
+            lifecycle_event(Graced, AdminHold),
+            Some("subscription.suspended")
+        );
+        assert_eq!(
+            lifecycle_event(CreditHold, AdminHold),
+            None,
+            "still suspended"
+        );
+        assert_eq!(
+            lifecycle_event(AdminHold, Active),
+            Some("subscription.resumed")
+        );
+        assert_eq!(
+            lifecycle_event(Terminated, Active),
+            Some("subscription.resumed")
+        );
+        assert_eq!(
+            lifecycle_event(CreditHold, Terminated),
+            Some("subscription.terminated")
+        );
+        assert_eq!(
+            lifecycle_event(Graced, Terminated),
+            Some("subscription.terminated")
+        );
+        assert_eq!(lifecycle_event(Ordered, Active), None);
+        assert_eq!(lifecycle_event(Expired, Active), None);
+        assert_eq!(lifecycle_event(Active, Active), None);
+    }
 
     #[test]
     fn order_flow() {

@@ -8,6 +8,20 @@
 //! from its parent's *new* content so changes cascade, and stopping below a reseller
 //! marked *cascade stop*. The storage layer loads the tree in one query, writes the
 //! outcomes, and records them; the preview is the same computation, not applied.
+//!
+//! **Plan → subscriptions.** A subscription keeps a *snapshot* of the plan content it
+//! was sold at (stored beside it), not a reference to the plan's live content: editing
+//! or syncing a plan changes nothing a customer already bought until a sync with the
+//! [`SyncOptions::subscriptions`] option reaches the seller's copy. We chose a snapshot
+//! over a plan-version reference because a synced subscription is generally on *no*
+//! version of any plan: its limits and terms change at once while its prices change
+//! only from its next billing date, so it holds a mix for up to one period.
+//! [`sync_subscription`] splits the copy's new content into the terms in force now (new
+//! limits and terms, old prices) and the terms from the next billing date (all new);
+//! the billing run picks the terms by the start of the period it charges
+//! ([`SubscriptionTerms::for_period`]), so a price never changes retroactively. A lowered
+//! limit only blocks new usage: nothing is unprovisioned. A reseller with *cascade stop*
+//! keeps its customers' subscriptions as they are ([`CopyOutcome::reaches_subscriptions`]).
 
 use super::plan::{PlanContent, Rate};
 use serde::{Deserialize, Serialize};
@@ -34,6 +48,10 @@ pub struct SyncOptions {
     pub categories: bool,
     /// Published and visible state, listing priority.
     pub publication: bool,
+    /// Also bring existing customer subscriptions of every copy reached (and of the
+    /// synced plan itself) to the new content: limits and terms now, prices from each
+    /// subscription's next billing date. Off by default.
+    pub subscriptions: bool,
 }
 
 impl SyncOptions {
@@ -47,6 +65,7 @@ impl SyncOptions {
             resource_limits: true,
             categories: true,
             publication: true,
+            subscriptions: false,
         }
     }
     pub fn any(&self) -> bool {
@@ -391,6 +410,9 @@ pub struct CopyOutcome {
     pub withdrawn: bool,
     /// The copy changed and has copies below it that this sync did not reach.
     pub upstream_pending: bool,
+    /// The copy's subscriptions may be updated (false below a cascade stop: the
+    /// reseller's own copy is synced, its customers' subscriptions are not).
+    pub reaches_subscriptions: bool,
 }
 
 /// Sync the copies of `source` (plan `source_id`) in `scope`. `copies` holds every copy
@@ -451,9 +473,77 @@ pub fn plan_sync(
             changes: s.changes,
             blocked: s.blocked,
             withdrawn: s.withdrawn,
+            reaches_subscriptions: !node.cascade_stop,
         });
     }
     out
+}
+
+/// The plan terms a subscription holds: those in force, and new prices waiting for the
+/// start of a period.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubscriptionTerms {
+    pub current: PlanContent,
+    /// `(first day, content)`: in force for periods starting on or after that day.
+    pub next: Option<(String, PlanContent)>,
+}
+
+impl SubscriptionTerms {
+    /// The terms for a period starting on `day` (ISO date).
+    pub fn for_period(&self, day: &str) -> &PlanContent {
+        match &self.next {
+            Some((from, next)) if day >= from.as_str() => next,
+            _ => &self.current,
+        }
+    }
+}
+
+/// `content` with the prices of `prices` wherever both have the same period or rate
+/// (and the old recurring basis): what changes at once when prices must wait.
+fn keep_prices(content: &PlanContent, prices: &PlanContent) -> PlanContent {
+    let mut c = content.clone();
+    c.recurring_basis = prices.recurring_basis;
+    for p in c.periods.iter_mut() {
+        if let Some(o) = prices.period(&p.uid) {
+            p.setup = o.setup.clone();
+            p.recurring = o.recurring.clone();
+            p.renewal = o.renewal.clone();
+            p.transfer = o.transfer.clone();
+            p.cancellation = o.cancellation.clone();
+        }
+    }
+    for r in c.rates.iter_mut() {
+        if let Some(o) = prices.rate(&r.uid) {
+            r.setup_fee = o.setup_fee;
+            r.recurring_fee = o.recurring_fee;
+            r.overuse_fee = o.overuse_fee;
+            r.per_unit = o.per_unit;
+        }
+    }
+    c
+}
+
+/// Bring a subscription to its seller's copy content `copy` on `today`, its next
+/// billing date being `next_bill_date`. Limits, terms, names take effect at once;
+/// prices from the next billing date (the terms then are `copy` itself). `None` when
+/// nothing changes from `today` on. Pending prices already in force (their first day
+/// reached by both `today` and the next billing date) count as current.
+pub fn sync_subscription(
+    terms: &SubscriptionTerms,
+    copy: &PlanContent,
+    today: &str,
+    next_bill_date: &str,
+) -> Option<SubscriptionTerms> {
+    let day = next_bill_date.min(today);
+    let in_force = terms.for_period(day);
+    let now = keep_prices(copy, in_force);
+    let next = (now != *copy).then(|| (next_bill_date.max(today).to_string(), copy.clone()));
+    let new = SubscriptionTerms { current: now, next };
+    let old = SubscriptionTerms {
+        current: in_force.clone(),
+        next: terms.next.clone().filter(|(from, _)| from.as_str() > day),
+    };
+    (new != old).then_some(new)
 }
 
 #[cfg(test)]
@@ -621,6 +711,75 @@ mod tests {
             stopped.iter().map(|x| x.plan_id).collect::<Vec<_>>(),
             vec![2, 3, 4]
         );
+    }
+
+    #[test]
+    fn subscriptions_get_limits_now_and_prices_from_the_next_billing_date() {
+        let sold = plan();
+        let mut copy = plan();
+        copy.periods[0].recurring.amount = Price::units(20);
+        copy.rates[0].max = 5;
+        let terms = SubscriptionTerms {
+            current: sold.clone(),
+            next: None,
+        };
+        let s = sync_subscription(&terms, &copy, "2025-01-10", "2025-02-01").unwrap();
+        assert_eq!(s.current.rates[0].max, 5, "the lower limit applies now");
+        assert_eq!(
+            s.current.periods[0].recurring.amount,
+            Price::units(10),
+            "the current period keeps its price"
+        );
+        assert_eq!(s.next.as_ref().unwrap().0, "2025-02-01");
+        assert_eq!(
+            s.for_period("2025-01-01").periods[0].recurring.amount,
+            Price::units(10)
+        );
+        assert_eq!(
+            s.for_period("2025-02-01").periods[0].recurring.amount,
+            Price::units(20)
+        );
+        // The same sync again changes nothing; a sync without price changes has no next.
+        assert_eq!(
+            sync_subscription(&s, &copy, "2025-01-11", "2025-02-01"),
+            None
+        );
+        let mut limits_only = sold.clone();
+        limits_only.rates[0].max = 7;
+        let l = sync_subscription(&terms, &limits_only, "2025-01-10", "2025-02-01").unwrap();
+        assert_eq!((l.current.rates[0].max, l.next), (7, None));
+        // Pending prices in force by the day of a later sync are the current ones: the
+        // same content again changes nothing; a newer price waits for the next date.
+        assert_eq!(
+            sync_subscription(&s, &copy, "2025-02-05", "2025-03-01"),
+            None
+        );
+        let mut newer = copy.clone();
+        newer.periods[0].recurring.amount = Price::units(30);
+        let later = sync_subscription(&s, &newer, "2025-02-05", "2025-03-01").unwrap();
+        assert_eq!(later.current, copy);
+        assert_eq!(later.next, Some(("2025-03-01".to_string(), newer)));
+    }
+
+    #[test]
+    fn cascade_stop_keeps_the_stopped_resellers_subscriptions() {
+        let base = plan();
+        let mut src = plan();
+        src.rates[0].max = 3;
+        let mut nodes = vec![node(2, 1, 20, &base), node(3, 2, 30, &base)];
+        nodes[0].cascade_stop = true;
+        let o = SyncOptions {
+            resource_limits: true,
+            subscriptions: true,
+            ..Default::default()
+        };
+        let out = plan_sync(1, &src, &nodes, Scope::AllResellers, &o);
+        assert_eq!(out.len(), 1, "nothing below the stop");
+        assert_eq!(
+            out[0].content.rates[0].max, 3,
+            "the stopped reseller's copy is synced"
+        );
+        assert!(!out[0].reaches_subscriptions);
     }
 
     #[test]

@@ -1025,6 +1025,16 @@ fn sub_out(s: Subscription) -> SubscriptionOut {
 // ---------------------------------------------------------------------------------------
 // Shared helpers.
 
+/// The subscription's plan with the terms the subscription holds today (see
+/// `Plans::for_subscription`): prices of the current period, limits in force.
+async fn plan_of(
+    st: &AppState,
+    sub: &cascade_store::subscriptions::Subscription,
+) -> ApiResult<cascade_store::plans::Plan> {
+    let day = today(st.clock.now()).to_string();
+    Ok(st.db.plans().for_subscription(sub, &day).await?)
+}
+
 fn today(now: Timestamp) -> NaiveDate {
     chrono::DateTime::from_timestamp_micros(now.0)
         .map(|d| d.date_naive())
@@ -1974,7 +1984,7 @@ pub(crate) async fn cancel_subscription(
     )
     .await?;
     sub.status.transition(SubscriptionStatus::Cancelled)?;
-    let plan = st.db.plans().get(sub.plan_id).await?;
+    let plan = plan_of(&st, &sub).await?;
     let period = plan
         .content
         .period(&sub.period_uid)
@@ -2347,7 +2357,7 @@ pub(crate) async fn change_quote(
     quantities: &BTreeMap<String, i64>,
 ) -> ApiResult<(i64, Currency)> {
     let (sub, _) = sub_for(st, auth, id, Action::PlaceOrder).await?;
-    let plan = st.db.plans().get(sub.plan_id).await?;
+    let plan = plan_of(st, &sub).await?;
     let mut e = ValidationErrors::new();
     check_quantities(&mut e, &plan.content, quantities);
     e.into_result()?;
@@ -2415,7 +2425,7 @@ pub(crate) async fn change_subscription(
             sub.status.as_str()
         )));
     }
-    let plan = st.db.plans().get(sub.plan_id).await?;
+    let plan = plan_of(&st, &sub).await?;
     let mut e = ValidationErrors::new();
     if body.quantities.is_none() && body.period_uid.is_none() && body.plan_id.is_none() {
         e.push(FieldError::new(
@@ -2708,7 +2718,7 @@ async fn renew_subscription(
             sub.status.as_str()
         )));
     }
-    let plan = st.db.plans().get(sub.plan_id).await?;
+    let plan = plan_of(&st, &sub).await?;
     let period = plan
         .content
         .period(&sub.period_uid)
@@ -2960,7 +2970,7 @@ async fn invoice_preview(
     Path(id): Path<i64>,
 ) -> ApiResult<Json<InvoicePreviewOut>> {
     let (sub, _) = sub_for(&st, &auth, id, Action::ViewOrders).await?;
-    let plan = st.db.plans().get(sub.plan_id).await?;
+    let plan = plan_of(&st, &sub).await?;
     let cur = currency(&plan.currency)?;
     let billing_date = date(&sub.next_bill_date, "next_bill_date")?;
     let expires = date(&sub.expires_on, "expires_on")?;

@@ -21,9 +21,11 @@ use cascade_domain::catalog::sync::{CopyOutcome, Restrictions, Scope, SyncOption
 use cascade_domain::ids::AccountId;
 use cascade_domain::validation::ValidationErrors;
 use cascade_store::plans::{Plan, Plans, SyncRun, SyncSettings};
+use cascade_store::subscriptions::SubscriptionUpdate;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -622,6 +624,9 @@ pub struct CopyChangeOut {
     pub withdrawn: bool,
     /// Changed, with copies below it that this sync does not reach.
     pub upstream_pending: bool,
+    /// Customer subscriptions on this copy the sync moves to new terms (0 without the
+    /// `subscriptions` option, or below a cascade stop).
+    pub subscriptions_changed: usize,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -630,10 +635,12 @@ pub struct SyncPreviewOut {
     pub digest: String,
     pub copies_reached: usize,
     pub copies_changed: usize,
+    /// Customer subscriptions the sync moves to new terms, the synced plan's own included.
+    pub subscriptions_changed: usize,
     pub copies: Vec<CopyChangeOut>,
 }
 
-fn digest(outcomes: &[CopyOutcome]) -> String {
+fn digest(outcomes: &[CopyOutcome], subs: &[SubscriptionUpdate]) -> String {
     let mut h = Sha256::new();
     for o in outcomes {
         h.update(o.plan_id.to_le_bytes());
@@ -641,7 +648,45 @@ fn digest(outcomes: &[CopyOutcome]) -> String {
         h.update(serde_json::to_vec(&o.changes).unwrap_or_default());
         h.update(serde_json::to_vec(&o.blocked).unwrap_or_default());
     }
+    for u in subs {
+        h.update(u.subscription_id.to_le_bytes());
+        h.update(u.version.to_le_bytes());
+    }
     hex::encode(h.finalize())
+}
+
+/// The subscriptions a sync with the `subscriptions` option moves: those of the synced
+/// plan itself and of every copy it reaches, except below a cascade stop.
+async fn subscription_updates(
+    st: &AppState,
+    plan: &Plan,
+    body: &SyncIn,
+    outcomes: &[CopyOutcome],
+) -> ApiResult<Vec<SubscriptionUpdate>> {
+    if !body.options.subscriptions {
+        return Ok(vec![]);
+    }
+    let today = chrono::DateTime::from_timestamp_micros(st.clock.now().0)
+        .map(|d| d.date_naive())
+        .unwrap_or_default()
+        .to_string();
+    let targets: Vec<(i64, &PlanContent)> = std::iter::once((plan.id, &plan.content))
+        .chain(
+            outcomes
+                .iter()
+                .filter(|o| o.reaches_subscriptions)
+                .map(|o| (o.plan_id, &o.content)),
+        )
+        .collect();
+    Ok(st.db.subscriptions().sync_updates(&targets, &today).await?)
+}
+
+fn per_plan(subs: &[SubscriptionUpdate]) -> HashMap<i64, usize> {
+    let mut m = HashMap::new();
+    for u in subs {
+        *m.entry(u.plan_id).or_default() += 1;
+    }
+    m
 }
 
 async fn compute_sync(st: &AppState, plan: &Plan, body: &SyncIn) -> ApiResult<Vec<CopyOutcome>> {
@@ -673,11 +718,13 @@ async fn compute_sync(st: &AppState, plan: &Plan, body: &SyncIn) -> ApiResult<Ve
     ))
 }
 
-fn preview_out(outcomes: &[CopyOutcome]) -> SyncPreviewOut {
+fn preview_out(outcomes: &[CopyOutcome], subs: &[SubscriptionUpdate]) -> SyncPreviewOut {
+    let counts = per_plan(subs);
     SyncPreviewOut {
-        digest: digest(outcomes),
+        digest: digest(outcomes, subs),
         copies_reached: outcomes.len(),
         copies_changed: outcomes.iter().filter(|o| !o.changes.is_empty()).count(),
+        subscriptions_changed: subs.len(),
         copies: outcomes
             .iter()
             .map(|o| CopyChangeOut {
@@ -688,6 +735,7 @@ fn preview_out(outcomes: &[CopyOutcome]) -> SyncPreviewOut {
                 blocked: o.blocked.clone(),
                 withdrawn: o.withdrawn,
                 upstream_pending: o.upstream_pending,
+                subscriptions_changed: counts.get(&o.plan_id).copied().unwrap_or(0),
             })
             .collect(),
     }
@@ -703,7 +751,8 @@ pub(crate) async fn sync_preview(
 ) -> ApiResult<Json<SyncPreviewOut>> {
     let plan = plan_for(&st, &auth, id, Action::ManageCatalog).await?;
     let outcomes = compute_sync(&st, &plan, &body).await?;
-    Ok(Json(preview_out(&outcomes)))
+    let subs = subscription_updates(&st, &plan, &body, &outcomes).await?;
+    Ok(Json(preview_out(&outcomes, &subs)))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -719,6 +768,8 @@ pub struct SyncRunOut {
     pub copies_total: i64,
     pub copies_changed: i64,
     pub copies_failed: i64,
+    /// Customer subscriptions moved to new terms (the `subscriptions` option).
+    pub subscriptions_changed: i64,
     pub created_at: String,
 }
 
@@ -733,6 +784,7 @@ fn run_out(r: SyncRun) -> SyncRunOut {
         copies_total: r.copies_total,
         copies_changed: r.copies_changed,
         copies_failed: r.copies_failed,
+        subscriptions_changed: r.subscriptions_changed,
         created_at: iso(r.created_at),
     }
 }
@@ -747,8 +799,11 @@ pub(crate) async fn sync_apply(
 ) -> ApiResult<Json<SyncRunOut>> {
     let plan = plan_for(&st, &auth, id, Action::ManageCatalog).await?;
     let outcomes = compute_sync(&st, &plan, &body).await?;
+    // Read before the copies are written: a subscription without a snapshot is taken
+    // at its plan's content before the sync.
+    let subs = subscription_updates(&st, &plan, &body, &outcomes).await?;
     if let Some(expected) = &body.expected_digest
-        && *expected != digest(&outcomes)
+        && *expected != digest(&outcomes, &subs)
     {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -775,6 +830,38 @@ pub(crate) async fn sync_apply(
             |_| {},
         )
         .await?;
+    let run = if body.options.subscriptions {
+        // Subscriptions follow only copies really written (a copy that failed keeps its
+        // subscriptions as they are); the synced plan itself is not a copy.
+        let failed: std::collections::HashSet<i64> = st
+            .db
+            .plans()
+            .run_items(run.id, None, i64::from(i32::MAX))
+            .await?
+            .items
+            .into_iter()
+            .filter(|i| i.status == "failed")
+            .map(|i| i.plan_id)
+            .collect();
+        let subs: Vec<SubscriptionUpdate> = subs
+            .into_iter()
+            .filter(|u| !failed.contains(&u.plan_id))
+            .collect();
+        let written: std::collections::HashSet<i64> = st
+            .db
+            .subscriptions()
+            .apply_sync_updates(&subs, now)
+            .await?
+            .into_iter()
+            .collect();
+        let mut counts: HashMap<i64, i64> = HashMap::new();
+        for u in subs.iter().filter(|u| written.contains(&u.subscription_id)) {
+            *counts.entry(u.plan_id).or_default() += 1;
+        }
+        st.db.plans().record_subscriptions(run.id, &counts).await?
+    } else {
+        run
+    };
     let mut tx = st.db.begin().await?;
     // A copy that passed everything down has no upstream changes pending any more.
     if plan.upstream_changes && matches!(body.scope, Scope::AllResellers) {
@@ -791,7 +878,8 @@ pub(crate) async fn sync_apply(
         .await?;
     }
     emit(&mut tx, now, "plan.synced", plan.owner_account_id, &auth, "sync_run", run.id,
-        json!({"plan_id": plan.id, "copies_changed": run.copies_changed, "copies_failed": run.copies_failed})).await?;
+        json!({"plan_id": plan.id, "copies_changed": run.copies_changed, "copies_failed": run.copies_failed,
+               "subscriptions_changed": run.subscriptions_changed})).await?;
     tx.commit().await?;
     Ok(Json(run_out(run)))
 }

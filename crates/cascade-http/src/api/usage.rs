@@ -71,10 +71,15 @@ async fn import_usage(
             "usage is imported by the subscription's vendor",
         ));
     }
-    let plan = st.db.plans().get(sub.plan_id).await?;
     let today = chrono::DateTime::from_timestamp_micros(st.clock.now().0)
         .map(|d| d.date_naive())
         .unwrap_or_default();
+    // The rates the subscription holds (its own terms, not the plan's latest edit).
+    let plan = st
+        .db
+        .plans()
+        .for_subscription(&sub, &today.to_string())
+        .await?;
     let mut errs = ValidationErrors::new();
     if body.records.is_empty() || body.records.len() > 10_000 {
         errs.push(FieldError::new(

@@ -848,7 +848,7 @@ async fn delegate(
     Ok(see_other(&format!("/seller/plans/{id}")))
 }
 
-const SYNC_OPTIONS: [&str; 8] = [
+const SYNC_OPTIONS: [&str; 9] = [
     "names_descriptions",
     "plan_fees",
     "new_plans_periods",
@@ -857,6 +857,7 @@ const SYNC_OPTIONS: [&str; 8] = [
     "resource_limits",
     "categories",
     "publication",
+    "subscriptions",
 ];
 
 /// The sync request a form describes (options `o_*`, scope, digest).
@@ -871,6 +872,7 @@ fn sync_in(f: &Pairs) -> WebResult<SyncIn> {
         resource_limits: on("resource_limits"),
         categories: on("categories"),
         publication: on("publication"),
+        subscriptions: on("subscriptions"),
     };
     let scope = match field(f, "scope").unwrap_or("all") {
         "all" => Scope::AllResellers,
@@ -952,6 +954,9 @@ async fn sync_preview(
         p id="sync-summary" {
             (ctx.t("seller.sync.reached")) ": " strong { (preview.copies_reached) } " · "
             (ctx.t("seller.sync.changed")) ": " strong { (preview.copies_changed) }
+            @if preview.subscriptions_changed > 0 || f.iter().any(|(k, _)| k == "o_subscriptions") {
+                " · " (ctx.t("seller.sync.subscriptions")) ": " strong id="sync-subscriptions" { (preview.subscriptions_changed) }
+            }
         }
         @for cp in &preview.copies {
             section class="card" data-copy=(cp.plan_id) {
@@ -959,6 +964,7 @@ async fn sync_preview(
                     " " span class="muted" { "(" (ctx.t("seller.sync.level")) " " (cp.level) ")" } }
                 @if cp.withdrawn { p class="notice warn" { (ctx.t("seller.sync.withdrawn")) } }
                 @if cp.upstream_pending { p class="notice warn" { (ctx.t("seller.sync.upstream_pending")) } }
+                @if cp.subscriptions_changed > 0 { p class="muted" data-subscriptions=(cp.subscriptions_changed) { (ctx.t("seller.sync.subscriptions")) ": " (cp.subscriptions_changed) } }
                 @if cp.changes.is_empty() { p class="muted" { (ctx.t("seller.sync.no_change")) } }
                 @else {
                     table class="changes" {
