@@ -34,6 +34,8 @@ pub struct PanelBenchArgs<'a> {
     pub seconds: u64,
     pub backend: &'a str,
     pub pg_url: Option<&'a str>,
+    /// Time-to-live of the session and catalog caches, ms (0: caches off).
+    pub cache_ttl_ms: u64,
 }
 
 const PASSWORD: &str = "bench-password-0123456789";
@@ -41,8 +43,16 @@ const PAGES: [&str; 2] = ["/panel", "/panel/marketplace"];
 
 pub async fn panel_bench(a: &PanelBenchArgs<'_>) -> anyhow::Result<()> {
     println!(
-        "bench panel: {} customers under {} resellers, {} sessions, {} s per phase",
-        a.customers, a.resellers, a.sessions, a.seconds
+        "bench panel: {} customers under {} resellers, {} sessions, {} s per phase, caches {}",
+        a.customers,
+        a.resellers,
+        a.sessions,
+        a.seconds,
+        if a.cache_ttl_ms == 0 {
+            "off".to_string()
+        } else {
+            format!("{} ms", a.cache_ttl_ms)
+        }
     );
     for b in backends(a.pg_url, a.backend).await? {
         run_one(&b, a).await?;
@@ -128,7 +138,7 @@ async fn load(
         let pages = pages.to_vec();
         let until = until.clone();
         handles.push(tokio::spawn(async move {
-            let mut lat = vec![];
+            let mut lat = Vec::with_capacity(1 << 16);
             let mut errors = 0usize;
             let mut n = i;
             while Instant::now() < deadline
@@ -235,7 +245,11 @@ async fn run_one(b: &BenchDb, a: &PanelBenchArgs<'_>) -> anyhow::Result<()> {
     let state = cascade_http::state::AppState::new(
         db.clone(),
         Arc::new(SystemClock),
-        cascade_http::HttpConfig::default(),
+        cascade_http::HttpConfig {
+            auth_cache_ttl_ms: a.cache_ttl_ms,
+            catalog_cache_ttl_ms: a.cache_ttl_ms,
+            ..Default::default()
+        },
         None,
     );
     let router = cascade_http::router(state);

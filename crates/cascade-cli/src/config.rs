@@ -171,6 +171,10 @@ pub struct HttpSection {
     /// `none` (card payments refused) or `test` (the deterministic test gateway:
     /// never for real money). The demo uses `test`.
     pub card_gateway: String,
+    /// How long a resolved session may be served from the in-process cache (ms; 0 = off).
+    pub auth_cache_ttl_ms: u64,
+    /// How long the panels' catalog reads may be cached in-process (ms; 0 = off).
+    pub catalog_cache_ttl_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -214,6 +218,8 @@ impl Default for HttpSection {
             login_max_failures: d.login_max_failures,
             login_window_secs: d.login_window_secs,
             card_gateway: "none".into(),
+            auth_cache_ttl_ms: d.auth_cache_ttl_ms,
+            catalog_cache_ttl_ms: d.catalog_cache_ttl_ms,
         }
     }
 }
@@ -281,6 +287,8 @@ impl Config {
             login_max_failures: self.http.login_max_failures,
             login_window_secs: self.http.login_window_secs,
             card_gateway: self.http.card_gateway.clone(),
+            auth_cache_ttl_ms: self.http.auth_cache_ttl_ms,
+            catalog_cache_ttl_ms: self.http.catalog_cache_ttl_ms,
             ..Default::default()
         }
     }

@@ -208,6 +208,9 @@ enum BenchCommand {
         backend: String,
         #[arg(long, env = "CASCADE_BENCH_PG_URL", hide_env_values = true)]
         pg_url: Option<String>,
+        /// Time-to-live of the session and catalog caches, ms (0: caches off).
+        #[arg(long, default_value_t = 5_000)]
+        cache_ttl_ms: u64,
     },
     /// Seed a large book of subscriptions, all due, and time one daily billing run.
     Billing {
@@ -641,6 +644,7 @@ async fn main() -> anyhow::Result<()> {
                     seconds,
                     backend,
                     pg_url,
+                    cache_ttl_ms,
                 },
         } => {
             bench_panel::panel_bench(&bench_panel::PanelBenchArgs {
@@ -650,6 +654,7 @@ async fn main() -> anyhow::Result<()> {
                 seconds,
                 backend: &backend,
                 pg_url: pg_url.as_deref(),
+                cache_ttl_ms,
             })
             .await
         }

@@ -23,6 +23,12 @@ pub struct HttpConfig {
     pub card_gateway: String,
     /// Tolerated clock skew of signed connector messages, seconds (clocks must agree).
     pub connector_skew_secs: i64,
+    /// Longest life of a cached session resolution, milliseconds; 0 turns the cache
+    /// off (see `auth`'s module documentation for the staleness bound).
+    pub auth_cache_ttl_ms: u64,
+    /// Longest life of a cached catalog read of the panels (plans on sale, sales tree,
+    /// plan names), milliseconds; 0 turns the cache off (see `web::catalog_cache`).
+    pub catalog_cache_ttl_ms: u64,
 }
 
 impl Default for HttpConfig {
@@ -35,6 +41,8 @@ impl Default for HttpConfig {
             login_window_secs: 900,
             card_gateway: "test".into(),
             connector_skew_secs: cascade_domain::connector::DEFAULT_SKEW_SECS,
+            auth_cache_ttl_ms: 5_000,
+            catalog_cache_ttl_ms: 5_000,
         }
     }
 }
@@ -60,6 +68,10 @@ pub struct AppState {
     pub gateway: Option<Arc<dyn cascade_store::documents::PaymentGateway>>,
     /// The panels' and store's settings and process state (CSRF key, store log).
     pub panels: Arc<crate::web::PanelState>,
+    /// Resolved sessions (see [`crate::auth::AuthCache`]).
+    pub auth_cache: Arc<crate::auth::AuthCache>,
+    /// Catalog reads of the panels (see [`crate::web::catalog_cache`]).
+    pub catalog: Arc<crate::web::catalog_cache::CatalogCache>,
 }
 
 impl AppState {
@@ -85,7 +97,16 @@ impl AppState {
             100_000,
         ));
         let gateway = card_gateway(&config.card_gateway);
+        let auth_cache = Arc::new(crate::auth::AuthCache::new(
+            std::time::Duration::from_millis(config.auth_cache_ttl_ms),
+            100_000,
+        ));
+        let catalog = Arc::new(crate::web::catalog_cache::CatalogCache::new(
+            std::time::Duration::from_millis(config.catalog_cache_ttl_ms),
+        ));
         Self {
+            auth_cache,
+            catalog,
             db,
             clock,
             config: Arc::new(config),

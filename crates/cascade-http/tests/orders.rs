@@ -914,3 +914,26 @@ both_backends! {
         fx.assert_books().await;
     }
 }
+
+// The session cache (issue 5): a hold made through the API is seen by the customer's
+// cached session on its very next request.
+both_backends! {
+    async fn a_hold_reaches_a_cached_customer_session_at_once(db) {
+        let fx = fixture(db).await;
+        let (_, _, plan_a2) = chain_plans(&fx).await;
+        let (ch, app) = (&fx.ch, &fx.app);
+        fx.top_up(ch.a2.account, ch.a2c.account, 10_000).await;
+        app.store_user(ch.a2c.account, "a2c-shopper", true, &[ch.admin_role]).await;
+        let s = app.session("a2c-shopper", common::PASSWORD).await;
+        app.get("/panel", &s).await.expect(StatusCode::OK);
+        app.get("/api/v1/me", &s).await.expect(StatusCode::OK);
+        app.post(format!("/api/v1/accounts/{}/status", ch.a2c.account), ch.a2.cred(), json!({"status": "admin_hold"})).await.expect(StatusCode::OK);
+        let o = fx.order(ch.a2c.account, s.clone(), json!({"plan_id": plan_a2, "period_uid": "m1"})).await.expect(StatusCode::CREATED).json;
+        assert_eq!((o["status"].as_str(), o["reason"].as_str()), (Some("waiting_for_payment"), Some("account on hold")));
+        let oid = o["id"].as_i64().unwrap();
+        app.post_empty(format!("/api/v1/orders/{oid}/pay"), s.clone()).await.expect_problem(StatusCode::CONFLICT, "account_on_hold");
+        // Released: paid on the next request.
+        app.post(format!("/api/v1/accounts/{}/status", ch.a2c.account), ch.a2.cred(), json!({"status": "active"})).await.expect(StatusCode::OK);
+        assert_eq!(app.post_empty(format!("/api/v1/orders/{oid}/pay"), s).await.expect(StatusCode::OK).json["status"], "paid");
+    }
+}

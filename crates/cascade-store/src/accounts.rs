@@ -259,6 +259,7 @@ impl Accounts<'_> {
 
     /// Write the profile fields of `a` (name, contact, country, language, class).
     pub async fn update(tx: &mut Tx, a: &Account, now: Timestamp) -> StoreResult<Account> {
+        crate::auth::auth_changed();
         let n = on_tx!(tx, c => sqlx::query(
             "UPDATE accounts SET name = $2, email = $3, phone = $4, address_line1 = $5, address_line2 = $6, city = $7,
                 postal_code = $8, tax_id = $9, country = $10, language = $11, customer_class_id = $12, updated_at = $13
@@ -289,6 +290,7 @@ impl Accounts<'_> {
         status: AccountStatus,
         now: Timestamp,
     ) -> StoreResult<Account> {
+        crate::auth::auth_changed();
         on_tx!(tx, c => sqlx::query("UPDATE accounts SET status = $2, updated_at = $3 WHERE id = $1")
             .bind(id.0).bind(status.as_str()).bind(now.0).execute(c).await.map(|r| r.rows_affected()))?;
         Self::get_in(tx, id).await

@@ -6,6 +6,27 @@ use crate::{Db, StoreResult, Tx, on_db, on_tx};
 use cascade_domain::clock::Timestamp;
 use cascade_domain::ids::{TokenId, UserId};
 use sha2::{Digest, Sha256};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Generation of the data a request's authentication is built from (sessions, tokens,
+/// users, their roles and grants, account status and profile), process-wide.
+///
+/// Every store function that writes such data calls [`auth_changed`], so a cache of
+/// resolved callers (the HTTP layer's) can tell an entry read before the write from one
+/// read after it, whichever crate made the write, as long as it ran in this process.
+/// Writes from another process (a second server, `cascade` admin commands) are not seen
+/// here: a cache must bound its entries' age as well.
+static AUTH_GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// The current generation (see [`AUTH_GENERATION`]).
+pub fn auth_generation() -> u64 {
+    AUTH_GENERATION.load(Ordering::Acquire)
+}
+
+/// Record that authentication data changed (called by the writing store functions).
+pub fn auth_changed() {
+    AUTH_GENERATION.fetch_add(1, Ordering::AcqRel);
+}
 
 pub fn hash_secret(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
@@ -98,6 +119,7 @@ impl Auth<'_> {
     }
 
     pub async fn delete_session(tx: &mut Tx, secret: &str) -> StoreResult<()> {
+        auth_changed();
         on_tx!(tx, c => sqlx::query("DELETE FROM sessions WHERE token_hash = $1").bind(hash_secret(secret)).execute(c).await.map(|r| r.rows_affected()))?;
         Ok(())
     }
@@ -108,6 +130,7 @@ impl Auth<'_> {
         user: UserId,
         keep_secret: Option<&str>,
     ) -> StoreResult<u64> {
+        auth_changed();
         let keep = keep_secret.map(hash_secret).unwrap_or_default();
         Ok(
             on_tx!(tx, c => sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND token_hash <> $2").bind(user.0).bind(keep).execute(c).await.map(|r| r.rows_affected()))?,
@@ -121,6 +144,7 @@ impl Auth<'_> {
         secret: &str,
         version: i64,
     ) -> StoreResult<()> {
+        auth_changed();
         on_tx!(tx, c => sqlx::query("UPDATE sessions SET credentials_version = $2 WHERE token_hash = $1")
             .bind(hash_secret(secret)).bind(version).execute(c).await.map(|r| r.rows_affected()))?;
         Ok(())
@@ -190,6 +214,7 @@ impl Auth<'_> {
         id: TokenId,
         now: Timestamp,
     ) -> StoreResult<bool> {
+        auth_changed();
         let n = on_tx!(tx, c => sqlx::query("UPDATE api_tokens SET revoked_at = $3 WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL")
             .bind(id.0).bind(user.0).bind(now.0).execute(c).await.map(|r| r.rows_affected()))?;
         Ok(n > 0)

@@ -14,6 +14,22 @@ use cascade_domain::clock::Timestamp;
 use cascade_domain::ids::AccountId;
 use std::collections::HashMap;
 
+/// Generation of the catalog a store front shows (plans, sales categories), process-wide:
+/// every store function writing plans or sales categories calls [`catalog_changed`], so
+/// a cache of catalog reads (the panels') can discard entries read before the write.
+/// Like `auth::auth_generation`, it does not see writes by other processes.
+static CATALOG_GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The current catalog generation (see [`CATALOG_GENERATION`]).
+pub fn catalog_generation() -> u64 {
+    CATALOG_GENERATION.load(std::sync::atomic::Ordering::Acquire)
+}
+
+/// Record that plans or sales categories changed (called by the writing functions).
+pub fn catalog_changed() {
+    CATALOG_GENERATION.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+}
+
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub id: i64,
@@ -146,6 +162,7 @@ impl Plans<'_> {
         content: &PlanContent,
         now: Timestamp,
     ) -> StoreResult<Plan> {
+        catalog_changed();
         let sql = format!(
             "INSERT INTO plans (owner_account_id, template_id, root_plan_id, parent_plan_id, currency, content, published, visible, withdrawn,
                 upstream_changes, listing_priority, version, created_at, updated_at)
@@ -165,6 +182,7 @@ impl Plans<'_> {
         reseller: AccountId,
         now: Timestamp,
     ) -> StoreResult<Plan> {
+        catalog_changed();
         let sql = format!(
             "INSERT INTO plans (owner_account_id, template_id, root_plan_id, parent_plan_id, currency, content, published, visible, withdrawn,
                 upstream_changes, listing_priority, version, created_at, updated_at)
@@ -213,6 +231,7 @@ impl Plans<'_> {
         upstream_changes: bool,
         now: Timestamp,
     ) -> StoreResult<Plan> {
+        catalog_changed();
         let sql = format!(
             "UPDATE plans SET content = $3, published = $4, visible = $5, withdrawn = $6, upstream_changes = $7, listing_priority = $8,
                 version = version + 1, updated_at = $9
@@ -230,6 +249,7 @@ impl Plans<'_> {
     }
 
     pub async fn delete(tx: &mut Tx, id: i64) -> StoreResult<()> {
+        catalog_changed();
         on_tx!(tx, c => sqlx::query("DELETE FROM plans WHERE id = $1").bind(id).execute(c).await.map(|r| r.rows_affected()))?;
         Ok(())
     }
@@ -345,6 +365,7 @@ impl Plans<'_> {
         batch: usize,
         progress: impl Fn(usize),
     ) -> StoreResult<SyncRun> {
+        catalog_changed();
         let mut failed: HashMap<i64, String> = HashMap::new();
         let mut done = 0;
         for chunk in outcomes.chunks(batch.max(1)) {
@@ -494,6 +515,7 @@ impl Plans<'_> {
         copies: &[(i64, AccountId)],
         now: Timestamp,
     ) -> StoreResult<Vec<i64>> {
+        catalog_changed();
         let mut ids = Vec::with_capacity(copies.len());
         let mut cache: HashMap<i64, Plan> = HashMap::new();
         for chunk in copies.chunks(200) {

@@ -97,6 +97,7 @@ impl SalesCategories<'_> {
         n: &NewSalesCategory,
         now: Timestamp,
     ) -> StoreResult<SalesCategory> {
+        crate::plans::catalog_changed();
         let siblings = Self::siblings_in(tx, owner, n.parent_id).await?;
         let (id,): (i64,) = on_tx!(tx, c => sqlx::query_as(
             "INSERT INTO sales_categories (owner_account_id, parent_id, code, name, sort, created_at, updated_at)
@@ -116,6 +117,7 @@ impl SalesCategories<'_> {
         next: &SalesCategory,
         now: Timestamp,
     ) -> StoreResult<SalesCategory> {
+        crate::plans::catalog_changed();
         let current = Self::get_in(tx, next.id).await?;
         if current.code != next.code
             && Self::holds_plans_in(tx, current.owner_account_id, &current.code).await?
@@ -143,6 +145,7 @@ impl SalesCategories<'_> {
         m: &Move,
         now: Timestamp,
     ) -> StoreResult<SalesCategory> {
+        crate::plans::catalog_changed();
         let current = Self::get_in(tx, id).await?;
         let owner = current.owner_account_id;
         on_tx!(tx, c => sqlx::query("UPDATE sales_categories SET parent_id = $2, updated_at = $3 WHERE id = $1")
@@ -159,6 +162,7 @@ impl SalesCategories<'_> {
     /// Delete a category; a [`StoreError::Conflict`] while it has sub-categories or plans
     /// list it. Its former siblings are renumbered.
     pub async fn delete(tx: &mut Tx, id: SalesCategoryId, now: Timestamp) -> StoreResult<()> {
+        crate::plans::catalog_changed();
         let current = Self::get_in(tx, id).await?;
         let child: Option<(String,)> = on_tx!(tx, c => sqlx::query_as("SELECT code FROM sales_categories WHERE parent_id = $1 ORDER BY id LIMIT 1")
             .bind(id.0).fetch_optional(c).await)?;
@@ -259,6 +263,7 @@ impl SalesCategories<'_> {
         order: &[(SalesCategoryId, i32)],
         now: Timestamp,
     ) -> StoreResult<()> {
+        crate::plans::catalog_changed();
         for (id, sort) in order {
             on_tx!(tx, c => sqlx::query("UPDATE sales_categories SET sort = $2, updated_at = $3 WHERE id = $1 AND sort <> $2")
                 .bind(id.0).bind(*sort).bind(now.0).execute(c).await.map(|r| r.rows_affected()))?;

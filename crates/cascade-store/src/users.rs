@@ -169,6 +169,7 @@ impl Users<'_> {
     }
 
     pub async fn update(tx: &mut Tx, u: &User, now: Timestamp) -> StoreResult<User> {
+        crate::auth::auth_changed();
         on_tx!(tx, c => sqlx::query("UPDATE users SET display_name = $2, email = $3, language = $4, updated_at = $5 WHERE id = $1")
             .bind(u.id.0).bind(&u.display_name).bind(u.email.as_str()).bind(u.language.as_ref().map(|l| l.as_str())).bind(now.0)
             .execute(c).await.map(|r| r.rows_affected()))?;
@@ -183,6 +184,7 @@ impl Users<'_> {
         disabled: bool,
         now: Timestamp,
     ) -> StoreResult<User> {
+        crate::auth::auth_changed();
         on_tx!(tx, c => sqlx::query("UPDATE users SET disabled = $2, updated_at = $3, credentials_version = credentials_version + 1 WHERE id = $1")
             .bind(id.0).bind(disabled).bind(now.0).execute(c).await.map(|r| r.rows_affected()))?;
         Self::get_in(tx, id).await
@@ -195,6 +197,7 @@ impl Users<'_> {
         hash: &str,
         now: Timestamp,
     ) -> StoreResult<i64> {
+        crate::auth::auth_changed();
         let (v,): (i64,) = on_tx!(tx, c => sqlx::query_as(
             "UPDATE users SET password_hash = $2, updated_at = $3, credentials_version = credentials_version + 1 WHERE id = $1 RETURNING credentials_version")
             .bind(id.0).bind(hash).bind(now.0).fetch_one(c).await)?;
@@ -224,6 +227,7 @@ impl Users<'_> {
     }
 
     pub async fn attach_role(tx: &mut Tx, user: UserId, role: RoleId) -> StoreResult<bool> {
+        crate::auth::auth_changed();
         let exists: Option<(i64,)> = on_tx!(tx, c => sqlx::query_as("SELECT role_id FROM user_roles WHERE user_id = $1 AND role_id = $2")
             .bind(user.0).bind(role.0).fetch_optional(c).await)?;
         if exists.is_some() {
@@ -234,6 +238,7 @@ impl Users<'_> {
     }
 
     pub async fn detach_role(tx: &mut Tx, user: UserId, role: RoleId) -> StoreResult<bool> {
+        crate::auth::auth_changed();
         let n = on_tx!(tx, c => sqlx::query("DELETE FROM user_roles WHERE user_id = $1 AND role_id = $2").bind(user.0).bind(role.0).execute(c).await.map(|r| r.rows_affected()))?;
         Ok(n > 0)
     }
@@ -286,6 +291,7 @@ impl Roles<'_> {
     }
 
     async fn replace_grants(tx: &mut Tx, role: RoleId, grants: &[Grant]) -> StoreResult<()> {
+        crate::auth::auth_changed();
         on_tx!(tx, c => sqlx::query("DELETE FROM role_grants WHERE role_id = $1").bind(role.0).execute(c).await.map(|r| r.rows_affected()))?;
         for g in grants {
             on_tx!(tx, c => sqlx::query("INSERT INTO role_grants (role_id, privilege, level) VALUES ($1, $2, $3)")

@@ -90,7 +90,7 @@ struct Flash {
 }
 
 async fn plan_name(st: &AppState, ctx: &Ctx, plan_id: i64) -> String {
-    match st.db.plans().get(plan_id).await {
+    match st.catalog.plan(&st.db, plan_id).await {
         Ok(p) => p.content.name.get(ctx.lang()).to_string(),
         Err(_) => format!("#{plan_id}"),
     }
@@ -754,7 +754,7 @@ async fn marketplace(State(st): State<AppState>, ctx: Ctx) -> WebResult {
     let (auth, acc) = me(&ctx)?;
     auth.check(&st, acc, Action::ViewAccount).await?;
     let v = vendor(&ctx)?;
-    let tree = st.db.sales_categories().tree(v).await?;
+    let tree = st.catalog.tree(&st.db, v.0).await?;
     let plans = shop::plans_on_sale(&st, v).await?;
     let body = shop::catalog(
         &ctx,

@@ -25,6 +25,7 @@
 //!   (`margin-inline-start`, `inset-inline-end`, …) so `dir="rtl"` mirrors the whole
 //!   layout; below 760px the side navigation folds into a menu button.
 
+pub mod catalog_cache;
 pub mod csrf;
 pub mod customer;
 pub mod i18n;
@@ -38,7 +39,7 @@ pub mod seller_notify;
 pub mod shop;
 pub mod store;
 
-use crate::auth::{Authed, SESSION_COOKIE, authenticate};
+use crate::auth::{Authed, SESSION_COOKIE, authenticate_with_account};
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::Router;
@@ -210,10 +211,9 @@ async fn build_ctx(
 ) -> (Ctx, Option<String>) {
     let jar = CookieJar::from_headers(parts_headers);
     // A stale or invalid session is simply "not logged in" for a page.
-    let auth = authenticate(st, parts_headers).await.ok().flatten();
-    let account = match &auth {
-        Some(a) => st.db.accounts().get(a.actor.account_id).await.ok(),
-        None => None,
+    let (auth, account) = match authenticate_with_account(st, parts_headers).await {
+        Ok(Some((a, acc))) => (Some(a), Some(acc)),
+        _ => (None, None),
     };
     let mut new_anon = None;
     let binding = match (&auth, jar.get(SESSION_COOKIE), jar.get(ANON_COOKIE)) {

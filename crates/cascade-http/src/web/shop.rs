@@ -33,19 +33,11 @@ pub fn money(minor: i64, currency: &str) -> String {
 }
 
 /// The seller's plans on sale, by listing priority.
-pub async fn plans_on_sale(st: &AppState, seller: AccountId) -> Result<Vec<Plan>, super::WebError> {
-    let mut out = Vec::new();
-    let mut after = None;
-    loop {
-        let page = st.db.plans().of_owner(seller, true, after, 200).await?;
-        out.extend(page.items.into_iter().filter(Plan::on_sale));
-        match page.next {
-            Some(n) => after = Some(n),
-            None => break,
-        }
-    }
-    out.sort_by_key(|p| (p.content.listing_priority, p.id));
-    Ok(out)
+pub async fn plans_on_sale(
+    st: &AppState,
+    seller: AccountId,
+) -> Result<std::sync::Arc<Vec<Plan>>, super::WebError> {
+    Ok(st.catalog.plans_on_sale(&st.db, seller.0).await?)
 }
 
 /// The kind of each rate's resource type (quantity or boolean), by rate uid; a rate whose

@@ -232,6 +232,8 @@ impl App {
             .bind(owner).bind(template).bind(content).bind(T0.0).fetch_one(c).await)
         .unwrap();
         tx.commit().await.unwrap();
+        // Written past the store's functions: tell the panels' catalog cache.
+        cascade_store::plans::catalog_changed();
         id
     }
 }
