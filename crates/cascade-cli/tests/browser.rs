@@ -13,73 +13,15 @@
 //! by CI). Needs `chromium` and `chromedriver` (`scripts/test` installs them); without
 //! them the test fails with that message.
 
-use fantoccini::{Client, ClientBuilder, Locator};
+mod common;
+
+use common::{
+    Kill, body_text, click, fill, free_port, shot, start_chromedriver, text_of, wait_http,
+};
+use fantoccini::{Client, Locator};
 use serde_json::{Value, json};
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-struct Kill(Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Poll until `GET path` answers 200 (the process is up), or give up after `limit`.
-fn wait_http(port: u16, path: &str, limit: Duration) {
-    let start = Instant::now();
-    loop {
-        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
-            let _ = write!(
-                s,
-                "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-            );
-            // Read only the status line: some servers keep the connection open.
-            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-            let mut buf = [0u8; 12];
-            if s.read_exact(&mut buf).is_ok() && &buf == b"HTTP/1.1 200" {
-                return;
-            }
-        }
-        assert!(
-            start.elapsed() < limit,
-            "nothing answered on port {port} within {limit:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn shots() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../artifacts/screenshots");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-async fn shot(c: &Client, name: &str) {
-    let png = c.screenshot().await.expect("screenshot");
-    std::fs::write(shots().join(format!("{name}.png")), png).unwrap();
-}
-
-async fn body_text(c: &Client) -> String {
-    c.find(Locator::Css("body"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 /// `fetch` from the page (same origin, the browser's cookies): status and body.
 async fn fetch(
@@ -112,24 +54,6 @@ async fn fetch(
         v[0].as_u64().unwrap_or(0) as u16,
         v[1].as_str().unwrap_or("").to_string(),
     )
-}
-
-async fn fill(c: &Client, css: &str, value: &str) {
-    let e = c
-        .find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|_| panic!("no {css}"));
-    e.clear().await.ok();
-    e.send_keys(value).await.unwrap();
-}
-
-async fn submit(c: &Client, css: &str) {
-    c.find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|_| panic!("no {css}"))
-        .click()
-        .await
-        .unwrap();
 }
 
 /// No amount with a currency anywhere in the text ("12.00 EUR", "EUR 12", "€").
@@ -183,32 +107,19 @@ async fn customer_story_in_headless_chromium() {
             .spawn()
             .expect("cascade demo"),
     );
-    let dport = free_port();
-    let _driver = Kill(
-        Command::new("chromedriver")
-            .arg(format!("--port={dport}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver is not installed: run scripts/test, or apt-get install chromium chromium-driver"),
-    );
+    let (_driver, dport) = start_chromedriver();
     wait_http(dport, "/status", Duration::from_secs(30));
     wait_http(port, "/healthz", Duration::from_secs(180));
 
     let profile = tempfile::tempdir().unwrap();
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
+    let c = common::session(
+        dport,
         json!({"args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
             "--disable-background-networking", "--disable-component-update", "--disable-sync",
             "--disable-dev-shm-usage", "--window-size=1280,900", "--lang=en-US",
             format!("--user-data-dir={}", profile.path().display())]}),
-    );
-    let c = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{dport}"))
-        .await
-        .expect("a WebDriver session");
+    )
+    .await;
 
     // ---- the store of Northwind (a reseller, account 2) ----
     c.goto(&format!("{base}/store/2")).await.unwrap();
@@ -255,28 +166,16 @@ async fn customer_story_in_headless_chromium() {
         .parse()
         .unwrap();
     assert_eq!(chosen, start + 3, "the slider moved");
-    let shown = c
-        .find(Locator::Css("output"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let shown = text_of(&c, "output").await;
     assert_eq!(shown, chosen.to_string(), "the slider shows its value");
     fill(&c, "input[name='s.admin_login']", "jane.admin").await;
     shot(&c, "02-store-plan").await;
-    submit(&c, "form.order-form button[type=submit]").await;
+    click(&c, "form.order-form button[type=submit]").await;
     c.wait()
         .for_element(Locator::Css("form.checkout"))
         .await
         .unwrap();
-    let cart = c
-        .find(Locator::Css(".cart"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let cart = text_of(&c, ".cart").await;
     assert!(
         cart.contains(&chosen.to_string()) && cart.contains("jane.admin"),
         "{cart}"
@@ -287,7 +186,7 @@ async fn customer_story_in_headless_chromium() {
     fill(&c, "input[name=password]", "a long enough password").await;
     fill(&c, "input[name=country]", "DE").await;
     shot(&c, "03-store-checkout").await;
-    submit(&c, "form.checkout button[type=submit]").await;
+    click(&c, "form.checkout button[type=submit]").await;
 
     // ---- the customer panel: the order waits; pay it by a top-up ----
     let warn = c
@@ -301,7 +200,7 @@ async fn customer_story_in_headless_chromium() {
     let me: Value = serde_json::from_str(&me).unwrap();
     let account = me["account_id"].as_i64().unwrap();
     fill(&c, ".order-waits input[name=card]", "4242424242424242").await;
-    submit(&c, ".order-waits form.topup button[type=submit]").await;
+    click(&c, ".order-waits form.topup button[type=submit]").await;
     c.wait()
         .for_element(Locator::Css(".notice.ok"))
         .await
@@ -433,14 +332,14 @@ async fn customer_story_in_headless_chromium() {
     let role: Value = serde_json::from_str(&role).unwrap();
     let (s, u) = fetch(&c, "POST", &format!("/api/v1/accounts/{account}/users"), Some(json!({"login": "noprice-user", "display_name": "No Price", "email": "np@browser.example", "password": "another long password", "role_ids": [role["id"]]})), None).await;
     assert_eq!(s, 201, "{u}");
-    submit(&c, "form[action='/logout'] button").await;
+    click(&c, "form[action='/logout'] button").await;
     c.wait()
         .for_element(Locator::Css("input[name=login]"))
         .await
         .unwrap();
     fill(&c, "input[name=login]", "noprice-user").await;
     fill(&c, "input[name=password]", "another long password").await;
-    submit(&c, "form.card button[type=submit]").await;
+    click(&c, "form.card button[type=submit]").await;
     c.wait()
         .for_element(Locator::Css("nav.side-nav"))
         .await
@@ -521,12 +420,7 @@ async fn customer_story_in_headless_chromium() {
             .await
             .unwrap()
     );
-    c.find(Locator::Css("details.menu-button summary"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "details.menu-button summary").await;
     assert!(
         c.find(Locator::Css("nav.mobile-nav a[href='/panel/billing']"))
             .await
@@ -537,18 +431,8 @@ async fn customer_story_in_headless_chromium() {
     );
     shot(&c, "09-panel-phone-menu").await;
     // Close the menu, open the help menu.
-    c.find(Locator::Css("details.menu-button summary"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    c.find(Locator::Css("details.help summary"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "details.menu-button summary").await;
+    click(&c, "details.help summary").await;
     assert!(
         c.find(Locator::Css("details.help a[href^='mailto:']"))
             .await

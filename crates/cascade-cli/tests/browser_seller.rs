@@ -11,131 +11,10 @@
 //! installs them with apt-get (as the issue asks), and fails if that is not possible.
 //! Driven with `fantoccini` (WebDriver) over a plain HTTP connector.
 
-use fantoccini::{Client, ClientBuilder, Locator};
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+mod common;
 
-struct Kill(Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn screenshots() -> PathBuf {
-    let d = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../artifacts/screenshots");
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn ensure_chromedriver() {
-    if Command::new("chromedriver")
-        .arg("--version")
-        .output()
-        .is_ok()
-    {
-        return;
-    }
-    let ok = Command::new("apt-get")
-        .args(["install", "-y", "-qq", "chromium", "chromium-driver"])
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(
-        ok,
-        "chromedriver is missing and apt-get could not install it"
-    );
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// `cascade demo` on a fresh data directory; returns the process and `host:port`.
-fn start_demo(data: &std::path::Path) -> (Kill, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cascade"))
-        .args(["demo", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data)
-        .env_remove("CASCADE_DATABASE_URL")
-        .env_remove("CASCADE_CONFIG")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(rest) = line.trim().strip_prefix("API:") {
-                let _ = tx.send(
-                    rest.trim()
-                        .strip_prefix("http://")
-                        .and_then(|s| s.split('/').next())
-                        .map(str::to_string),
-                );
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(180))
-        .ok()
-        .flatten()
-        .expect("the demo prints its address");
-    (Kill(child), addr)
-}
-
-async fn shot(c: &Client, name: &str) {
-    let png = c.screenshot().await.unwrap();
-    std::fs::write(screenshots().join(format!("{name}.png")), png).unwrap();
-}
-
-async fn login(c: &Client, base: &str, login: &str) {
-    c.goto(&format!("{base}/login")).await.unwrap();
-    c.find(Locator::Css("input[name=login]"))
-        .await
-        .unwrap()
-        .send_keys(login)
-        .await
-        .unwrap();
-    c.find(Locator::Css("input[name=password]"))
-        .await
-        .unwrap()
-        .send_keys("cascade-demo")
-        .await
-        .unwrap();
-    c.find(Locator::Css("form[action='/login'] button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    c.wait()
-        .for_element(Locator::Css("form[action='/logout']"))
-        .await
-        .unwrap();
-}
-
-async fn logout(c: &Client) {
-    c.find(Locator::Css("header form[action='/logout'] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    c.wait()
-        .for_element(Locator::Css("input[name=login]"))
-        .await
-        .unwrap();
-}
+use common::{SellerDemo, click, login, logout, shot, text_of};
+use fantoccini::{Client, Locator};
 
 /// Open the seller's copy of the demo's hosting plan.
 async fn open_hosting_plan(c: &Client, base: &str) {
@@ -154,41 +33,11 @@ async fn open_hosting_plan(c: &Client, base: &str) {
 
 #[test]
 fn reseller_changes_a_retail_price_and_syncs_to_its_sub_reseller_after_the_preview() {
-    ensure_chromedriver();
-    let dir = tempfile::tempdir().unwrap();
-    let (_demo, addr) = start_demo(&dir.path().join("demo"));
-    let base = format!("http://{addr}");
-    let port = free_port();
-    let _driver = Kill(
-        Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver starts"),
-    );
+    let demo = SellerDemo::start();
+    let base = demo.base.clone();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let mut caps = serde_json::Map::new();
-        caps.insert(
-            "goog:chromeOptions".into(),
-            serde_json::json!({"args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1000"]}),
-        );
-        let mut client = None;
-        for _ in 0..100 {
-            match ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-                .capabilities(caps.clone())
-                .connect(&format!("http://127.0.0.1:{port}"))
-                .await
-            {
-                Ok(c) => {
-                    client = Some(c);
-                    break;
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-            }
-        }
-        let c = client.expect("a WebDriver session");
+        let c = demo.session().await;
 
         login(&c, &base, "northwind-admin").await;
         c.goto(&format!("{base}/seller/dashboard")).await.unwrap();
@@ -203,12 +52,7 @@ fn reseller_changes_a_retail_price_and_syncs_to_its_sub_reseller_after_the_previ
         input.clear().await.unwrap();
         input.send_keys("77.77").await.unwrap();
         shot(&c, "seller-plan-price-edited").await;
-        c.find(Locator::Css("form#prices button[type=submit]"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&c, "form#prices button[type=submit]").await;
         c.wait().for_element(Locator::Css("form#sync")).await.unwrap();
         let saved = c
             .find(Locator::Css(&format!("input[name='{name}']")))
@@ -221,18 +65,8 @@ fn reseller_changes_a_retail_price_and_syncs_to_its_sub_reseller_after_the_previ
         assert_eq!(saved, "77.77");
 
         // Preview: plan fees to every reseller below.
-        c.find(Locator::Css("form#sync input[name=o_plan_fees]"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
-        c.find(Locator::Css("form#sync button[type=submit]"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&c, "form#sync input[name=o_plan_fees]").await;
+        click(&c, "form#sync button[type=submit]").await;
         c.wait().for_element(Locator::Css("form#apply")).await.unwrap();
         let preview = c.source().await.unwrap();
         shot(&c, "seller-sync-preview").await;
@@ -241,21 +75,10 @@ fn reseller_changes_a_retail_price_and_syncs_to_its_sub_reseller_after_the_previ
             preview.contains("<td>77.77</td>"),
             "the preview shows the new price"
         );
-        c.find(Locator::Css("form#apply button[type=submit]"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&c, "form#apply button[type=submit]").await;
         c.wait().for_element(Locator::Css("table#sync-runs")).await.unwrap();
         shot(&c, "seller-sync-applied").await;
-        let runs = c
-            .find(Locator::Css("table#sync-runs tbody"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let runs = text_of(&c, "table#sync-runs tbody").await;
         assert!(!runs.contains("Nothing here yet"), "{runs}");
 
         // A customer's invoices, with their PDF.
@@ -277,12 +100,7 @@ fn reseller_changes_a_retail_price_and_syncs_to_its_sub_reseller_after_the_previ
         // Store categories: an explicit move, and the store shows the same order.
         c.goto(&format!("{base}/seller/categories")).await.unwrap();
         let first_code = |c: Client| async move {
-            c.find(Locator::Css("table#categories tbody tr:first-child code"))
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap()
+            text_of(&c, "table#categories tbody tr:first-child code").await
         };
         assert_eq!(first_code(c.clone()).await, "productivity");
         shot(&c, "seller-categories").await;
@@ -301,12 +119,7 @@ fn reseller_changes_a_retail_price_and_syncs_to_its_sub_reseller_after_the_previ
             .await
             .unwrap();
         shot(&c, "seller-categories-moved").await;
-        c.find(Locator::Css("a#store-link"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&c, "a#store-link").await;
         c.wait()
             .for_element(Locator::Css("section.category[data-category]"))
             .await
@@ -329,37 +142,21 @@ fn reseller_changes_a_retail_price_and_syncs_to_its_sub_reseller_after_the_previ
             .await
             .unwrap();
         c.wait().for_element(Locator::Css("form#override")).await.unwrap();
-        c.find(Locator::Css("form#override input[name='on.region']"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&c, "form#override input[name='on.region']").await;
         let region = c
             .find(Locator::Css("form#override input[name='s.region']"))
             .await
             .unwrap();
         region.clear().await.unwrap();
         region.send_keys("de-frankfurt").await.unwrap();
-        c.find(Locator::Css("form#override button[type=submit]"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&c, "form#override button[type=submit]").await;
         c.wait()
             .for_element(Locator::XPath(
                 "//table[@id='effective']//tr[@data-key='region'][td[text()='de-frankfurt']]",
             ))
             .await
             .unwrap();
-        let row = c
-            .find(Locator::Css("table#effective tr[data-key=region]"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let row = text_of(&c, "table#effective tr[data-key=region]").await;
         assert!(row.contains("Your override"), "{row}");
         shot(&c, "seller-template-override").await;
 
@@ -395,39 +192,18 @@ fn reseller_changes_a_retail_price_and_syncs_to_its_sub_reseller_after_the_previ
             .send_keys("Northwind: order {{ order_id }} is ready")
             .await
             .unwrap();
-        c.find(Locator::Css("#preview-button"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&c, "#preview-button").await;
         c.wait().for_element(Locator::Css("section#preview")).await.unwrap();
-        let preview = c
-            .find(Locator::Css("section#preview strong"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let preview = text_of(&c, "section#preview strong").await;
         assert!(preview.starts_with("Northwind: order ") && !preview.contains("{{"), "{preview}");
         shot(&c, "seller-notification-preview").await;
-        c.find(Locator::Css("form#template-form button.primary"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&c, "form#template-form button.primary").await;
         c.wait()
             .for_element(Locator::Css("#template-source[data-source=own]"))
             .await
             .unwrap();
         shot(&c, "seller-notification-own-copy").await;
-        c.find(Locator::Css("form#revert button"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&c, "form#revert button").await;
         c.wait()
             .for_element(Locator::Css("#template-source:not([data-source=own])"))
             .await

@@ -395,4 +395,31 @@ cascade_testkit::both_backends! {
         let v = f.app.get(vis(f.ac), &f.p_tok).await.expect(StatusCode::OK).json;
         assert_eq!((v["effective"].clone(), v["inherited_from"].clone()), (only_balance, json!(f.p)));
     }
+
+    async fn the_customer_panel_serves_an_invoice_pdf_only_while_invoices_are_shown(db) {
+        let f = fixture(db).await;
+        let mine = f.invoice(f.a, f.ac, "2023-11-01", 1_234).await;
+        let theirs = f.invoice(f.b, f.bc, "2023-11-01", 999).await;
+        let c = f.app.session("ac-admin", PASSWORD).await;
+        let pdf = |id: i64| format!("/panel/billing/invoices/{id}/pdf");
+
+        // Shown: the panel links its own route (not the API), which serves the PDF.
+        let billing = f.app.get("/panel/billing", c.clone()).await.expect(StatusCode::OK);
+        assert!(billing.text.contains(&format!("href=\"{}\"", pdf(mine))), "{}", billing.text);
+        assert!(!billing.text.contains("/api/v1/documents/"), "{}", billing.text);
+        let r = f.app.get(pdf(mine), c.clone()).await.expect(StatusCode::OK);
+        assert_eq!(r.headers["content-type"], "application/pdf");
+        assert!(r.text.starts_with("%PDF"), "a PDF");
+        // Another account's invoice, or a document that does not exist: the 404 page.
+        f.app.get(pdf(theirs), c.clone()).await.expect(StatusCode::NOT_FOUND);
+        f.app.get(pdf(theirs + 1_000), c.clone()).await.expect(StatusCode::NOT_FOUND);
+
+        // The provider hides invoices from the channel: the same URL is now a 404.
+        let no_invoices = json!({"invoices": false, "payments": true, "balance": true});
+        f.app.req(Method::PUT, format!("/api/v1/accounts/{}/billing-visibility", f.p)).cred(f.p_tok.clone())
+            .json(&no_invoices).send().await.expect(StatusCode::OK);
+        let r = f.app.get(pdf(mine), c.clone()).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+        assert!(!r.text.starts_with("%PDF"));
+    }
 }

@@ -421,7 +421,7 @@ pub(crate) async fn get_document(
 #[utoipa::path(get, path = "/api/v1/documents/{id}/pdf", tag = "billing", params(("id" = i64, Path)),
     responses((status = 200, content_type = "application/pdf", description = "The document as the customer receives it: seller and buyer, dates, lines, subtotal, tax, total, open balance, the rounding rule"),
         ProblemResponses))]
-async fn document_pdf(
+pub(crate) async fn document_pdf(
     State(st): State<AppState>,
     auth: Authed,
     Path(id): Path<i64>,

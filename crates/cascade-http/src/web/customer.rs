@@ -56,6 +56,7 @@ pub fn routes() -> Router<AppState> {
         .route("/panel/subscriptions/{id}/auto-renew", post(auto_renew))
         .route("/panel/billing", get(billing))
         .route("/panel/billing/topup", post(topup))
+        .route("/panel/billing/invoices/{id}/pdf", get(invoice_pdf))
         .route("/panel/users", get(users))
         .route("/panel/profile", get(profile).post(save_profile))
         .route("/panel/marketplace", get(marketplace))
@@ -595,6 +596,25 @@ async fn auto_renew(
     Ok(Redirect::to(&format!("/panel/subscriptions/{id}?done=saved")).into_response())
 }
 
+/// One of the customer's own invoices as PDF, only while its sellers show the invoices
+/// screen (`cascade_domain::billing::visibility`): hidden, or not the customer's own
+/// invoice, is the 404 page. The panel links here, never to the API.
+async fn invoice_pdf(State(st): State<AppState>, ctx: Ctx, Path(id): Path<i64>) -> WebResult {
+    let (auth, acc) = me(&ctx)?;
+    if !ctx.billing_screens.invoices {
+        return Err(WebError::not_found());
+    }
+    let d = match st.db.documents().get(id).await {
+        Ok(d) => d,
+        Err(cascade_store::StoreError::NotFound) => return Err(WebError::not_found()),
+        Err(e) => return Err(e.into()),
+    };
+    if d.account_id != acc || d.kind != DocKind::Invoice {
+        return Err(WebError::not_found());
+    }
+    Ok(crate::api::billing::document_pdf(State(st), auth.clone(), Path(id)).await?)
+}
+
 async fn billing(State(st): State<AppState>, ctx: Ctx, Query(q): Query<Flash>) -> WebResult {
     let (auth, acc) = me(&ctx)?;
     auth.check(&st, acc, Action::ViewBilling).await?;
@@ -641,7 +661,7 @@ async fn billing(State(st): State<AppState>, ctx: Ctx, Query(q): Query<Flash>) -
                 tbody { @for d in &invoices { tr {
                     td { (d.number.clone().unwrap_or_default()) } td { (d.issue_date.clone().unwrap_or_default()) } td { span class="badge" data-status=(d.status) { (ctx.tr.status(&d.status)) } }
                     @if prices { td class="num" { (money(d.total_minor, &d.currency)) } td class="num" { (money(d.open_minor, &d.currency)) } }
-                    td { a href={ "/api/v1/documents/" (d.id) "/pdf" } { (ctx.t("billing.pdf")) } }
+                    td { a href={ "/panel/billing/invoices/" (d.id) "/pdf" } { (ctx.t("billing.pdf")) } }
                 } } }
             }
         }
