@@ -255,7 +255,7 @@ async fn customer_story_in_headless_chromium() {
     assert!(price.contains("EUR"), "the prorated upgrade price: {price}");
     assert!(body_text(&c).await.contains("Office Suite Premium"));
     shot(&c, "05b-panel-switch-preview").await;
-    submit(&c, ".switch-preview form button.primary").await;
+    click(&c, ".switch-preview form button.primary").await;
     let done = c
         .wait()
         .for_element(Locator::Css(".notice.ok"))

@@ -208,6 +208,7 @@ async fn catalog_page(State(st): State<AppState>, ctx: Ctx) -> WebResult {
             label { (ctx.t("seller.cat.code")) input name="code" required; }
             label { (ctx.t("seller.cat.service")) input name="service" required; }
             label { (ctx.t("seller.cat.unit")) input name="unit" required; }
+            (kind_select(&ctx, "quantity"))
             (name_inputs(&ctx, None))
             button type="submit" class="primary" { (ctx.t("seller.cat.create")) }
         }
@@ -242,6 +243,7 @@ async fn create_type(
         name: names_from(&f),
         description: None,
         category_id: None,
+        kind: field(&f, "kind").map(|k| k.trim().to_string()),
     };
     let (_, t) = resources::create_resource_type(State(st), auth, Path(own), ApiJson(body)).await?;
     Ok(see_other(&format!("/seller/resource-types/{}", t.0.id)))
@@ -262,6 +264,7 @@ async fn type_page(State(st): State<AppState>, ctx: Ctx, Path(id): Path<i64>) ->
                 label { (ctx.t("seller.cat.code")) input name="code" value=(t.code) required; }
                 label { (ctx.t("seller.cat.service")) input name="service" value=(t.service) required; }
                 label { (ctx.t("seller.cat.unit")) input name="unit" value=(t.unit) required; }
+                (kind_select(&ctx, &t.kind))
                 (name_inputs(&ctx, Some(&t.name)))
                 button type="submit" class="primary" { (ctx.t("seller.save")) }
             }
@@ -288,9 +291,23 @@ async fn update_type(
         name: Some(names_from(&f)),
         description: None,
         category_id: None,
+        kind: s("kind"),
     };
     let _ = resources::update_resource_type(State(st), auth, Path(id), ApiJson(body)).await?;
     Ok(see_other(&format!("/seller/resource-types/{id}")))
+}
+
+/// The resource kind chooser: a quantity (limits, gauges) or a boolean (on/off).
+fn kind_select(ctx: &Ctx, current: &str) -> Markup {
+    html! {
+        label { (ctx.t("seller.cat.kind"))
+            select name="kind" {
+                @for k in ["quantity", "boolean"] {
+                    option value=(k) selected[current == k] { (ctx.t(&format!("seller.cat.kind_{k}"))) }
+                }
+            }
+        }
+    }
 }
 
 /// A setting's value as a form shows it.
