@@ -511,7 +511,9 @@ impl Subscriptions<'_> {
     }
 
     /// Move the subscription to another plan (an upgrade or downgrade applied by its CH
-    /// order) with that plan's period and quantities, if it is still at `s.version`.
+    /// order) with that plan's period and quantities, if it is still at `s.version`. It takes the
+    /// new plan's current terms (a snapshot, as a new subscription does) and drops any
+    /// scheduled by a sync of the old plan.
     pub async fn switch_plan(
         tx: &mut Tx,
         s: &Subscription,
@@ -521,7 +523,8 @@ impl Subscriptions<'_> {
         now: Timestamp,
     ) -> StoreResult<Subscription> {
         let n = on_tx!(tx, c => sqlx::query(
-            "UPDATE subscriptions SET plan_id = $3, period_uid = $4, quantities = $5, version = version + 1, updated_at = $6
+            "UPDATE subscriptions SET plan_id = $3, period_uid = $4, quantities = $5, version = version + 1, updated_at = $6,
+                terms = (SELECT content FROM plans WHERE id = $3), next_terms = NULL, next_terms_from = NULL
              WHERE id = $1 AND version = $2")
             .bind(s.id).bind(s.version).bind(plan_id).bind(period_uid).bind(serde_json::to_string(quantities).unwrap_or_default())
             .bind(now.0).execute(c).await.map(|r| r.rows_affected()))?;
