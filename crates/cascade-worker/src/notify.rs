@@ -235,11 +235,7 @@ impl TaskHandler for Deliver {
         Self::KIND
     }
     async fn run(&self, ctx: &TaskContext, task: &Task) -> Result<(), TaskError> {
-        let id = task
-            .payload
-            .get("outbox_id")
-            .and_then(Value::as_i64)
-            .ok_or_else(|| TaskError::permanent("payload has no integer `outbox_id`"))?;
+        let id = payload_int(&task.payload, "outbox_id")?;
         deliver(&ctx.db, self.mailer.as_deref(), id, ctx.clock.now()).await?;
         Ok(())
     }
@@ -376,11 +372,23 @@ pub struct EventMail {
 }
 
 /// The amount in minor units under `key` and its `currency`, from an event payload.
-fn payload_money(p: &Value, key: &str) -> Result<Money, TaskError> {
-    let minor = p
-        .get(key)
+/// The integer `key` of an event payload; a payload without it will not improve with
+/// retries, so its absence is a permanent error.
+fn payload_int(p: &Value, key: &str) -> Result<i64, TaskError> {
+    p.get(key)
         .and_then(Value::as_i64)
-        .ok_or_else(|| TaskError::permanent(format!("payload has no integer `{key}`")))?;
+        .ok_or_else(|| TaskError::permanent(format!("payload has no integer `{key}`")))
+}
+
+/// The string `key` of an event payload (absent: a permanent error).
+fn payload_str<'a>(p: &'a Value, key: &str) -> Result<&'a str, TaskError> {
+    p.get(key)
+        .and_then(Value::as_str)
+        .ok_or_else(|| TaskError::permanent(format!("payload has no `{key}`")))
+}
+
+fn payload_money(p: &Value, key: &str) -> Result<Money, TaskError> {
+    let minor = payload_int(p, key)?;
     let currency = p
         .get("currency")
         .and_then(Value::as_str)
@@ -402,14 +410,8 @@ impl EventMail {
             kind: Self::INVOICE_ISSUED,
             event: NotificationEvent::InvoiceIssued,
             extract: |p| {
-                let doc = p
-                    .get("document_id")
-                    .and_then(Value::as_i64)
-                    .ok_or_else(|| TaskError::permanent("payload has no integer `document_id`"))?;
-                let number = p
-                    .get("invoice_number")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| TaskError::permanent("payload has no `invoice_number`"))?;
+                let doc = payload_int(p, "document_id")?;
+                let number = payload_str(p, "invoice_number")?;
                 let amount = payload_money(p, "total_minor")?;
                 let due = p
                     .get("due_date")
@@ -431,16 +433,8 @@ impl EventMail {
             kind: Self::SUBSCRIPTION_EXPIRING,
             event: NotificationEvent::SubscriptionExpiring,
             extract: |p| {
-                let sub = p
-                    .get("subscription_id")
-                    .and_then(Value::as_i64)
-                    .ok_or_else(|| {
-                        TaskError::permanent("payload has no integer `subscription_id`")
-                    })?;
-                let expires = p
-                    .get("expires_on")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| TaskError::permanent("payload has no `expires_on`"))?;
+                let sub = payload_int(p, "subscription_id")?;
+                let expires = payload_str(p, "expires_on")?;
                 let plan = p
                     .get("plan_name")
                     .and_then(Value::as_str)
@@ -464,12 +458,7 @@ impl EventMail {
             kind: Self::SUBSCRIPTION_STATUS,
             event: NotificationEvent::SubscriptionStatus,
             extract: |p| {
-                let sub = p
-                    .get("subscription_id")
-                    .and_then(Value::as_i64)
-                    .ok_or_else(|| {
-                        TaskError::permanent("payload has no integer `subscription_id`")
-                    })?;
+                let sub = payload_int(p, "subscription_id")?;
                 let status = |k: &str| {
                     p.get(k)
                         .and_then(Value::as_str)
@@ -499,16 +488,8 @@ impl EventMail {
             kind: Self::SUSPENSION_DEADLINE,
             event: NotificationEvent::SuspensionDeadline,
             extract: |p| {
-                let sub = p
-                    .get("subscription_id")
-                    .and_then(Value::as_i64)
-                    .ok_or_else(|| {
-                        TaskError::permanent("payload has no integer `subscription_id`")
-                    })?;
-                let deadline = p
-                    .get("suspension_deadline")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| TaskError::permanent("payload has no `suspension_deadline`"))?;
+                let sub = payload_int(p, "subscription_id")?;
+                let deadline = payload_str(p, "suspension_deadline")?;
                 let amount = payload_money(p, "balance_minor")?;
                 Ok((
                     Some(format!("sub{sub}:deadline{deadline}")),
@@ -525,10 +506,7 @@ impl EventMail {
             kind: Self::ORDER_COMPLETED,
             event: NotificationEvent::OrderCompleted,
             extract: |p| {
-                let order_id = p
-                    .get("order_id")
-                    .and_then(Value::as_i64)
-                    .ok_or_else(|| TaskError::permanent("payload has no integer `order_id`"))?;
+                let order_id = payload_int(p, "order_id")?;
                 let order_type = p.get("type").and_then(Value::as_str).unwrap_or("SO");
                 Ok((
                     Some(format!("order{order_id}")),
@@ -619,10 +597,7 @@ impl TaskHandler for WelcomeUser {
     async fn run(&self, ctx: &TaskContext, task: &Task) -> Result<(), TaskError> {
         let p = &task.payload;
         // A malformed payload will not improve with retries: fail at once.
-        let user_id = p
-            .get("user_id")
-            .and_then(Value::as_i64)
-            .ok_or_else(|| TaskError::permanent("payload has no integer `user_id`"))?;
+        let user_id = payload_int(p, "user_id")?;
         let email = p
             .get("email")
             .and_then(Value::as_str)
