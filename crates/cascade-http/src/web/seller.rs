@@ -567,9 +567,15 @@ async fn account_billing(State(st): State<AppState>, ctx: Ctx, Path(id): Path<i6
 // ---------------------------------------------------------------------------------------
 // Plans, prices, delegation and synchronization
 
-async fn plans_page(State(st): State<AppState>, ctx: Ctx) -> WebResult {
-    let (auth, own, _) = seller(&ctx)?;
-    let list = plans::list_plans(
+/// The plans `own` works with (its own and its vendors' copies), named in the reader's
+/// language: the plans page and the store-category page list the same.
+pub(super) async fn plans_in_reader_language(
+    st: AppState,
+    auth: Authed,
+    own: i64,
+    ctx: &Ctx,
+) -> Result<crate::extract::PageOut<plans::PlanOut>, WebError> {
+    Ok(plans::list_plans(
         State(st),
         auth,
         Path(own),
@@ -580,7 +586,12 @@ async fn plans_page(State(st): State<AppState>, ctx: Ctx) -> WebResult {
         }),
     )
     .await?
-    .0;
+    .0)
+}
+
+async fn plans_page(State(st): State<AppState>, ctx: Ctx) -> WebResult {
+    let (auth, own, _) = seller(&ctx)?;
+    let list = plans_in_reader_language(st, auth, own, &ctx).await?;
     let body = html! {
         table id="plans" {
             thead { tr {

@@ -605,22 +605,12 @@ async fn categories_page(State(st): State<AppState>, ctx: Ctx) -> WebResult {
         .await?
         .0
         .items;
-    let plans = plans::list_plans(
-        State(st),
-        auth,
-        Path(own),
-        ApiQuery(PlanListParams {
-            lang: Some(ctx.lang().into()),
-            limit: Some(200),
-            ..Default::default()
-        }),
-    )
-    .await?
-    .0
-    .items
-    .into_iter()
-    .filter(|p| p.owner_account_id == own)
-    .collect::<Vec<_>>();
+    let plans = super::seller::plans_in_reader_language(st, auth, own, &ctx)
+        .await?
+        .items
+        .into_iter()
+        .filter(|p| p.owner_account_id == own)
+        .collect::<Vec<_>>();
     let mut rows = Vec::new();
     flatten(&tree, 0, &mut rows);
     let body = html! {
