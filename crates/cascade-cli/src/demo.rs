@@ -282,6 +282,7 @@ pub async fn seed(db: &Db, now: Timestamp) -> anyhow::Result<(bool, Vec<DemoLogi
         };
         crate::demo_catalog::seed(db, &channel).await?;
         crate::demo_notify::seed(db, provider.id, bluebird.id, now).await?;
+        crate::demo_holds::seed(db, &provider, now).await?;
     }
     let logins = vec![
         DemoLogin {
@@ -332,6 +333,11 @@ pub async fn seed(db: &Db, now: Timestamp) -> anyhow::Result<(bool, Vec<DemoLogi
         DemoLogin {
             login: "edelweiss-admin",
             account: "Edelweiss AG (customer of Alpine VAR)".into(),
+            role: "account administrator",
+        },
+        DemoLogin {
+            login: crate::demo_holds::LOGIN,
+            account: "Halted Systems (customer of the provider, on credit hold: one site suspended, one terminated and restorable)".into(),
             role: "account administrator",
         },
         DemoLogin {

@@ -11,6 +11,7 @@ mod config;
 mod demo;
 mod demo_catalog;
 mod demo_connector;
+mod demo_holds;
 mod demo_notify;
 
 use anyhow::Context;

@@ -479,3 +479,155 @@ both_backends! {
 
 #[allow(dead_code)]
 fn unused(_: Timestamp) {}
+
+impl Fx {
+    /// An invoice of the provider to its customer, issued and due `days_ago` days before
+    /// today (overdue); its id.
+    async fn overdue_invoice(&self, minor: i64, days_ago: u64) -> i64 {
+        let due = (self.today() - chrono::Days::new(days_ago)).to_string();
+        let now = self.app.clock.now();
+        let mut tx = self.app.db.begin().await.unwrap();
+        let head = NewDocument {
+            kind: DocKind::Invoice,
+            issuer: AccountId(self.ch.p.account),
+            account: AccountId(self.ch.pc.account),
+            currency: "EUR",
+            issue_date: &due,
+            due_date: Some(&due),
+            charge_date: None,
+            tax_bp: 0,
+            method: None,
+            external_ref: None,
+            idem_key: None,
+        };
+        let line = NewLine {
+            subscription_id: None,
+            kind: "recurring".into(),
+            description: "Overdue".into(),
+            quantity: 1,
+            unit_price_micro: minor * 10_000,
+            amount_minor: minor,
+            period_start: None,
+            period_end: None,
+            charge_key: None,
+        };
+        let (doc, _) = Documents::issue(&mut tx, &head, &[line], now)
+            .await
+            .unwrap()
+            .unwrap();
+        tx.commit().await.unwrap();
+        doc.id
+    }
+
+    fn today(&self) -> chrono::NaiveDate {
+        chrono::DateTime::from_timestamp_micros(self.app.clock.now().0)
+            .unwrap()
+            .date_naive()
+    }
+
+    /// The daily run's collections (credit holds, terminations) `days` after today.
+    async fn collect(&self, days: u64) -> cascade_worker::collections::CollectionsReport {
+        let day = self.today() + chrono::Days::new(days);
+        cascade_worker::collections::run(&self.app.db, None, day, self.app.clock.now())
+            .await
+            .unwrap()
+    }
+
+    fn state_at(c: &Running, sub: i64) -> Option<proto::ResourceState> {
+        c.shared
+            .snapshot()
+            .resources
+            .get(&proto::resource_id(sub))
+            .map(|r| r.state)
+    }
+}
+
+both_backends! {
+    async fn account_holds_reach_the_connector_and_a_restore_provisions_again(db) {
+        let fx = fixture(db).await;
+        let c = connector(Fault::None, 0).await;
+        fx.register(&c, "mail").await;
+        let plan = fx.mail_plan().await;
+        let (oid, sub) = fx.buy(plan, 2).await;
+        fx.work().await;
+        assert_eq!(fx.order(oid).await["status"], "completed");
+        assert_eq!(Fx::state_at(&c, sub), Some(proto::ResourceState::Active));
+        let (app, ch, db) = (&fx.app, &fx.ch, &fx.app.db);
+        let pc = ch.pc.account;
+        let status = || async { app.get(format!("/api/v1/subscriptions/{sub}"), ch.pc.cred()).await.expect(StatusCode::OK).json };
+        let mails = || async { sql(db, "SELECT COUNT(*) FROM outbox WHERE template = 'subscription_status'").await };
+        let syncs = || async { sql(db, "SELECT COUNT(*) FROM tasks WHERE kind = 'subscriptions.sync_service'").await };
+        let kinds = || async {
+            let rows: Vec<(String,)> = cascade_store::on_db!(db, p => sqlx::query_as(
+                "SELECT kind FROM events WHERE subject_type = 'subscription' AND subject_id = $1 AND kind IN ('subscription.suspended', 'subscription.resumed', 'subscription.terminated') ORDER BY id")
+                .bind(sub).fetch_all(p).await).unwrap();
+            rows.into_iter().map(|r| r.0.trim_start_matches("subscription.").to_string()).collect::<Vec<_>>()
+        };
+
+        // Administrative hold by the seller through the API: the subscription follows, the
+        // connector suspends it, the customer gets a mail; the answer says what moved.
+        let mails0 = mails().await;
+        let r = app.post(format!("/api/v1/accounts/{pc}/status"), ch.p.cred(), json!({"status": "admin_hold", "reason": "abuse"})).await.expect(StatusCode::OK).json;
+        assert_eq!((r["status"].clone(), r["subscriptions_suspended"].clone()), (json!("admin_hold"), json!([sub])));
+        assert_eq!(status().await["status"], "admin_hold");
+        assert_eq!(fx.work().await.failed, 0);
+        assert_eq!(Fx::state_at(&c, sub), Some(proto::ResourceState::Suspended));
+        assert_eq!(mails().await, mails0 + 1);
+        // Holding twice is refused and moves nothing.
+        app.post(format!("/api/v1/accounts/{pc}/status"), ch.p.cred(), json!({"status": "admin_hold"})).await.expect_field("status", Some("invalid_status_transition"));
+        // The credit check of the run never lifts an administrative hold.
+        assert_eq!(fx.collect(0).await.subscriptions_released, 0);
+        let r = app.post(format!("/api/v1/accounts/{pc}/status"), ch.p.cred(), json!({"status": "active"})).await.expect(StatusCode::OK).json;
+        assert_eq!(r["subscriptions_resumed"], json!([sub]));
+        fx.work().await;
+        assert_eq!(Fx::state_at(&c, sub), Some(proto::ResourceState::Active));
+        assert_eq!(mails().await, mails0 + 2);
+
+        // Credit hold by the daily run (an invoice 60 days overdue, default terms).
+        let inv = fx.overdue_invoice(5_000, 60).await;
+        let r = fx.collect(0).await;
+        assert_eq!((r.accounts_held, r.subscriptions_held), (1, 1));
+        assert_eq!((status().await["status"].clone(), status().await["held_on"].clone()), (json!("credit_hold"), json!(fx.today().to_string())));
+        fx.work().await;
+        assert_eq!(Fx::state_at(&c, sub), Some(proto::ResourceState::Suspended));
+        // A payment through the API that settles the debt lifts the hold at once.
+        let paid = app.post(format!("/api/v1/accounts/{pc}/payments"), ch.p.cred(),
+            json!({"amount_minor": 5_000, "currency": "EUR", "method": "bank_transfer", "apply_to": [inv]})).await.expect(StatusCode::CREATED).json;
+        assert_eq!(paid["open_minor"], 0);
+        assert_eq!(app.get(format!("/api/v1/accounts/{pc}"), ch.p.cred()).await.expect(StatusCode::OK).json["status"], "active");
+        assert_eq!(status().await["status"], "active");
+        fx.work().await;
+        assert_eq!(Fx::state_at(&c, sub), Some(proto::ResourceState::Active));
+
+        // Held again, and the hold period (30 days) passes: terminated, unprovisioned once.
+        fx.overdue_invoice(7_000, 60).await;
+        assert_eq!(fx.collect(0).await.subscriptions_held, 1);
+        fx.work().await;
+        assert_eq!(fx.collect(29).await.subscriptions_terminated, 0);
+        assert_eq!(fx.collect(30).await.subscriptions_terminated, 1);
+        let s = status().await;
+        let end = (fx.today() + chrono::Days::new(30)).to_string();
+        assert_eq!((s["status"].clone(), s["terminated_on"].clone()), (json!("terminated"), json!(end)));
+        assert_eq!(fx.work().await.failed, 0);
+        assert_eq!(Fx::state_at(&c, sub), None, "unprovisioned at the connector");
+        let (sync_n, mail_n) = (syncs().await, mails().await);
+        // The same day again: nothing new (no event, no task, no mail).
+        assert_eq!(fx.collect(30).await, Default::default());
+        fx.work().await;
+        assert_eq!((syncs().await, mails().await), (sync_n, mail_n));
+        assert_eq!(kinds().await, ["suspended", "resumed", "suspended", "resumed", "suspended", "terminated"]);
+
+        // Restore: active again, provisioned again at the connector.
+        let r = app.post_empty(format!("/api/v1/subscriptions/{sub}/restore"), ch.pc.cred()).await.expect(StatusCode::OK).json;
+        assert_eq!((r["status"].clone(), r["terminated_on"].clone()), (json!("active"), Value::Null));
+        assert_eq!(fx.work().await.failed, 0);
+        assert_eq!(Fx::state_at(&c, sub), Some(proto::ResourceState::Active));
+        assert_eq!(boxes_at(&c, sub), Some(2));
+
+        // Terminated once more, its data gone: a restore is refused (422 data_gone).
+        cascade_store::on_db!(db, p => sqlx::query("UPDATE subscriptions SET status = 'terminated', data_removed = TRUE WHERE id = $1").bind(sub).execute(p).await.map(|r| r.rows_affected())).unwrap();
+        app.post_empty(format!("/api/v1/subscriptions/{sub}/restore"), ch.pc.cred()).await.expect_problem(StatusCode::UNPROCESSABLE_ENTITY, "data_gone");
+        assert_eq!(status().await["status"], "terminated");
+        c.stop().await;
+    }
+}

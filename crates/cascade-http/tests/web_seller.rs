@@ -236,12 +236,18 @@ cascade_testkit::both_backends! {
         assert!(r.status.is_client_error(), "{}", r.status);
         // Hold and release.
         let ac = f.ac;
-        let r = f.form(&format!("/seller/accounts/{ac}/status"), &s, &format!("_csrf={token}&status=admin_hold")).await;
+        let r = f.form(&format!("/seller/accounts/{ac}/status"), &s, &format!("_csrf={token}&status=admin_hold&next=/seller/accounts%3Fq%3DCustomer")).await;
         assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+        // Back on the list, which says how many subscriptions the hold suspended.
+        let back = r.headers["location"].to_str().unwrap().to_string();
+        assert_eq!(back, "/seller/accounts?q=Customer&held=0");
+        let page = f.app.get(&back, s.clone()).await.expect(StatusCode::OK);
+        assert!(page.text.contains("The account is on hold: 0 subscription(s) suspended."), "{}", page.text);
         let acc = f.app.get(format!("/api/v1/accounts/{ac}"), &f.p_tok).await.json;
         assert_eq!(acc["status"], "admin_hold");
         let r = f.form(&format!("/seller/accounts/{ac}/status"), &s, &format!("_csrf={token}&status=active")).await;
         assert_eq!(r.status, StatusCode::SEE_OTHER);
+        assert_eq!(r.headers["location"], "/seller/accounts?released=0");
         let acc = f.app.get(format!("/api/v1/accounts/{ac}"), &f.p_tok).await.json;
         assert_eq!(acc["status"], "active");
         // The customer's orders, subscriptions and documents; not one's own, not another's.

@@ -410,6 +410,10 @@ cascade_testkit::both_backends! {
         let r = f.app.get(pdf(mine), c.clone()).await.expect(StatusCode::OK);
         assert_eq!(r.headers["content-type"], "application/pdf");
         assert!(r.text.starts_with("%PDF"), "a PDF");
+        // The API route, with the customer's own token: the same rule.
+        let api = format!("/api/v1/documents/{mine}/pdf");
+        let c_tok = Cred::Bearer(f.app.api_token(c.clone(), "pdf").await.1);
+        assert_eq!(f.app.get(&api, &c_tok).await.expect(StatusCode::OK).content_type(), Some("application/pdf"));
         // Another account's invoice, or a document that does not exist: the 404 page.
         f.app.get(pdf(theirs), c.clone()).await.expect(StatusCode::NOT_FOUND);
         f.app.get(pdf(theirs + 1_000), c.clone()).await.expect(StatusCode::NOT_FOUND);
@@ -421,5 +425,11 @@ cascade_testkit::both_backends! {
         let r = f.app.get(pdf(mine), c.clone()).await;
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
         assert!(!r.text.starts_with("%PDF"));
+        // The API refuses it to the customer as well (a problem+json 404, no PDF); its
+        // sellers still read it.
+        let r = f.app.get(&api, &c_tok).await.expect_problem(StatusCode::NOT_FOUND, "not_found");
+        assert!(!r.text.starts_with("%PDF"));
+        f.app.get(&api, &f.a_tok).await.expect(StatusCode::OK);
+        f.app.get(&api, &f.p_tok).await.expect(StatusCode::OK);
     }
 }

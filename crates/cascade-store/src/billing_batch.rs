@@ -119,6 +119,10 @@ impl TryFrom<DueRow> for DueSubscription {
             version: r.version,
             created_at: Timestamp(r.created_at),
             updated_at: Timestamp(r.updated_at),
+            // Due subscriptions run (active, graced, expired): never held nor terminated.
+            held_on: None,
+            held_by: None,
+            terminated_on: None,
         };
         Ok(DueSubscription {
             sub,

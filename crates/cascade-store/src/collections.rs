@@ -351,7 +351,8 @@ pub struct PaygCandidate {
 }
 
 /// Live subscriptions (active or on credit hold) of the given plans, with their
-/// account's balance in the plan's currency and its PAYG terms.
+/// account's balance in the plan's currency and its PAYG terms. Subscriptions their
+/// account's hold suspended are the account's to release (`holds`), not this check's.
 pub async fn payg_candidates(db: &Db, plans: &[i64]) -> StoreResult<Vec<PaygCandidate>> {
     let mut out = Vec::new();
     for chunk in plans.chunks(500) {
@@ -380,6 +381,7 @@ pub async fn payg_candidates(db: &Db, plans: &[i64]) -> StoreResult<Vec<PaygCand
              FROM subscriptions s JOIN plans p ON p.id = s.plan_id JOIN accounts a ON a.id = s.account_id
              LEFT JOIN customer_classes c ON c.id = a.customer_class_id
              WHERE s.plan_id IN ({list}) AND s.status IN ('active', 'credit_hold')
+               AND (s.held_by IS NULL OR s.held_by <> 'account')
              ORDER BY s.id"
         );
         let rows: Vec<Row> = on_db!(db, p => sqlx::query_as(&sql).fetch_all(p).await)?;

@@ -24,6 +24,7 @@ pub mod credit;
 pub mod db;
 pub mod documents;
 pub mod events;
+pub mod holds;
 pub mod idempotency;
 pub mod migrate;
 pub mod money_figures;

@@ -70,6 +70,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "customer",
         source: include_str!("../migrations/0012_customer.sql"),
     },
+    Migration {
+        version: 14,
+        name: "holds",
+        source: include_str!("../migrations/0014_holds.sql"),
+    },
 ];
 
 fn render(source: &str, db: &Db) -> String {

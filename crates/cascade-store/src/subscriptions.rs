@@ -39,6 +39,12 @@ pub struct Subscription {
     pub updated_at: Timestamp,
     /// The plan terms it holds (`None`: a row from before snapshots, on the live plan).
     pub terms: Option<SubscriptionTerms>,
+    /// The date it went on hold (the hold period counts from it), while held.
+    pub held_on: Option<String>,
+    /// What holds it: `account` (its account's hold) or `payg` (its own PAYG deadline).
+    pub held_by: Option<String>,
+    /// The date it was terminated, while terminated.
+    pub terminated_on: Option<String>,
 }
 
 impl Subscription {
@@ -96,10 +102,13 @@ struct SubRow {
     terms: Option<String>,
     next_terms: Option<String>,
     next_terms_from: Option<String>,
+    held_on: Option<String>,
+    held_by: Option<String>,
+    terminated_on: Option<String>,
 }
 
 const SUB_COLUMNS: &str = "id, account_id, vendor_id, plan_id, period_uid, status, start_date, expires_on, next_bill_date, auto_renew, quantities, \
-     attributes, suspension_deadline, data_removed, version, created_at, updated_at, terms, next_terms, next_terms_from";
+     attributes, suspension_deadline, data_removed, version, created_at, updated_at, terms, next_terms, next_terms_from, held_on, held_by, terminated_on";
 
 impl TryFrom<SubRow> for Subscription {
     type Error = StoreError;
@@ -135,6 +144,9 @@ impl TryFrom<SubRow> for Subscription {
             version: r.version,
             created_at: Timestamp(r.created_at),
             updated_at: Timestamp(r.updated_at),
+            held_on: r.held_on,
+            held_by: r.held_by,
+            terminated_on: r.terminated_on,
         })
     }
 }

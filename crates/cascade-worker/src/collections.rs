@@ -16,7 +16,10 @@
 //!    `payments::credit_hold_decision` → hold (`account.credit_hold`) once past due +
 //!    grace + hold days when its class holds automatically, release
 //!    (`account.credit_released`) when nothing is overdue any more. An administrative
-//!    hold is never touched.
+//!    hold is never touched. The account's running subscriptions follow in the same
+//!    transaction (`cascade_store::holds`): on credit hold with it (one
+//!    `subscription.suspended` each), back to active on release (only those its hold
+//!    suspended).
 //! 3. **Pay-as-you-go deadlines**: a PAYG subscription (external rating) whose account
 //!    owes more than its credit (open invoices beyond open payments and credit memos,
 //!    beyond the credit limit if any) gets a suspension deadline
@@ -24,6 +27,11 @@
 //!    (`subscription.suspension_notice`); a top-up on or before the deadline clears it
 //!    (`subscription.suspension_cleared`); after it the subscription goes on credit hold
 //!    (`subscription.credit_hold`), and back to active once the balance is covered.
+//! 4. **Terminations**: a subscription on credit hold for the class's whole hold period
+//!    (`payments::hold_termination_date`), or expired without renewal for the class's
+//!    whole grace period (`payments::expiry_termination_date`), is terminated
+//!    (`subscription.terminated` → the connector unprovisions), its termination date
+//!    recorded. Guarded by status and version, 500 per transaction: exactly once.
 //!
 //! Each step is idempotent by construction (state moves guarded by the current state
 //! and version, events written in the same transaction as the move), so re-running the
@@ -33,7 +41,8 @@
 use cascade_domain::account::AccountStatus;
 use cascade_domain::billing::lifecycle::SubscriptionStatus;
 use cascade_domain::billing::payments::{
-    GatewayDecision, HoldDecision, charge_date, credit_hold_decision, payg_suspension_deadline,
+    GatewayDecision, HoldDecision, charge_date, credit_hold_decision, expiry_termination_date,
+    hold_termination_date, payg_suspension_deadline,
 };
 use cascade_domain::catalog::plan::{BillingModel, PlanContent};
 use cascade_domain::clock::Timestamp;
@@ -46,6 +55,7 @@ use cascade_store::documents::{
     TokenChargeRequest,
 };
 use cascade_store::events::{Events, NewEvent};
+use cascade_store::holds;
 use cascade_store::subscriptions::Subscriptions;
 use cascade_store::{Db, StoreError, StoreResult, Tx};
 use chrono::NaiveDate;
@@ -62,6 +72,11 @@ pub struct CollectionsReport {
     pub payg_notices: u64,
     pub payg_cleared: u64,
     pub payg_held: u64,
+    /// Subscriptions suspended / resumed with their account's credit hold.
+    pub subscriptions_held: u64,
+    pub subscriptions_released: u64,
+    /// Subscriptions terminated (hold period over, or expired past the grace period).
+    pub subscriptions_terminated: u64,
     pub failures: u64,
 }
 
@@ -109,6 +124,7 @@ pub async fn run(
     }
     credit_holds(db, today, now, &mut report).await?;
     payg(db, today, now, &mut report).await?;
+    terminations(db, today, now, &mut report).await?;
     Ok(report)
 }
 
@@ -320,12 +336,18 @@ async fn credit_holds(
                 return Ok(());
             }
             Accounts::set_status(&mut tx, account, to, now).await?;
+            let moves =
+                Subscriptions::follow_account_status(&mut tx, account, a.status, to, &day, now)
+                    .await?;
+            report.subscriptions_held += moves.suspended.len() as u64;
+            report.subscriptions_released += moves.resumed.len() as u64;
             let (kind, payload) = if to == AccountStatus::CreditHold {
                 report.accounts_held += 1;
-                ("account.credit_hold", json!({"oldest_overdue_due_date": oldest.map(|d| d.to_string()), "automatic": true}))
+                ("account.credit_hold", json!({"oldest_overdue_due_date": oldest.map(|d| d.to_string()), "automatic": true,
+                    "subscriptions_suspended": moves.suspended}))
             } else {
                 report.accounts_released += 1;
-                ("account.credit_released", json!({"automatic": true, "reason": "nothing overdue"}))
+                ("account.credit_released", json!({"automatic": true, "reason": "nothing overdue", "subscriptions_resumed": moves.resumed}))
             };
             event(&mut tx, kind, account, "account", account.0, payload, now).await?;
             tx.commit().await?;
@@ -400,13 +422,21 @@ async fn payg(
     }
     for chunk in moves.chunks(PAYG_CHUNK) {
         let mut counts = CollectionsReport::default();
-        match write_payg(db, chunk, now, &mut counts).await {
+        match write_payg(db, chunk, &today.to_string(), now, &mut counts).await {
             Ok(()) => add_payg(report, &counts),
             Err(e) if chunk.len() > 1 => {
                 tracing::warn!(error = %e, "PAYG chunk failed; writing its subscriptions one by one");
                 for m in chunk {
                     let mut one = CollectionsReport::default();
-                    match write_payg(db, std::slice::from_ref(m), now, &mut one).await {
+                    match write_payg(
+                        db,
+                        std::slice::from_ref(m),
+                        &today.to_string(),
+                        now,
+                        &mut one,
+                    )
+                    .await
+                    {
                         Ok(()) => add_payg(report, &one),
                         Err(e) => {
                             report.failures += 1;
@@ -445,6 +475,7 @@ fn add_payg(report: &mut CollectionsReport, c: &CollectionsReport) {
 async fn write_payg(
     db: &Db,
     moves: &[PaygMove],
+    day: &str,
     now: Timestamp,
     counts: &mut CollectionsReport,
 ) -> StoreResult<()> {
@@ -470,6 +501,11 @@ async fn write_payg(
         ) {
             Subscriptions::announce_move(&mut tx, s.subscription_id, s.account_id, from, to, now)
                 .await?;
+            // The hold period (termination) counts from the day it was held.
+            if from != to {
+                let held = (to == SubscriptionStatus::CreditHold).then_some(day);
+                Subscriptions::mark_payg_hold(&mut tx, s.subscription_id, held).await?;
+            }
         }
         event(&mut tx, m.kind, s.account_id, "subscription", s.subscription_id,
             json!({"subscription_id": s.subscription_id, "suspension_deadline": m.deadline, "balance_minor": s.balance_minor,
@@ -481,5 +517,62 @@ async fn write_payg(
         }
     }
     tx.commit().await?;
+    Ok(())
+}
+
+/// Subscriptions read (and terminated) per transaction by the termination step.
+const TERMINATION_CHUNK: i64 = 500;
+
+async fn terminations(
+    db: &Db,
+    today: NaiveDate,
+    now: Timestamp,
+    report: &mut CollectionsReport,
+) -> StoreResult<()> {
+    let day = today.to_string();
+    let mut after = 0;
+    loop {
+        let page = holds::termination_candidates(db, after, TERMINATION_CHUNK).await?;
+        let Some(last) = page.last() else { break };
+        after = last.subscription_id;
+        let due: Vec<&holds::TerminationCandidate> = page
+            .iter()
+            .filter(|c| match parse_day(&c.since) {
+                Ok(since) => {
+                    let from = match c.status {
+                        SubscriptionStatus::CreditHold => hold_termination_date(since, &c.terms),
+                        _ => expiry_termination_date(since, &c.terms),
+                    };
+                    today >= from
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, subscription = c.subscription_id, "bad hold or expiry date; not terminated");
+                    false
+                }
+            })
+            .collect();
+        if due.is_empty() {
+            continue;
+        }
+        let r: StoreResult<u64> = async {
+            let mut tx = db.begin().await?;
+            let mut n = 0;
+            for c in &due {
+                if Subscriptions::terminate(&mut tx, c, &day, now).await? {
+                    n += 1;
+                }
+            }
+            tx.commit().await?;
+            Ok(n)
+        }
+        .await;
+        match r {
+            Ok(n) => report.subscriptions_terminated += n,
+            Err(e) => {
+                report.failures += 1;
+                tracing::error!(error = %e, "termination chunk failed; retried next run");
+            }
+        }
+    }
     Ok(())
 }

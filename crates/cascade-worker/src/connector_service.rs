@@ -23,7 +23,8 @@
 //!   `DELETE`. Suspension (holds, expiry, grace) → `PUT` with `state: suspended`,
 //!   resumption → `PUT` with `state: active`, termination or cancellation → `DELETE`,
 //!   which a connector answers `done` also for a resource it no longer has
-//!   (idempotent unprovision).
+//!   (idempotent unprovision). A restore (terminated → active) → `POST` again: the
+//!   resource was unprovisioned on termination.
 
 use crate::handler::{TaskContext, TaskError, TaskHandler};
 use crate::provision::{Service, ServiceError};
@@ -354,8 +355,13 @@ impl TaskHandler for SyncService {
             .and_then(Value::as_i64)
             .ok_or_else(|| TaskError::permanent("payload has no integer `subscription_id`"))?;
         let sub = ctx.db.subscriptions().get(sub_id).await?;
+        // A restore (terminated → active): the connector unprovisioned the resource on
+        // termination, so it is provisioned again rather than resumed.
+        let restored = task.payload.get("from").and_then(Value::as_str)
+            == Some(SubscriptionStatus::Terminated.as_str());
         let op = match sub.status {
             SubscriptionStatus::Ordered => return Ok(()),
+            SubscriptionStatus::Active if restored => Op::Create,
             SubscriptionStatus::Active => Op::Update(ResourceState::Active),
             SubscriptionStatus::Expired
             | SubscriptionStatus::Graced

@@ -509,3 +509,116 @@ async fn subscribe(db: &Db, vendor: AccountId, account: AccountId, plan: i64) ->
     tx.commit().await.unwrap();
     sub.id
 }
+
+/// A monthly plan billed in advance (not pay-as-you-go: the PAYG check leaves it alone).
+async fn plain_plan(fx: &Fx) -> i64 {
+    let mut tx = fx.db.begin().await.unwrap();
+    let (rt,): (i64,) = on_tx!(&mut tx, c => sqlx::query_as(
+        "INSERT INTO resource_types (owner_account_id, code, service, unit, name, created_at, updated_at) VALUES ($1, 'gb', 's', 'GB', '{}', 0, 0) RETURNING id")
+        .bind(fx.p.0).fetch_one(c).await).unwrap();
+    let (template,): (i64,) = on_tx!(&mut tx, c => sqlx::query_as(
+        "INSERT INTO service_templates (owner_account_id, name, resources, settings, created_at, updated_at) VALUES ($1, 't', '[]', '{}', 0, 0) RETURNING id")
+        .bind(fx.p.0).fetch_one(c).await).unwrap();
+    let mut content = payg_plan(rt);
+    content.billing_model = BillingModel::ChargeBeforeBillingPeriod;
+    let plan = Plans::create(&mut tx, fx.p, template, "EUR", &content, T0)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    plan.id
+}
+
+async fn sub_events(db: &Db, kind: &str, sub: i64) -> i64 {
+    count(db, &format!("SELECT COUNT(*) FROM events WHERE kind = '{kind}' AND subject_type = 'subscription' AND subject_id = {sub}")).await
+}
+
+both_backends! {
+    async fn account_credit_hold_moves_subscriptions_and_the_hold_period_terminates_them(db) {
+        use SubscriptionStatus::*;
+        let fx = Fx::new(db).await;
+        let plan = plain_plan(&fx).await;
+        // Default terms: 7 days' grace, 30 days' hold period.
+        let c = fx.customer("Late", None).await;
+        let (running, graced, own_hold) = (
+            subscribe(&fx.db, fx.p, c, plan).await,
+            subscribe(&fx.db, fx.p, c, plan).await,
+            subscribe(&fx.db, fx.p, c, plan).await,
+        );
+        let other = fx.customer("Other", None).await;
+        let bystander = subscribe(&fx.db, fx.p, other, plan).await;
+        let expired = subscribe(&fx.db, fx.p, other, plan).await;
+        let mut tx = fx.db.begin().await.unwrap();
+        assert!(Subscriptions::move_status(&mut tx, graced, Active, Graced, T0).await.unwrap());
+        // Held on its own (administratively, not by the account): no credit move touches it.
+        assert!(Subscriptions::move_status(&mut tx, own_hold, Active, AdminHold, T0).await.unwrap());
+        on_tx!(&mut tx, x => sqlx::query("UPDATE subscriptions SET status = 'expired', next_bill_date = '9999-12-31' WHERE id = $1")
+            .bind(expired).execute(x).await.map(|r| r.rows_affected())).unwrap();
+        tx.commit().await.unwrap();
+        let status = |id: i64| { let db = fx.db.clone(); async move { db.subscriptions().get(id).await.unwrap() } };
+
+        let inv = fx.invoice(c, 9_900, "2024-01-01", "2024-01-15").await;
+        assert_eq!(fx.collect("2024-02-21").await.subscriptions_held, 0);
+        // The run puts the account on credit hold: its running subscriptions follow, in the
+        // same transaction, one suspension each.
+        let r = fx.collect("2024-02-22").await;
+        assert_eq!((r.accounts_held, r.subscriptions_held), (1, 2));
+        for id in [running, graced] {
+            let s = status(id).await;
+            assert_eq!((s.status, s.held_on.as_deref(), s.held_by.as_deref()), (CreditHold, Some("2024-02-22"), Some("account")));
+            assert_eq!(sub_events(&fx.db, "subscription.suspended", id).await, 1);
+        }
+        assert_eq!(status(own_hold).await.status, AdminHold);
+        assert_eq!(status(bystander).await.status, Active);
+        let p: String = on_db!(&fx.db, x => sqlx::query_as::<_, (String,)>("SELECT payload FROM events WHERE kind = 'account.credit_hold'").fetch_one(x).await).unwrap().0;
+        let p: serde_json::Value = serde_json::from_str(&p).unwrap();
+        assert_eq!(p["subscriptions_suspended"], serde_json::json!([running, graced]));
+        // Holding again (next day's run) moves and announces nothing.
+        assert_eq!(fx.collect("2024-02-23").await, CollectionsReport::default());
+        assert_eq!(events(&fx.db, "subscription.suspended").await, 3, "two by the hold, one own");
+
+        // Paid: the release resumes what the hold suspended, and only that.
+        let pay = fx.top_up(c, 9_900, "2024-02-24").await;
+        let mut tx = fx.db.begin().await.unwrap();
+        Documents::apply(&mut tx, pay, inv, 9_900, T0).await.unwrap().unwrap();
+        tx.commit().await.unwrap();
+        let r = fx.collect("2024-02-24").await;
+        assert_eq!((r.accounts_released, r.subscriptions_released), (1, 2));
+        for id in [running, graced] {
+            let s = status(id).await;
+            assert_eq!((s.status, s.held_on, s.held_by), (Active, None, None));
+            assert_eq!(sub_events(&fx.db, "subscription.resumed", id).await, 1);
+        }
+        assert_eq!(status(own_hold).await.status, AdminHold, "a credit release never lifts another hold");
+        assert_eq!(events(&fx.db, "subscription.resumed").await, 2);
+
+        // Overdue again: held on 1 Mar + 7 + 30 + 1 = 8 Apr. The expired subscription of
+        // the other account ends with its grace period the same day (1 Apr + 7).
+        fx.invoice(c, 5_000, "2024-02-15", "2024-03-01").await;
+        let r = fx.collect("2024-04-07").await;
+        assert_eq!((r.subscriptions_held, r.subscriptions_terminated), (0, 0));
+        let r = fx.collect("2024-04-08").await;
+        assert_eq!((r.subscriptions_held, r.subscriptions_terminated), (2, 1));
+        let e = status(expired).await;
+        assert_eq!((e.status, e.terminated_on.as_deref()), (Terminated, Some("2024-04-08")));
+        // The hold period (30 days) runs out on 8 May: terminated then, not a day earlier.
+        assert_eq!(fx.collect("2024-05-07").await.subscriptions_terminated, 0);
+        let r = fx.collect("2024-05-08").await;
+        assert_eq!(r.subscriptions_terminated, 2);
+        for id in [running, graced] {
+            let s = status(id).await;
+            assert_eq!((s.status, s.terminated_on.as_deref(), s.held_on), (Terminated, Some("2024-05-08"), None));
+            assert_eq!(sub_events(&fx.db, "subscription.terminated", id).await, 1);
+            let p: String = on_db!(&fx.db, x => sqlx::query_as::<_, (String,)>(
+                "SELECT payload FROM events WHERE kind = 'subscription.terminated' AND subject_id = $1").bind(id).fetch_one(x).await).unwrap().0;
+            assert_eq!(serde_json::from_str::<serde_json::Value>(&p).unwrap()["from"], "credit_hold");
+        }
+        // An administrative hold is a person's decision: the run never ends it.
+        assert_eq!(status(own_hold).await.status, AdminHold);
+        assert_eq!(status(bystander).await.status, Active);
+        // Re-running the day (and the next) terminates nothing twice.
+        assert_eq!(fx.collect("2024-05-08").await, CollectionsReport::default());
+        assert_eq!(fx.collect("2024-05-09").await, CollectionsReport::default());
+        assert_eq!(events(&fx.db, "subscription.terminated").await, 3);
+        fx.assert_books().await;
+    }
+}

@@ -1,5 +1,6 @@
 //! Orders and subscriptions: their types and state machines.
 
+use crate::account::AccountStatus;
 use crate::validation::FieldError;
 use serde::{Deserialize, Serialize};
 
@@ -261,6 +262,48 @@ pub fn lifecycle_event(from: SubscriptionStatus, to: SubscriptionStatus) -> Opti
     }
 }
 
+/// How an account's subscriptions follow a move of the account's status (an account
+/// hold or its release). Subscriptions remember that the **account** held them
+/// (`held_by = account`), so a release resumes those and nothing else: not one held by
+/// its own pay-as-you-go deadline, not one on the other kind of hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldFollow {
+    /// The account went on hold: its running subscriptions (active, graced) move to this
+    /// hold status (a suspension each), and those the account already held under the
+    /// other kind switch to it (still suspended: no event).
+    Hold(SubscriptionStatus),
+    /// The account's hold of this kind was lifted: the subscriptions it held go back to
+    /// active (a resumption each).
+    Release(SubscriptionStatus),
+    /// Nothing to move (e.g. a cancellation).
+    Nothing,
+}
+
+/// The subscription hold status matching an account hold.
+pub fn hold_status_of(account: AccountStatus) -> Option<SubscriptionStatus> {
+    match account {
+        AccountStatus::CreditHold => Some(SubscriptionStatus::CreditHold),
+        AccountStatus::AdminHold => Some(SubscriptionStatus::AdminHold),
+        AccountStatus::Active | AccountStatus::Cancelled => None,
+    }
+}
+
+/// What an account status move from `from` to `to` does to its subscriptions.
+pub fn hold_follow(from: AccountStatus, to: AccountStatus) -> HoldFollow {
+    if from == to {
+        return HoldFollow::Nothing;
+    }
+    match (hold_status_of(from), hold_status_of(to), to) {
+        (_, Some(hold), _) => HoldFollow::Hold(hold),
+        (Some(held), None, AccountStatus::Active) => HoldFollow::Release(held),
+        _ => HoldFollow::Nothing,
+    }
+}
+
+/// Statuses an account hold suspends.
+pub const RUNNING: [SubscriptionStatus; 2] =
+    [SubscriptionStatus::Active, SubscriptionStatus::Graced];
+
 /// When a subscription renews by itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "mode")]
@@ -309,6 +352,44 @@ mod tests {
         assert_eq!(lifecycle_event(Ordered, Active), None);
         assert_eq!(lifecycle_event(Expired, Active), None);
         assert_eq!(lifecycle_event(Active, Active), None);
+    }
+
+    #[test]
+    fn subscriptions_follow_account_holds() {
+        use AccountStatus as A;
+        use SubscriptionStatus as S;
+        assert_eq!(
+            hold_follow(A::Active, A::CreditHold),
+            HoldFollow::Hold(S::CreditHold)
+        );
+        assert_eq!(
+            hold_follow(A::Active, A::AdminHold),
+            HoldFollow::Hold(S::AdminHold)
+        );
+        assert_eq!(
+            hold_follow(A::CreditHold, A::AdminHold),
+            HoldFollow::Hold(S::AdminHold)
+        );
+        assert_eq!(
+            hold_follow(A::CreditHold, A::Active),
+            HoldFollow::Release(S::CreditHold)
+        );
+        assert_eq!(
+            hold_follow(A::AdminHold, A::Active),
+            HoldFollow::Release(S::AdminHold)
+        );
+        assert_eq!(
+            hold_follow(A::CreditHold, A::CreditHold),
+            HoldFollow::Nothing
+        );
+        assert_eq!(hold_follow(A::AdminHold, A::Cancelled), HoldFollow::Nothing);
+        for s in RUNNING {
+            for h in [S::CreditHold, S::AdminHold] {
+                assert!(s.transition(h).is_ok());
+                assert_eq!(lifecycle_event(s, h), Some("subscription.suspended"));
+                assert_eq!(lifecycle_event(h, S::Active), Some("subscription.resumed"));
+            }
+        }
     }
 
     #[test]

@@ -673,6 +673,18 @@ pub fn hold_date(due: NaiveDate, terms: &CreditTerms) -> NaiveDate {
     )
 }
 
+/// The first run date on which a subscription put on credit hold on `held_on` is
+/// terminated: once it has been held for the class's whole hold period (`hold_days`).
+pub fn hold_termination_date(held_on: NaiveDate, terms: &CreditTerms) -> NaiveDate {
+    plus_days(held_on, terms.hold_days)
+}
+
+/// The first run date on which a subscription that expired without renewal on
+/// `expires_on` (its term end) is terminated: once the class's grace period has passed.
+pub fn expiry_termination_date(expires_on: NaiveDate, terms: &CreditTerms) -> NaiveDate {
+    plus_days(expires_on, terms.grace_days)
+}
+
 /// What the daily run does about an account's credit hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -737,6 +749,27 @@ mod tests {
     }
     fn card(n: &str) -> CardNumber {
         CardNumber::parse(n).unwrap()
+    }
+
+    #[test]
+    fn termination_after_the_hold_period_and_after_expiry_grace() {
+        let t = CreditTerms {
+            grace_days: 7,
+            hold_days: 30,
+            ..Default::default()
+        };
+        assert_eq!(hold_termination_date(d(2024, 2, 22), &t), d(2024, 3, 23));
+        assert_eq!(expiry_termination_date(d(2024, 2, 28), &t), d(2024, 3, 6));
+        let none = CreditTerms {
+            grace_days: 0,
+            hold_days: 0,
+            ..t
+        };
+        assert_eq!(hold_termination_date(d(2024, 2, 22), &none), d(2024, 2, 22));
+        assert_eq!(
+            expiry_termination_date(d(2024, 12, 31), &none),
+            d(2024, 12, 31)
+        );
     }
 
     #[test]

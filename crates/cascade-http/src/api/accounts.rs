@@ -303,14 +303,25 @@ pub struct ChangeStatusIn {
     pub reason: Option<String>,
 }
 
+/// The account after a status change, and the subscriptions that followed it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatusChangeOut {
+    #[serde(flatten)]
+    pub account: AccountOut,
+    /// Subscriptions the hold suspended (active or graced → on hold).
+    pub subscriptions_suspended: Vec<i64>,
+    /// Subscriptions the release resumed (only those this kind of hold had suspended).
+    pub subscriptions_resumed: Vec<i64>,
+}
+
 #[utoipa::path(post, path = "/api/v1/accounts/{id}/status", tag = "accounts", params(("id" = i64, Path)), request_body = ChangeStatusIn,
-    responses((status = 200, body = AccountOut), ProblemResponses))]
+    responses((status = 200, body = StatusChangeOut, description = "An account hold suspends its running subscriptions, a release resumes those it suspended (same transaction)"), ProblemResponses))]
 pub(crate) async fn change_status(
     State(st): State<AppState>,
     auth: Authed,
     Path(id): Path<i64>,
     ApiJson(body): ApiJson<ChangeStatusIn>,
-) -> ApiResult<Json<AccountOut>> {
+) -> ApiResult<Json<StatusChangeOut>> {
     let id = AccountId(id);
     auth.check(&st, id, Action::ChangeAccountStatus).await?;
     let current = st.db.accounts().get(id).await?;
@@ -329,6 +340,23 @@ pub(crate) async fn change_status(
     let now = st.clock.now();
     let mut tx = st.db.begin().await?;
     let updated = Accounts::set_status(&mut tx, id, to, now).await?;
+    let day = chrono::DateTime::from_timestamp_micros(now.0)
+        .map(|d| d.date_naive().to_string())
+        .unwrap_or_default();
+    let moves = cascade_store::subscriptions::Subscriptions::follow_account_status(
+        &mut tx,
+        id,
+        current.status,
+        to,
+        &day,
+        now,
+    )
+    .await?;
+    let mut payload = json!({"from": current.status.as_str(), "to": to.as_str(), "reason": reason});
+    if moves.moved() > 0 {
+        payload["subscriptions_suspended"] = json!(moves.suspended);
+        payload["subscriptions_resumed"] = json!(moves.resumed);
+    }
     emit(
         &mut tx,
         now,
@@ -337,11 +365,15 @@ pub(crate) async fn change_status(
         &auth,
         "account",
         id.0,
-        json!({"from": current.status.as_str(), "to": to.as_str(), "reason": reason}),
+        payload,
     )
     .await?;
     tx.commit().await?;
-    Ok(Json(updated.into()))
+    Ok(Json(StatusChangeOut {
+        account: updated.into(),
+        subscriptions_suspended: moves.suspended,
+        subscriptions_resumed: moves.resumed,
+    }))
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]

@@ -427,9 +427,26 @@ pub(crate) async fn document_pdf(
     Path(id): Path<i64>,
 ) -> ApiResult<Response> {
     let d = visible_document(&st, &auth, id, Action::ViewBilling).await?;
+    let buyer = st.db.accounts().get(d.account_id).await?;
+    // A customer reading its own document sees it only while its sellers show that
+    // billing screen (as in the panel): a hidden one is not there at all (404).
+    if auth.actor.account_id == buyer.id && buyer.kind == AccountKind::Customer {
+        let screens = st
+            .db
+            .billing_visibility()
+            .effective(buyer.id)
+            .await?
+            .screens;
+        let shown = match d.kind {
+            DocKind::Payment | DocKind::Refund => screens.payments,
+            _ => screens.invoices,
+        };
+        if !shown {
+            return Err(ApiError::not_found());
+        }
+    }
     let lines = st.db.documents().lines(d.id).await?;
     let seller = st.db.accounts().get(d.issuer_account_id).await?;
-    let buyer = st.db.accounts().get(d.account_id).await?;
     let bytes = render(&PdfDocument::build(&d, &lines, &seller, &buyer));
     let filename = d
         .number
@@ -540,6 +557,8 @@ pub(crate) async fn record_payment(
     )
     .await?;
     let applied = apply_in_order(tx, &doc, apply_to, now).await?;
+    // A payment that settles the last overdue debt lifts a credit hold at once.
+    cascade_store::holds::release_if_settled(tx, account.id, &issue_date, now).await?;
     emit(
         tx,
         now,
@@ -882,6 +901,8 @@ pub(crate) async fn apply_payment(
         Ok(pair) => pair,
         Err(rule) => return Err(rule.to_field_error().into()),
     };
+    cascade_store::holds::release_if_settled(&mut tx, f.account_id, &today(&st).to_string(), now)
+        .await?;
     emit(
         &mut tx,
         now,

@@ -996,6 +996,10 @@ pub struct SubscriptionOut {
     pub attributes: Value,
     /// The service's data no longer exists: a terminated subscription cannot be restored.
     pub data_removed: bool,
+    /// While on hold: the date the hold began (the hold period counts from it).
+    pub held_on: Option<String>,
+    /// While terminated: the date it was terminated.
+    pub terminated_on: Option<String>,
     pub version: i64,
     pub created_at: String,
     pub updated_at: String,
@@ -1016,6 +1020,8 @@ fn sub_out(s: Subscription) -> SubscriptionOut {
         quantities: s.quantities,
         attributes: s.attributes,
         data_removed: s.data_removed,
+        held_on: s.held_on,
+        terminated_on: s.terminated_on,
         version: s.version,
         created_at: iso(s.created_at),
         updated_at: iso(s.updated_at),
@@ -2860,6 +2866,7 @@ async fn restore_subscription(
             "the subscription changed meanwhile; try again",
         ));
     }
+    Subscriptions::clear_termination(&mut tx, sub.id).await?;
     emit(
         &mut tx,
         now,

@@ -342,6 +342,8 @@ async fn subscription(
         div class="card" {
             p { (ctx.t("sub.plan")) ": " strong { (plan.content.name.get(ctx.lang())) } }
             p { (ctx.t("sub.status")) ": " span class="badge" data-status=(sub.status.as_str()) { (ctx.tr.status(sub.status.as_str())) } }
+            @if let Some(d) = &sub.held_on { p class="held-on" { (ctx.tr.f("sub.held_on", &[("date", d)])) } }
+            @if let Some(d) = &sub.terminated_on { p class="terminated-on" { (ctx.tr.f("sub.terminated_on", &[("date", d)])) } }
             p { (ctx.t("sub.expires")) ": " (sub.expires_on) " · " (ctx.t("sub.next_bill")) ": " (sub.next_bill_date) }
             p { (ctx.t("sub.auto_renew")) ": " (auto_renew_text(&ctx, &sub.auto_renew)) }
         }

@@ -215,6 +215,9 @@ struct AccountsQ {
     under: Option<i64>,
     q: Option<String>,
     cursor: Option<String>,
+    /// After a hold / release: how many subscriptions it suspended / resumed.
+    held: Option<usize>,
+    released: Option<usize>,
 }
 
 async fn accounts_page(
@@ -253,7 +256,16 @@ async fn accounts_page(
         .await?
     }
     .0;
+    let moved = match (q.held, q.released) {
+        (Some(n), _) => Some(ctx.tr.f("seller.accounts.held_n", &[("n", &n.to_string())])),
+        (None, Some(n)) => Some(
+            ctx.tr
+                .f("seller.accounts.released_n", &[("n", &n.to_string())]),
+        ),
+        _ => None,
+    };
     let body = html! {
+        @if let Some(m) = &moved { div class="notice ok" role="status" id="moved" { p { (m) } } }
         nav class="actions" aria-label=(ctx.t("seller.accounts.path")) {
             @if under != own {
                 a href="/seller/accounts" { (ctx.t("seller.accounts.top")) }
@@ -393,7 +405,7 @@ async fn account_status(
         "active" => StatusIn::Active,
         _ => return Err(bad_field("status", "admin_hold or active")),
     };
-    let _ = accounts::change_status(
+    let moved = accounts::change_status(
         State(st),
         auth,
         Path(id),
@@ -402,11 +414,32 @@ async fn account_status(
             reason: None,
         }),
     )
-    .await?;
-    Ok(see_other(&super::local_path(
-        f.next.as_deref(),
-        "/seller/accounts",
-    )))
+    .await?
+    .0;
+    // The list says how many subscriptions followed the hold or the release.
+    let next = super::local_path(f.next.as_deref(), "/seller/accounts");
+    let (word, n) = match f.status.as_str() {
+        "admin_hold" => ("held", moved.subscriptions_suspended.len()),
+        _ => ("released", moved.subscriptions_resumed.len()),
+    };
+    let base: String = next
+        .split('?')
+        .next()
+        .unwrap_or("/seller/accounts")
+        .to_string();
+    let kept: Vec<&str> = next
+        .split_once('?')
+        .map(|(_, q)| {
+            q.split('&')
+                .filter(|p| !p.starts_with("held=") && !p.starts_with("released="))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut query = kept.join("&");
+    if !query.is_empty() {
+        query.push('&');
+    }
+    Ok(see_other(&format!("{base}?{query}{word}={n}")))
 }
 
 const RESTRICTIONS: [&str; 6] = [
