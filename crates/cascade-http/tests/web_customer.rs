@@ -348,6 +348,31 @@ both_backends! {
         assert!(r.text.contains("نشط"), "the active badge in Arabic: {}", r.text);
         let r = app.req(Method::GET, "/panel/billing").header("cookie", &cookie).send().await;
         assert!(r.text.contains("صادرة") || r.text.contains("تحويل مصرفي"), "{}", r.text);
+
+        // On hold (the seller holds the account) and then terminated: both shown translated,
+        // with the dates.
+        let held = app.post(format!("/api/v1/accounts/{}/status", ch.pc.account), ch.p.cred(), json!({"status": "admin_hold"})).await.expect(StatusCode::OK).json;
+        assert_eq!(held["subscriptions_suspended"], json!([sub]));
+        let fr = format!("cascade_session={secret}; cascade_lang=fr");
+        let page = |cookie: String| async move { app.req(Method::GET, format!("/panel/subscriptions/{sub}")).header("cookie", &cookie).send().await.text };
+        let ar_page = page(cookie.clone()).await;
+        assert!(ar_page.contains("معلّق إداريًا") && ar_page.contains("معلّق منذ 2024-03-01"), "{ar_page}");
+        assert!(!visible_text(&ar_page).contains("admin_hold"), "{ar_page}");
+        let fr_page = page(fr.clone()).await;
+        assert!(fr_page.contains("suspendu (administration)") && fr_page.contains("Suspendu depuis le 2024-03-01"), "{fr_page}");
+        let s = app.db.subscriptions().get(sub).await.unwrap();
+        let mut tx = app.db.begin().await.unwrap();
+        let c = cascade_store::holds::TerminationCandidate {
+            subscription_id: sub, account_id: s.account_id, status: s.status, version: s.version, since: String::new(), terms: Default::default(),
+        };
+        assert!(cascade_store::subscriptions::Subscriptions::terminate(&mut tx, &c, "2024-03-02", app.clock.now()).await.unwrap());
+        tx.commit().await.unwrap();
+        let ar_page = page(cookie.clone()).await;
+        assert!(ar_page.contains("منهى") && ar_page.contains("أُنهي في 2024-03-02") && !ar_page.contains("معلّق منذ"), "{ar_page}");
+        let fr_page = page(fr).await;
+        assert!(fr_page.contains("résilié") && fr_page.contains("Résilié le 2024-03-02"), "{fr_page}");
+        let en_page = app.get(format!("/panel/subscriptions/{sub}"), admin.clone()).await.expect(StatusCode::OK).text;
+        assert!(en_page.contains(">terminated<") && en_page.contains("Terminated on 2024-03-02."), "{en_page}");
     }
 
     async fn another_customers_objects_are_not_found_by_url(db) {

@@ -281,7 +281,10 @@ both_backends! {
         let sub = f.subscribe(c, plan, "2024-01-01", "2024-12-01", AutoRenew::Off, 1).await;
         f.bill("2025-03-01").await;
         let s = f.db.subscriptions().get(sub).await.unwrap();
-        assert_eq!(s.status, SubscriptionStatus::Expired);
+        // Expired on 1 Jan 2025; the grace period (7 days) long over, the same run's
+        // collections terminated it.
+        assert_eq!((s.status, s.terminated_on.as_deref()), (SubscriptionStatus::Terminated, Some("2025-03-01")));
+        assert_eq!(s.expires_on, "2025-01-01");
         let starts: Vec<_> = f.lines(c).await.into_iter().map(|l| l.2.unwrap()).collect();
         assert_eq!(starts, vec!["2024-12-01"], "nothing after the term ends on 2025-01-01");
     }
@@ -309,9 +312,19 @@ both_backends! {
     async fn crashing_anywhere_and_rerunning_never_charges_twice(db) {
         let f = fixture(db).await;
         let plan = f.plan(BillingModel::ChargeBeforeBillingPeriod, monthly(), false).await;
+        // Nobody pays for eight months: a class without automatic credit hold keeps the
+        // subscriptions running (a hold would suspend them, and nothing would be billed).
+        let mut tx = f.db.begin().await.unwrap();
+        let terms = cascade_domain::billing::payments::CreditTerms { auto_credit_hold: false, ..Default::default() };
+        let class = cascade_store::credit::CustomerClasses::create(&mut tx, f.provider, "No hold", &terms, T0).await.unwrap();
+        tx.commit().await.unwrap();
         let mut customers = vec![];
         for i in 0..4 {
             let c = account(&f.db, Some(f.provider), AccountKind::Customer, &format!("C{i}")).await;
+            let mut tx = f.db.begin().await.unwrap();
+            on_tx!(&mut tx, x => sqlx::query("UPDATE accounts SET customer_class_id = $1 WHERE id = $2")
+                .bind(class.id.0).bind(c.0).execute(x).await.map(|r| r.rows_affected())).unwrap();
+            tx.commit().await.unwrap();
             f.subscribe(c, plan, "2024-01-10", "2024-02-01", AutoRenew::OnExpiry, 2 + i).await;
             customers.push(c);
         }
