@@ -622,3 +622,66 @@ both_backends! {
         fx.assert_books().await;
     }
 }
+
+both_backends! {
+    async fn the_customer_is_mailed_once_per_hold_release_and_termination(db) {
+        use cascade_domain::user::NewUserInput;
+        use cascade_testkit::smtp::SmtpSink;
+        use cascade_worker::notify::{Mailer, SmtpSettings, SmtpTls};
+        let sink = SmtpSink::start();
+        let fx = Fx::new(db).await;
+        let plan = plain_plan(&fx).await;
+        let c = fx.customer("Late", None).await;
+        let input = NewUserInput { login: "dora".into(), display_name: "Dora".into(), email: "dora@users.example".into(), language: None, password: None };
+        let mut tx = fx.db.begin().await.unwrap();
+        cascade_store::users::Users::create(&mut tx, c, &input.validate().unwrap(), None, T0).await.unwrap();
+        tx.commit().await.unwrap();
+        let sub = subscribe(&fx.db, fx.p, c, plan).await;
+        let mailer = Mailer::new(&SmtpSettings {
+            host: "127.0.0.1".into(), port: sink.port, from: "Cascade <noreply@cascade.example>".into(),
+            tls: SmtpTls::None, username: None, password: None, timeout_secs: 5,
+        }).unwrap();
+        let mut registry = cascade_worker::Registry::with_builtin();
+        cascade_worker::notify::register(&mut registry, Some(std::sync::Arc::new(mailer)));
+        let worker = cascade_worker::Worker::new(fx.db.clone(), std::sync::Arc::new(cascade_domain::clock::ManualClock::new(T0)), registry,
+            cascade_worker::WorkerConfig::default());
+        let work = || async {
+            for _ in 0..10 {
+                let s = worker.run_once().await.unwrap();
+                assert_eq!(s.failed, 0, "{s:?}");
+                if s.is_idle() { break; }
+            }
+        };
+        let subject = |n: usize| {
+            let got = sink.wait_for(n);
+            assert_eq!(got.len(), n, "{got:?}");
+            assert_eq!(got[n - 1].to, vec!["dora@users.example"]);
+            got[n - 1].subject.clone().unwrap_or_default()
+        };
+        // Credit hold by the run → one "suspended" mail.
+        let inv = fx.invoice(c, 9_900, "2024-01-01", "2024-01-15").await;
+        assert_eq!(fx.collect("2024-02-22").await.subscriptions_held, 1);
+        work().await;
+        assert_eq!(subject(1), format!("Subscription {sub} suspended"));
+        // Paid → released → "resumed".
+        let pay = fx.top_up(c, 9_900, "2024-02-24").await;
+        let mut tx = fx.db.begin().await.unwrap();
+        Documents::apply(&mut tx, pay, inv, 9_900, T0).await.unwrap().unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(fx.collect("2024-02-24").await.subscriptions_released, 1);
+        work().await;
+        assert_eq!(subject(2), format!("Subscription {sub} resumed"));
+        // Overdue again (held on 8 Apr), the hold period passes (8 May) → "suspended",
+        // then "terminated"; the same day again mails nothing.
+        fx.invoice(c, 5_000, "2024-02-15", "2024-03-01").await;
+        fx.collect("2024-04-08").await;
+        work().await;
+        assert_eq!(subject(3), format!("Subscription {sub} suspended"));
+        assert_eq!(fx.collect("2024-05-08").await.subscriptions_terminated, 1);
+        work().await;
+        assert_eq!(subject(4), format!("Subscription {sub} terminated"));
+        fx.collect("2024-05-08").await;
+        work().await;
+        assert_eq!(sink.messages().len(), 4);
+    }
+}
