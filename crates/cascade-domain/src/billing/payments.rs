@@ -486,7 +486,9 @@ pub struct CreditTerms {
     pub due_days: u32,
     /// After the due date, before anything happens.
     pub grace_days: u32,
-    /// After the grace period, before an automatic credit hold.
+    /// After the grace period, before an automatic credit hold; and, once held, how
+    /// long a subscription stays on credit hold before the daily run terminates it
+    /// ([`hold_termination_date`]).
     pub hold_days: u32,
     /// Most the account may owe (minor units); `None` = no limit.
     pub credit_limit_minor: Option<i64>,
