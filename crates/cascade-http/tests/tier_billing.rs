@@ -304,6 +304,13 @@ both_backends! {
                 assert_eq!(up["upcoming"], json!([{"seller_account_id": a, "currency": "EUR", "total_minor": 619, "transactions": 1}]));
                 let up = fx.uninvoiced(a, ch.p.cred()).await;
                 assert_eq!(up["upcoming"][0]["total_minor"], 516, "2 × 5.00 × 16/31");
+                // The provider's seller panel: A's tier invoice of 5 March among its
+                // invoices, and the upgrade it owes, not invoiced yet.
+                let s = app.session(&ch.p.admin_login, common::PASSWORD).await;
+                let page = app.get(format!("/seller/accounts/{a}/money"), s).await.expect(StatusCode::OK).text;
+                let upcoming = page.split("id=\"uninvoiced-wholesale\"").nth(1).expect("the uninvoiced table");
+                assert!(upcoming.contains(&format!("CH #{}", ch_order["id"])) && upcoming.contains("5.16 EUR"), "{page}");
+                assert!(page.contains("INV-000001") && page.contains("20.00 EUR"), "{page}");
                 // A customer never sees what its seller owes.
                 assert!(app.get(format!("/api/v1/accounts/{a2}/wholesale/uninvoiced"), ch.a2c.cred()).await.status.is_client_error());
             }
