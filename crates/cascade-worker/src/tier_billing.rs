@@ -143,26 +143,23 @@ pub async fn invoice_tiers(
     crash_in_chunk: Option<u64>,
 ) -> Result<TierReport, RunError> {
     let days = statement_days_on(today);
+    // Everything owed up to the end of the run date, or up to now when re-running a past
+    // date (its own BO rows are written now): nothing owed is left for a month.
     let until = today
         .succ_opt()
         .and_then(|d| d.and_hms_opt(0, 0, 0))
         .map(|t| Timestamp(t.and_utc().timestamp_micros()))
-        .unwrap_or(now);
+        .unwrap_or(now)
+        .max(Timestamp(now.0 + 1));
     let mut report = TierReport::default();
-    let mut after = 0;
-    let mut n = 0;
-    loop {
-        let buyers = db
-            .wholesale()
-            .tier_invoice_due(days, until, after, chunk.max(1))
-            .await?;
-        let Some(last) = buyers.last() else {
-            return Ok(report);
-        };
-        after = last.0;
-        let crash = crash_in_chunk == Some(n);
-        n += 1;
-        match invoice_chunk(db, &buyers, until, today, now, crash).await {
+    // The resellers due: one read for the whole run, then invoiced a chunk at a time.
+    let due = db
+        .wholesale()
+        .tier_invoice_due(days, until, 0, i64::MAX)
+        .await?;
+    for (n, buyers) in due.chunks(chunk.max(1) as usize).enumerate() {
+        let crash = crash_in_chunk == Some(n as u64);
+        match invoice_chunk(db, buyers, until, today, now, crash).await {
             Ok(r) => {
                 report.invoices += r.invoices;
                 report.rows += r.rows;
@@ -175,6 +172,7 @@ pub async fn invoice_tiers(
             }
         }
     }
+    Ok(report)
 }
 
 /// Group rows into one invoice per (vendor, reseller, currency), one line per row.
