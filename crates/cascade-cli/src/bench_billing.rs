@@ -829,6 +829,10 @@ async fn run_one(
         "[{label}] also written: {} BO orders, {} invoice.issued events, {} subscription.expiring events",
         r.orders_written, r.invoice_events, r.expiring_notices
     );
+    println!(
+        "[{label}] wholesale: {} rows for the BO orders; {} tier invoices to resellers covering {} rows",
+        r.wholesale_rows, r.tiers.invoices, r.tiers.rows
+    );
     let client = cpu1.0 - cpu0.0;
     match postgres_cpu_split(db, &cpu0.1, &cpu1.1).await {
         Some((mine, other)) => println!(

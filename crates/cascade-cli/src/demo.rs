@@ -281,6 +281,7 @@ pub async fn seed(db: &Db, now: Timestamp) -> anyhow::Result<(bool, Vec<DemoLogi
             fabrikam: fabrikam.id,
         };
         crate::demo_catalog::seed(db, &channel).await?;
+        crate::demo_tierbill::seed(db, alpine.id, northwind.id, edelweiss.id, now).await?;
         crate::demo_notify::seed(db, provider.id, bluebird.id, now).await?;
         crate::demo_holds::seed(db, &provider, now).await?;
     }

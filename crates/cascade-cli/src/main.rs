@@ -13,6 +13,7 @@ mod demo_catalog;
 mod demo_connector;
 mod demo_holds;
 mod demo_notify;
+mod demo_tierbill;
 
 use anyhow::Context;
 use cascade_domain::clock::{Clock, SystemClock};
@@ -566,6 +567,10 @@ async fn main() -> anyhow::Result<()> {
             println!(
                 "{} BO orders, {} invoice.issued and {} subscription.expiring events",
                 r.orders_written, r.invoice_events, r.expiring_notices
+            );
+            println!(
+                "wholesale: {} rows for the BO orders; {} tier invoices to resellers covering {} rows ({} chunks failed)",
+                r.wholesale_rows, r.tiers.invoices, r.tiers.rows, r.tiers.chunks_failed
             );
             let c = &r.collections;
             println!(

@@ -878,21 +878,23 @@ pub struct BillingOrder {
     pub details: String,
 }
 
-/// Insert BO orders with one statement (status `completed`, no placing user).
+/// Insert BO orders with one statement (status `completed`, no placing user). Returns
+/// their ids, in the order of `orders`.
 pub async fn insert_billing_orders(
     tx: &mut Tx,
     orders: &[BillingOrder],
     now: Timestamp,
-) -> StoreResult<()> {
+) -> StoreResult<Vec<i64>> {
     if orders.is_empty() {
-        return Ok(());
+        return Ok(vec![]);
     }
-    match tx {
+    let returned: Vec<(i64, i64)> = match tx {
         Tx::Postgres(t) => {
-            sqlx::query(
+            sqlx::query_as(
                 "INSERT INTO orders (account_id, vendor_id, subscription_id, order_type, status, reason, currency, total_minor, details, placed_by, created_at, updated_at)
                  SELECT v.account, v.vendor, v.sub, 'BO', 'completed', NULL, v.currency, v.total, v.details, NULL, $7, $7
-                 FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::text[], $5::int8[], $6::text[]) AS v(account, vendor, sub, currency, total, details)",
+                 FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::text[], $5::int8[], $6::text[]) AS v(account, vendor, sub, currency, total, details)
+                 RETURNING id, subscription_id",
             )
             .bind(orders.iter().map(|o| o.account.0).collect::<Vec<_>>())
             .bind(orders.iter().map(|o| o.vendor.0).collect::<Vec<_>>())
@@ -901,8 +903,8 @@ pub async fn insert_billing_orders(
             .bind(orders.iter().map(|o| o.total_minor).collect::<Vec<_>>())
             .bind(orders.iter().map(|o| o.details.as_str()).collect::<Vec<_>>())
             .bind(now.0)
-            .execute(&mut **t)
-            .await?;
+            .fetch_all(&mut **t)
+            .await?
         }
         Tx::Sqlite(t) => {
             let rows: Vec<(i64, i64, i64, &str, i64, &str)> = orders
@@ -918,18 +920,40 @@ pub async fn insert_billing_orders(
                     )
                 })
                 .collect();
-            sqlx::query(
+            sqlx::query_as(
                 "INSERT INTO orders (account_id, vendor_id, subscription_id, order_type, status, reason, currency, total_minor, details, placed_by, created_at, updated_at)
                  SELECT v.value ->> 0, v.value ->> 1, v.value ->> 2, 'BO', 'completed', NULL, v.value ->> 3, v.value ->> 4, v.value ->> 5, NULL, $2, $2
-                 FROM json_each($1) AS v",
+                 FROM json_each($1) AS v
+                 RETURNING id, subscription_id",
             )
             .bind(json(&rows)?)
             .bind(now.0)
-            .execute(&mut **t)
-            .await?;
+            .fetch_all(&mut **t)
+            .await?
         }
+    };
+    // RETURNING order is not promised, but ids follow the insertion order within the
+    // statement: a subscription's k-th order in `orders` has its k-th smallest id.
+    let mut ids: HashMap<i64, Vec<i64>> = HashMap::new();
+    for (id, sub) in returned {
+        ids.entry(sub).or_default().push(id);
     }
-    Ok(())
+    for v in ids.values_mut() {
+        v.sort_unstable_by(|a, b| b.cmp(a));
+    }
+    orders
+        .iter()
+        .map(|o| {
+            ids.get_mut(&o.subscription_id)
+                .and_then(Vec::pop)
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!(
+                        "BO order of subscription {} not returned",
+                        o.subscription_id
+                    ))
+                })
+        })
+        .collect()
 }
 
 /// Emit `invoice.issued` for these documents with one statement, the payload built from

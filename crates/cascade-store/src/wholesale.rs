@@ -24,6 +24,7 @@ use crate::documents::{Document, Documents};
 use crate::{Db, StoreResult, Tx, on_db, on_tx};
 use cascade_domain::clock::Timestamp;
 use cascade_domain::ids::AccountId;
+use std::collections::HashMap;
 
 /// One reseller's debt to its vendor for one order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -270,4 +271,318 @@ pub async fn apply_credit_to_open(
         applied += amount;
     }
     Ok(applied)
+}
+
+// ---------------------------------------------------------------------------------------
+// Recurring charges, plan chains and tier invoices (the daily run).
+
+/// Orders whose wholesale rows count: they passed the chain check (or, for BO orders,
+/// needed none). The chain check's exposure and the tier invoices read the same set, so a
+/// row is owed exactly once: as pending exposure before it is invoiced, as an invoice
+/// balance after.
+const PASSED: &str = "('provisioning', 'completed', 'failed')";
+
+fn encode<T: serde::Serialize>(v: &T) -> StoreResult<String> {
+    serde_json::to_string(v)
+        .map_err(|e| crate::StoreError::Corrupt(format!("encoding wholesale rows: {e}")))
+}
+
+/// A reseller's debt for one BO order of the daily run (one subscription, one billed
+/// period), written set-wise with the order's batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BilledWholesale {
+    pub order_id: i64,
+    pub buyer: AccountId,
+    pub seller: AccountId,
+    pub currency: String,
+    pub amount_minor: i64,
+    pub charge_key: String,
+}
+
+/// One tier above a plan copy: `buyer` (the copy's owner) owes `seller` (the owner of the
+/// copy's parent) the parent's price; `content` is the parent as it is now.
+#[derive(Debug, Clone)]
+pub struct TierPlan {
+    pub buyer: AccountId,
+    pub seller: AccountId,
+    pub plan_id: i64,
+    pub content: cascade_domain::catalog::plan::PlanContent,
+}
+
+/// A wholesale row not invoiced yet, with what its invoice line says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Uninvoiced {
+    pub id: i64,
+    pub order_id: i64,
+    pub order_type: String,
+    pub subscription_id: Option<i64>,
+    pub buyer: AccountId,
+    pub seller: AccountId,
+    pub currency: String,
+    pub amount_minor: i64,
+    pub charge_key: String,
+    pub created_at: Timestamp,
+}
+
+type UninvoicedRow = (
+    i64,
+    i64,
+    String,
+    Option<i64>,
+    i64,
+    i64,
+    String,
+    i64,
+    String,
+    i64,
+);
+
+fn uninvoiced_from(r: UninvoicedRow) -> Uninvoiced {
+    Uninvoiced {
+        id: r.0,
+        order_id: r.1,
+        order_type: r.2,
+        subscription_id: r.3,
+        buyer: AccountId(r.4),
+        seller: AccountId(r.5),
+        currency: r.6,
+        amount_minor: r.7,
+        charge_key: r.8,
+        created_at: Timestamp(r.9),
+    }
+}
+
+const UNINVOICED_SQL: &str = "SELECT w.id, w.order_id, o.order_type, o.subscription_id, w.buyer_account_id, w.seller_account_id,
+        w.currency, w.amount_minor, w.charge_key, w.created_at
+     FROM wholesale_transactions w JOIN orders o ON o.id = w.order_id";
+
+/// A list of ids for an `IN (…)`: integers formatted here, nothing from outside.
+fn id_list(ids: &[i64]) -> String {
+    ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
+}
+
+impl Wholesale<'_> {
+    /// The exactly-once key of `buyer`'s debt for the period of subscription `sub` billed
+    /// on `billed_on` (the period's BO order).
+    pub fn billed_key(sub: i64, billed_on: &str, buyer: AccountId) -> String {
+        format!("sub:{sub}:bill:{billed_on}:wholesale:{}", buyer.0)
+    }
+
+    /// What `buyer` owes and has not been invoiced yet (what its next tier invoice will
+    /// bill), oldest first: rows of orders that passed the chain check.
+    pub async fn uninvoiced_of(&self, buyer: AccountId) -> StoreResult<Vec<Uninvoiced>> {
+        let sql = format!(
+            "{UNINVOICED_SQL} WHERE w.buyer_account_id = $1 AND w.document_id IS NULL AND o.status IN {PASSED} ORDER BY w.id"
+        );
+        let rows: Vec<UninvoicedRow> =
+            on_db!(self.0, p => sqlx::query_as(&sql).bind(buyer.0).fetch_all(p).await)?;
+        Ok(rows.into_iter().map(uninvoiced_from).collect())
+    }
+
+    /// The rows of a tier invoice.
+    pub async fn of_document(&self, document_id: i64) -> StoreResult<Vec<WholesaleTx>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM wholesale_transactions WHERE document_id = $1 ORDER BY id"
+        );
+        let rows: Vec<Row> =
+            on_db!(self.0, p => sqlx::query_as(&sql).bind(document_id).fetch_all(p).await)?;
+        Ok(rows.into_iter().map(from_row).collect())
+    }
+
+    /// For each plan, the tiers above it, nearest first (empty for an original): walks
+    /// `parent_plan_id` with one query per level of delegation for the whole set.
+    pub async fn plan_chains(&self, plan_ids: &[i64]) -> StoreResult<HashMap<i64, Vec<TierPlan>>> {
+        type PlanRow = (i64, i64, Option<i64>, String);
+        let mut known: HashMap<i64, (AccountId, Option<i64>, String)> = HashMap::new();
+        let mut wanted: Vec<i64> = plan_ids.to_vec();
+        for _ in 0..32 {
+            wanted.retain(|id| !known.contains_key(id));
+            wanted.sort_unstable();
+            wanted.dedup();
+            if wanted.is_empty() {
+                break;
+            }
+            let mut next = Vec::new();
+            for chunk in wanted.chunks(1000) {
+                let sql = format!(
+                    "SELECT id, owner_account_id, parent_plan_id, content FROM plans WHERE id IN ({})",
+                    id_list(chunk)
+                );
+                let rows: Vec<PlanRow> =
+                    on_db!(self.0, p => sqlx::query_as(&sql).fetch_all(p).await)?;
+                for (id, owner, parent, content) in rows {
+                    next.extend(parent);
+                    known.insert(id, (AccountId(owner), parent, content));
+                }
+            }
+            wanted = next;
+        }
+        let mut parsed: HashMap<i64, cascade_domain::catalog::plan::PlanContent> = HashMap::new();
+        let mut out = HashMap::new();
+        for &id in plan_ids {
+            let mut tiers = Vec::new();
+            let mut current = id;
+            while let Some((owner, Some(parent))) = known.get(&current).map(|k| (k.0, k.1)) {
+                let Some((seller, _, content)) = known.get(&parent) else {
+                    break;
+                };
+                if tiers.len() > 32 {
+                    return Err(crate::StoreError::Corrupt(format!(
+                        "plan {id}: delegation chain does not end"
+                    )));
+                }
+                let content = match parsed.get(&parent) {
+                    Some(c) => c.clone(),
+                    None => {
+                        let c: cascade_domain::catalog::plan::PlanContent =
+                            serde_json::from_str(content).map_err(|e| {
+                                crate::StoreError::Corrupt(format!("plan {parent}: content: {e}"))
+                            })?;
+                        parsed.insert(parent, c.clone());
+                        c
+                    }
+                };
+                tiers.push(TierPlan {
+                    buyer: owner,
+                    seller: *seller,
+                    plan_id: parent,
+                    content,
+                });
+                current = parent;
+            }
+            out.insert(id, tiers);
+        }
+        Ok(out)
+    }
+
+    /// Resellers (after `after`, in id order, at most `limit`) whose statement day is
+    /// within `days` (inclusive) and who owe uninvoiced rows created before `until`.
+    pub async fn tier_invoice_due(
+        &self,
+        days: (u32, u32),
+        until: Timestamp,
+        after: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<AccountId>> {
+        let sql = format!(
+            "SELECT DISTINCT w.buyer_account_id FROM wholesale_transactions w
+               JOIN accounts a ON a.id = w.buyer_account_id JOIN orders o ON o.id = w.order_id
+             WHERE w.document_id IS NULL AND a.statement_day BETWEEN $1 AND $2 AND w.created_at < $3
+               AND w.buyer_account_id > $4 AND o.status IN {PASSED}
+             ORDER BY w.buyer_account_id LIMIT $5"
+        );
+        let rows: Vec<(i64,)> = on_db!(self.0, p => sqlx::query_as(&sql)
+            .bind(days.0 as i32).bind(days.1 as i32).bind(until.0).bind(after).bind(limit)
+            .fetch_all(p).await)?;
+        Ok(rows.into_iter().map(|r| AccountId(r.0)).collect())
+    }
+}
+
+/// Record many BO debts with one statement; a key recorded already writes nothing.
+/// Returns the rows written.
+pub async fn record_billed(
+    tx: &mut Tx,
+    rows: &[BilledWholesale],
+    now: Timestamp,
+) -> StoreResult<u64> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let n = match tx {
+        Tx::Postgres(t) => sqlx::query(
+            "INSERT INTO wholesale_transactions (order_id, buyer_account_id, seller_account_id, currency, amount_minor, charge_key, document_id, created_at)
+             SELECT v.o, v.b, v.s, v.c, v.a, v.k, NULL, $7
+             FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::text[], $5::int8[], $6::text[]) AS v(o, b, s, c, a, k)
+             ON CONFLICT (charge_key) DO NOTHING",
+        )
+        .bind(rows.iter().map(|r| r.order_id).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.buyer.0).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.seller.0).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.currency.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.amount_minor).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.charge_key.as_str()).collect::<Vec<_>>())
+        .bind(now.0)
+        .execute(&mut **t)
+        .await?
+        .rows_affected(),
+        Tx::Sqlite(t) => {
+            let v: Vec<(i64, i64, i64, &str, i64, &str)> = rows
+                .iter()
+                .map(|r| {
+                    (
+                        r.order_id,
+                        r.buyer.0,
+                        r.seller.0,
+                        r.currency.as_str(),
+                        r.amount_minor,
+                        r.charge_key.as_str(),
+                    )
+                })
+                .collect();
+            // `WHERE true` settles the parsing ambiguity of INSERT … SELECT … ON CONFLICT.
+            sqlx::query(
+                "INSERT INTO wholesale_transactions (order_id, buyer_account_id, seller_account_id, currency, amount_minor, charge_key, document_id, created_at)
+                 SELECT v.value ->> 0, v.value ->> 1, v.value ->> 2, v.value ->> 3, v.value ->> 4, v.value ->> 5, NULL, $2
+                 FROM json_each($1) AS v WHERE true
+                 ON CONFLICT (charge_key) DO NOTHING",
+            )
+            .bind(encode(&v)?)
+            .bind(now.0)
+            .execute(&mut **t)
+            .await?
+            .rows_affected()
+        }
+    };
+    Ok(n)
+}
+
+/// The uninvoiced rows (of orders that passed the check) `buyers` owe, created before
+/// `until`, in buyer and id order. One query for the set.
+pub async fn uninvoiced_in(
+    tx: &mut Tx,
+    buyers: &[AccountId],
+    until: Timestamp,
+) -> StoreResult<Vec<Uninvoiced>> {
+    if buyers.is_empty() {
+        return Ok(vec![]);
+    }
+    let ids: Vec<i64> = buyers.iter().map(|b| b.0).collect();
+    let sql = format!(
+        "{UNINVOICED_SQL} WHERE w.buyer_account_id IN ({}) AND w.document_id IS NULL AND w.created_at < $1
+           AND o.status IN {PASSED} ORDER BY w.buyer_account_id, w.id",
+        id_list(&ids)
+    );
+    let rows: Vec<UninvoicedRow> =
+        on_tx!(tx, c => sqlx::query_as(&sql).bind(until.0).fetch_all(c).await)?;
+    Ok(rows.into_iter().map(uninvoiced_from).collect())
+}
+
+/// Set `document_id` on rows still uninvoiced, with one statement: (row id, document id).
+/// Returns the rows marked.
+pub async fn mark_invoiced(tx: &mut Tx, pairs: &[(i64, i64)]) -> StoreResult<u64> {
+    if pairs.is_empty() {
+        return Ok(0);
+    }
+    let n = match tx {
+        Tx::Postgres(t) => sqlx::query(
+            "UPDATE wholesale_transactions AS w SET document_id = v.doc
+             FROM unnest($1::int8[], $2::int8[]) AS v(id, doc)
+             WHERE w.id = v.id AND w.document_id IS NULL",
+        )
+        .bind(pairs.iter().map(|p| p.0).collect::<Vec<_>>())
+        .bind(pairs.iter().map(|p| p.1).collect::<Vec<_>>())
+        .execute(&mut **t)
+        .await?
+        .rows_affected(),
+        Tx::Sqlite(t) => sqlx::query(
+            "UPDATE wholesale_transactions SET document_id = v.value ->> 1
+             FROM json_each($1) AS v
+             WHERE wholesale_transactions.id = v.value ->> 0 AND wholesale_transactions.document_id IS NULL",
+        )
+        .bind(encode(&pairs)?)
+        .execute(&mut **t)
+        .await?
+        .rows_affected(),
+    };
+    Ok(n)
 }

@@ -210,6 +210,38 @@ async fn tree(db: &Db) -> Tree {
 }
 
 both_backends! {
+    async fn an_invoiced_wholesale_row_counts_once_in_the_chain_check(db) {
+        let t = tree(&db).await;
+        credit_limit(&db, t.p, t.a, Some(1_500)).await;
+        // A owes 1,000 on a completed order; a new order needs 800 more.
+        let done = order(&db, t.c, t.a2, None, OrderStatus::Completed).await;
+        owe(&db, done, t.a, t.p, 1_000).await;
+        let next = order(&db, t.c, t.a2, None, OrderStatus::Paid).await;
+        owe(&db, next, t.a, t.p, 800).await;
+        let before = shortfall(&db, next).await.expect("1,000 + 800 exceed 1,500");
+        assert_eq!(before.available_minor, 500, "pending, not invoiced");
+        assert_eq!(db.wholesale().uninvoiced_of(t.a).await.unwrap().iter().map(|u| u.amount_minor).collect::<Vec<_>>(), vec![1_000], "the paid order has not passed the check");
+        // The provider invoices the completed order's row to A: now a balance, no longer pending.
+        let inv = doc(&db, DocKind::Invoice, t.p, t.a, 1_000, Some("tier:test"), None, None).await;
+        let row = db.wholesale().of_order(done).await.unwrap().remove(0);
+        let mut tx = db.begin().await.unwrap();
+        assert_eq!(wholesale::mark_invoiced(&mut tx, &[(row.id, inv.id)]).await.unwrap(), 1);
+        assert_eq!(wholesale::mark_invoiced(&mut tx, &[(row.id, inv.id)]).await.unwrap(), 0, "once");
+        tx.commit().await.unwrap();
+        let after = shortfall(&db, next).await.expect("still short");
+        assert_eq!(after.available_minor, 500, "counted once: as the invoice's balance");
+        assert!(db.wholesale().uninvoiced_of(t.a).await.unwrap().is_empty());
+        assert_eq!(db.wholesale().of_document(inv.id).await.unwrap().len(), 1);
+        // A pays the invoice: the 800 fit.
+        let pay = doc(&db, DocKind::Payment, t.p, t.a, 1_000, None, None, None).await;
+        let mut tx = db.begin().await.unwrap();
+        wholesale::apply_credits(&mut tx, &inv, T0).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(open(&db, &pay).await, 0);
+        assert_eq!(shortfall(&db, next).await, None);
+        books(&db, &[t.p]).await;
+    }
+
     async fn wholesale_rows_are_written_once(db) {
         let t = tree(&db).await;
         let o = order(&db, t.c, t.a2, None, OrderStatus::Paid).await;

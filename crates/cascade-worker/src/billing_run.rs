@@ -72,6 +72,7 @@ use cascade_store::billing_batch::{
 };
 use cascade_store::documents::{NewLine, PaymentGateway};
 use cascade_store::subscriptions::{Subscription, Subscriptions};
+use cascade_store::wholesale::{self, BilledWholesale, Wholesale};
 use cascade_store::{Backend, Db, StoreError, StoreResult, Tx, on_tx};
 use chrono::NaiveDate;
 
@@ -101,6 +102,10 @@ pub struct RunReport {
     pub invoice_events: u64,
     /// `subscription.expiring` events.
     pub expiring_notices: u64,
+    /// Wholesale rows written for the BO orders (one per reseller of a chain and order).
+    pub wholesale_rows: u64,
+    /// Tier invoices (`tier_billing`): resellers invoiced by their vendors today.
+    pub tiers: crate::tier_billing::TierReport,
     /// Accounts that were billed one per transaction instead of with their batch
     /// (changed concurrently, bad data, or a batch that failed); included in
     /// `accounts_done` / `accounts_failed`.
@@ -142,6 +147,11 @@ pub struct RunOptions {
     /// Before each write transaction the run waits while API writes are in flight in
     /// this process, at most this long (`billing_batch::yield_to_interactive`).
     pub yield_max: std::time::Duration,
+    /// Resellers per tier-invoice transaction (`tier_billing`).
+    pub tier_chunk: i64,
+    /// Simulated crash (tests only) inside the transaction of this chunk (0-based) of
+    /// tier invoices, before its commit.
+    pub tier_crash: Option<u64>,
 }
 
 /// How batches write (from [`RunOptions`]).
@@ -162,6 +172,8 @@ impl std::fmt::Debug for RunOptions {
             .field("durable_batches", &self.durable_batches)
             .field("write_chunk", &self.write_chunk)
             .field("yield_max", &self.yield_max)
+            .field("tier_chunk", &self.tier_chunk)
+            .field("tier_crash", &self.tier_crash)
             .finish()
     }
 }
@@ -176,6 +188,8 @@ impl Default for RunOptions {
             durable_batches: false,
             write_chunk: 0,
             yield_max: std::time::Duration::from_millis(50),
+            tier_chunk: crate::tier_billing::TIER_CHUNK,
+            tier_crash: None,
         }
     }
 }
@@ -215,9 +229,13 @@ impl CachedPlan {
     }
 }
 
-/// Plans by id, loaded once per run (a batch loads the ones it misses in one query).
+/// Plans by id, loaded once per run (a batch loads the ones it misses in one query),
+/// and their delegation chains (the wholesale tiers above them).
 #[derive(Default)]
-struct PlanCache(Mutex<HashMap<i64, Arc<CachedPlan>>>);
+struct PlanCache(
+    Mutex<HashMap<i64, Arc<CachedPlan>>>,
+    crate::tier_billing::TierCache,
+);
 
 impl PlanCache {
     fn cached(&self, id: i64) -> Option<Arc<CachedPlan>> {
@@ -273,6 +291,9 @@ pub struct SubBilling {
     pub next_bill_date: String,
     pub expires_on: String,
     pub status: SubscriptionStatus,
+    /// What each reseller of the plan's chain owes for these periods (filled by the run
+    /// after billing: `tier_billing::charges`).
+    pub wholesale: Vec<crate::tier_billing::TierCharge>,
 }
 
 /// Bill one subscription for everything due up to `today` (catching up missed days).
@@ -401,6 +422,7 @@ pub fn bill_subscription(
         next_bill_date: next.format("%Y-%m-%d").to_string(),
         expires_on: expires.format("%Y-%m-%d").to_string(),
         status,
+        wholesale: vec![],
     })
 }
 
@@ -476,6 +498,7 @@ async fn bill_account(
     let mut tx = db.begin().await?;
     let subs = Subscriptions::due_of_account_in(&mut tx, account, &day).await?;
     let statement_day = statement_day(&mut tx, account).await?;
+    plans.1.load(db, subs.iter().map(|s| s.plan_id)).await?;
     let mut billed = Vec::with_capacity(subs.len());
     for sub in &subs {
         let plan = plans.get(db, sub.plan_id).await?;
@@ -490,7 +513,18 @@ async fn bill_account(
             )
         };
         let content = terms_billed(sub, &plan.content, statement_day)?;
-        let b = bill_subscription(sub, content, statement_day, &usage, today)?;
+        let mut b = bill_subscription(sub, content, statement_day, &usage, today)?;
+        if let Some(tiers) = plans.1.get(sub.plan_id) {
+            b.wholesale = crate::tier_billing::charges(
+                sub,
+                &tiers,
+                statement_day,
+                &usage,
+                today,
+                &b,
+                plan.currency()?,
+            );
+        }
         billed.push((sub, plan, b));
     }
     let assembled = assemble(
@@ -562,6 +596,7 @@ struct Counts {
     lines: u64,
     orders: u64,
     invoice_events: u64,
+    wholesale: u64,
 }
 
 /// A BO order to write once its invoice is issued: lines `lines` of invoice `invoice`
@@ -572,6 +607,8 @@ struct PlannedOrder {
     sub: i64,
     billed_on: NaiveDate,
     lines: Range<usize>,
+    /// (buyer, seller, amount) of each reseller of the chain for this period.
+    wholesale: Vec<(AccountId, AccountId, i64)>,
 }
 
 /// An account's invoices (one per issuer and currency, none empty) and BO orders.
@@ -587,7 +624,8 @@ fn assemble<'a>(
     account: AccountId,
     billed: impl Iterator<Item = (i64, i64, &'a SubBilling, &'a CachedPlan)>,
 ) -> StoreResult<Assembled> {
-    type Group = (Vec<NewLine>, Vec<(i64, NaiveDate, Range<usize>)>);
+    type Tiers = Vec<(AccountId, AccountId, i64)>;
+    type Group = (Vec<NewLine>, Vec<(i64, NaiveDate, Range<usize>, Tiers)>);
     let mut groups: BTreeMap<(i64, String), Group> = BTreeMap::new();
     for (sub, vendor, b, plan) in billed {
         let cur = plan.currency()?;
@@ -597,7 +635,15 @@ fn assemble<'a>(
         for (i, (on, start)) in b.periods.iter().enumerate() {
             let end = b.periods.get(i + 1).map_or(b.lines.len(), |p| p.1);
             if end > *start {
-                orders.push((sub, *on, base + start..base + end));
+                let tiers = b
+                    .wholesale
+                    .iter()
+                    .filter_map(|t| {
+                        let amount = t.per_period.get(on).copied().unwrap_or(0);
+                        (amount != 0).then_some((t.buyer, t.seller, amount))
+                    })
+                    .collect();
+                orders.push((sub, *on, base + start..base + end, tiers));
             }
         }
     }
@@ -610,11 +656,12 @@ fn assemble<'a>(
         out.orders.extend(
             orders
                 .into_iter()
-                .map(|(sub, billed_on, lines)| PlannedOrder {
+                .map(|(sub, billed_on, lines, wholesale)| PlannedOrder {
                     invoice,
                     sub,
                     billed_on,
                     lines,
+                    wholesale,
                 }),
         );
         out.invoices.push(NewInvoice {
@@ -647,6 +694,7 @@ async fn finish_invoices(
         .collect();
     cascade_store::collections::date_by_terms(tx, &dated, today).await?;
     let mut bo = Vec::new();
+    let mut planned = Vec::new();
     for &(i, o) in orders {
         let (Some(inv), Some(Some(doc))) = (invoices.get(i), issued.get(i)) else {
             continue;
@@ -680,8 +728,26 @@ async fn finish_invoices(
             total_minor: lines.iter().map(|l| l.amount_minor).sum(),
             details: details.to_string(),
         });
+        planned.push(o);
     }
-    billing_batch::insert_billing_orders(tx, &bo, now).await?;
+    let ids = billing_batch::insert_billing_orders(tx, &bo, now).await?;
+    let mut owed = Vec::new();
+    for ((id, o), order) in ids.iter().zip(&planned).zip(&bo) {
+        let on = o.billed_on.to_string();
+        owed.extend(
+            o.wholesale
+                .iter()
+                .map(|(buyer, seller, amount)| BilledWholesale {
+                    order_id: *id,
+                    buyer: *buyer,
+                    seller: *seller,
+                    currency: order.currency.clone(),
+                    amount_minor: *amount,
+                    charge_key: Wholesale::billed_key(o.sub, &on, *buyer),
+                }),
+        );
+    }
+    let wholesale_rows = wholesale::record_billed(tx, &owed, now).await?;
     let ids: Vec<i64> = dated.iter().map(|d| d.0).collect();
     let events = billing_batch::emit_invoices_issued(tx, &ids, now).await?;
     Ok(Counts {
@@ -690,6 +756,7 @@ async fn finish_invoices(
         lines: issued.iter().flatten().map(|d| d.lines.len() as u64).sum(),
         orders: bo.len() as u64,
         invoice_events: events,
+        wholesale: wholesale_rows,
     })
 }
 
@@ -751,7 +818,18 @@ fn bill_in_memory(
             )
         };
         let content = terms_billed(sub, &plan.content, *statement_day)?;
-        let b = bill_subscription(sub, content, *statement_day, &in_span, today)?;
+        let mut b = bill_subscription(sub, content, *statement_day, &in_span, today)?;
+        if let Some(tiers) = plans.1.get(sub.plan_id) {
+            b.wholesale = crate::tier_billing::charges(
+                sub,
+                &tiers,
+                *statement_day,
+                &in_span,
+                today,
+                &b,
+                plan.currency()?,
+            );
+        }
         if let Some(until) = b.usage_until.map(|u| u.to_string()) {
             bill.usage.extend(
                 records
@@ -791,6 +869,7 @@ struct BatchReport {
     orders_written: u64,
     invoice_events: u64,
     accounts_billed_alone: u64,
+    wholesale_rows: u64,
 }
 
 impl BatchReport {
@@ -800,6 +879,7 @@ impl BatchReport {
         self.lines_written += c.lines;
         self.orders_written += c.orders;
         self.invoice_events += c.invoice_events;
+        self.wholesale_rows += c.wholesale;
     }
 }
 
@@ -878,6 +958,13 @@ async fn prepare_batch(
     let day = today.format("%Y-%m-%d").to_string();
     let read = billing_batch::read_batch(db, accounts, &day, |id| plans.contains(id)).await?;
     plans.insert_all(read.plans);
+    plans
+        .1
+        .load(
+            db,
+            read.subscriptions.iter().flatten().map(|s| s.sub.plan_id),
+        )
+        .await?;
     let mut subs: HashMap<AccountId, Vec<DueSubscription>> = HashMap::with_capacity(accounts.len());
     let mut broken: HashMap<AccountId, StoreError> = HashMap::new();
     for r in read.subscriptions {
@@ -1255,6 +1342,7 @@ pub async fn run_with(
                 report.orders_written += b.orders_written;
                 report.invoice_events += b.invoice_events;
                 report.accounts_billed_alone += b.accounts_billed_alone;
+                report.wholesale_rows += b.wholesale_rows;
                 progress(report.accounts_done, report.accounts_failed);
             }
             Ok(Err(e)) => {
@@ -1273,6 +1361,16 @@ pub async fn run_with(
     }
     report.expiring_notices =
         expiring_notices(db, &plans, today, opts.expiry_notice_days, clock.now()).await;
+    // Before collections, so that automatic charges and credit holds see the resellers'
+    // new invoices.
+    report.tiers = crate::tier_billing::invoice_tiers(
+        db,
+        today,
+        clock.now(),
+        opts.tier_chunk,
+        opts.tier_crash,
+    )
+    .await?;
     report.collections =
         crate::collections::run(db, opts.gateway.as_deref(), today, clock.now()).await?;
     let mut tx = db.begin().await?;

@@ -29,6 +29,7 @@ pub mod handler;
 pub mod notify;
 pub mod provision;
 pub mod routing;
+pub mod tier_billing;
 pub mod usage_collect;
 pub mod worker;
 

@@ -28,6 +28,19 @@ pub fn month_day(year: i32, month: u32, months: i32, anchor_day: u32) -> NaiveDa
     NaiveDate::from_ymd_opt(y, m, d).unwrap_or(NaiveDate::MIN)
 }
 
+/// The statement days (1–31) whose statement date is `date`: its own day, and on the
+/// last day of a month also every later day the month lacks (a statement day of 31
+/// falls on 30 April and 28/29 February). Inclusive range. Tier invoices use it to pick
+/// the resellers whose billing day it is.
+pub fn statement_days_on(date: NaiveDate) -> (u32, u32) {
+    let day = date.day();
+    if day == days_in_month(date.year(), date.month()) {
+        (day, 31)
+    } else {
+        (day, day)
+    }
+}
+
 /// The date `months` after `start`, keeping `start`'s day (clamped at month end).
 pub fn add_months(start: NaiveDate, months: i32) -> NaiveDate {
     month_day(start.year(), start.month(), months, start.day())
@@ -109,6 +122,26 @@ mod tests {
 
     fn d(y: i32, m: u32, day: u32) -> NaiveDate {
         NaiveDate::from_ymd_opt(y, m, day).unwrap()
+    }
+
+    #[test]
+    fn statement_days_fall_on_the_month_end_when_the_month_lacks_them() {
+        assert_eq!(statement_days_on(d(2024, 3, 15)), (15, 15));
+        assert_eq!(statement_days_on(d(2024, 2, 29)), (29, 31));
+        assert_eq!(statement_days_on(d(2023, 2, 28)), (28, 31));
+        assert_eq!(statement_days_on(d(2024, 4, 30)), (30, 31));
+        assert_eq!(statement_days_on(d(2024, 1, 30)), (30, 30));
+        assert_eq!(statement_days_on(d(2024, 1, 31)), (31, 31));
+        for day in 1..=31 {
+            // Every statement day has exactly one date in every month.
+            let hits = (1..=30)
+                .filter(|x| {
+                    let (lo, hi) = statement_days_on(d(2024, 4, *x));
+                    (lo..=hi).contains(&day)
+                })
+                .count();
+            assert_eq!(hits, 1, "day {day}");
+        }
     }
 
     #[test]

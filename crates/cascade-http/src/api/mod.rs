@@ -24,6 +24,7 @@ pub mod session;
 pub mod tasks;
 pub mod usage;
 pub mod users;
+pub mod wholesale;
 
 use crate::auth::Authed;
 use crate::error::{ApiResult, Problem};
@@ -117,6 +118,7 @@ pub fn api() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(notifications::router())
         .merge(billing_visibility::router())
         .merge(seller_money::router())
+        .merge(wholesale::router())
         .split_for_parts()
 }
 

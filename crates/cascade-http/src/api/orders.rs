@@ -2498,6 +2498,11 @@ pub(crate) async fn change_subscription(
         None => pricing::full_quantities(&plan.content, &new_q),
     };
     let start = date(&sub.start_date, "start_date")?;
+    // Wholesale: the vendors' copies up the chain of the plan (and of the plan switched
+    // to) as they are now, read before the transaction.
+    let mut chain_plans = vec![plan.id];
+    chain_plans.extend(switch.as_ref().map(|sw| sw.plan.id));
+    let chains = st.db.wholesale().plan_chains(&chain_plans).await?;
 
     let mut tx = st.db.begin().await?;
     let sub = Subscriptions::get_in(&mut tx, sub.id).await?;
@@ -2621,6 +2626,58 @@ pub(crate) async fn change_subscription(
         )
         .await?;
         details["invoice_id"] = json!(inv.as_ref().map(|d| d.id));
+        // Each reseller of the chain owes its vendor's price for the same change.
+        let to_plan = switch.as_ref().map_or(plan.id, |sw| sw.plan.id);
+        for tier in chains.get(&plan.id).into_iter().flatten() {
+            let Some(to) = chains
+                .get(&to_plan)
+                .and_then(|c| c.iter().find(|t| t.buyer == tier.buyer))
+            else {
+                continue;
+            };
+            let (Some(from_period), Some(to_period)) = (
+                tier.content.period(&period.uid),
+                to.content
+                    .period(switch.as_ref().map_or(&period.uid, |sw| &sw.period.uid)),
+            ) else {
+                continue;
+            };
+            let tier_lines = match &switch {
+                Some(_) => pricing::switch_lines(
+                    order.id,
+                    (&tier.content, from_period, &sub.quantities),
+                    (&to.content, to_period, &new_q),
+                    billing_months,
+                    day,
+                    span,
+                ),
+                None => pricing::change_lines(
+                    order.id,
+                    &tier.content,
+                    from_period,
+                    billing_months,
+                    &sub.quantities,
+                    &new_q,
+                    day,
+                    span,
+                ),
+            };
+            let amount = pricing::total_minor(&tier_lines, cur);
+            if amount > 0 {
+                Wholesale::record(
+                    &mut tx,
+                    &NewWholesale {
+                        order_id: order.id,
+                        buyer: tier.buyer,
+                        seller: tier.seller,
+                        currency: cur.code().to_string(),
+                        amount_minor: amount,
+                    },
+                    now,
+                )
+                .await?;
+            }
+        }
         let (s, r) = gate(&mut tx, &customer, inv.as_ref(), now).await?;
         (s, r, inv.map(|d| d.total_minor).unwrap_or(0))
     } else if net < 0 {

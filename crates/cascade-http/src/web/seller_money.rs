@@ -1,6 +1,9 @@
 //! The seller panel's money pages: the dashboard's money cards, an account's invoices
 //! and payments (invoice view with lines and allocations, the PDF the API renders),
-//! recording a bank transfer or check and applying open payments to invoices.
+//! recording a bank transfer or check and applying open payments to invoices. For a
+//! reseller, its tier invoices (issued by its vendor on its statement day) are among its
+//! invoices, and a table lists what it owes and has not been invoiced yet
+//! (`api::wholesale`).
 //!
 //! Every figure and action goes through the API's handlers (`api::seller_money`,
 //! `api::billing`): the same authorization, validation (a bad amount is the API's field
@@ -126,6 +129,16 @@ async fn money_page(State(st): State<AppState>, ctx: Ctx, Path(id): Path<i64>) -
         .filter(|d| d.open_minor > 0 && d.status == "issued")
         .collect();
     let cur = &acc.currency;
+    // A reseller: what it owes its vendors and its next tier invoices will bill.
+    let wholesale = if acc.kind == "reseller" {
+        Some(
+            crate::api::wholesale::uninvoiced(State(st.clone()), auth.clone(), Path(id))
+                .await?
+                .0,
+        )
+    } else {
+        None
+    };
     let body = html! {
         p { strong { (acc.name) } " · " a href={ "/seller/accounts/" (id) "/billing" } { (ctx.t("seller.billing.link")) } }
         h2 { (ctx.t("seller.money.invoices")) }
@@ -142,6 +155,22 @@ async fn money_page(State(st): State<AppState>, ctx: Ctx, Path(id): Path<i64>) -
                     }
                 }
                 @if invoices.is_empty() { tr { td colspan="6" class="muted" { (ctx.t("seller.none")) } } }
+            }
+        }
+        @if let Some(w) = &wholesale {
+            h2 { (ctx.t("seller.money.wholesale")) }
+            p class="muted" { (ctx.t("seller.money.wholesale_hint")) }
+            table id="uninvoiced-wholesale" {
+                thead { tr { th { (ctx.t("seller.money.order")) } th { (ctx.t("seller.money.date")) } th class="num" { (ctx.t("seller.billing.total")) } } }
+                tbody {
+                    @for i in &w.items {
+                        tr data-wholesale=(i.id) {
+                            td { (i.order_type) " #" (i.order_id) } td { (i.created_at.get(..10).unwrap_or(&i.created_at)) }
+                            td class="num" { (money(i.amount_minor, &i.currency)) }
+                        }
+                    }
+                    @if w.items.is_empty() { tr { td colspan="3" class="muted" { (ctx.t("seller.none")) } } }
+                }
             }
         }
         h2 { (ctx.t("seller.money.payments")) }
