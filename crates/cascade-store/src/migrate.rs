@@ -70,6 +70,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "customer",
         source: include_str!("../migrations/0012_customer.sql"),
     },
+    Migration {
+        version: 15,
+        name: "panelcat",
+        source: include_str!("../migrations/0015_panelcat.sql"),
+    },
 ];
 
 fn render(source: &str, db: &Db) -> String {
