@@ -7,9 +7,12 @@
 //! `documents_issuer_open_id` (a partial index over invoices still owed) for the open
 //! and overdue filters, `documents_issuer` otherwise, `orders_vendor_id` and
 //! `subscriptions_vendor_status` / `subscriptions_vendor_id`. A page reads at most
-//! `limit + 1` matching rows walking the index backwards from the cursor; the customer
-//! name filter is a case-insensitive substring on the joined account (the same rule as
-//! the accounts search).
+//! `limit + 1` matching rows walking the index backwards from the cursor. The customer
+//! name filter is a case-insensitive substring (the same rule as the accounts search)
+//! over the seller's direct accounts, whose invoices are then read per account through
+//! `documents_account`: measured on SQLite with 100k customers and 300k invoices, a
+//! specific name takes ~70 ms of CPU this way against ~300 ms when every invoice of the
+//! seller is joined and tested (see the README's panel section).
 
 use crate::accounts::escape_like;
 use crate::documents::Documents;
@@ -69,15 +72,20 @@ impl Documents<'_> {
             InvoiceFilter::Overdue => "AND d.open_minor > 0 AND d.due_date < $3",
             InvoiceFilter::Paid => "AND d.open_minor = 0",
         };
+        let pattern = name_pattern(customer_name);
+        let named = if pattern.is_some() {
+            "AND d.account_id IN (SELECT c.id FROM accounts c WHERE c.vendor_id = $1 AND LOWER(c.name) LIKE $4 ESCAPE '\\')"
+        } else {
+            "AND $4 IS NULL"
+        };
         let sql = format!(
             "SELECT d.id, d.number, d.account_id, a.name AS customer_name, d.currency, d.total_minor, d.open_minor, d.issue_date, d.due_date
              FROM documents d JOIN accounts a ON a.id = d.account_id
              WHERE d.issuer_account_id = $1 AND d.kind = 'invoice' AND d.status = 'issued' AND d.id < $2
                AND ($3 = $3) {status}
-               AND ($4 IS NULL OR LOWER(a.name) LIKE $4 ESCAPE '\\')
+               {named}
              ORDER BY d.id DESC LIMIT $5"
         );
-        let pattern = name_pattern(customer_name);
         let rows: Vec<IssuedInvoice> = on_db!(self.0, p => sqlx::query_as(&sql)
             .bind(issuer.0).bind(before.unwrap_or(i64::MAX)).bind(today).bind(&pattern).bind(limit + 1)
             .fetch_all(p).await)?;
