@@ -708,7 +708,7 @@ async fn plan_view(
         h2 { (ctx.t("seller.plans.terms")) }
         @if let Some((_, m)) = &refused {
             div class="notice error" role="alert" id="prices-error" {
-                p { (ctx.t("seller.plans.not_saved")) @if let Some(d) = &m.detail { " " (d) } }
+                p { (ctx.t("seller.plans.not_saved")) @if let Some(d) = m.detail.as_ref().filter(|_| m.fields.is_empty()) { " " (d) } }
                 @if !m.fields.is_empty() { ul { @for f in &m.fields { li { code { (f) } } } } }
             }
         }
