@@ -457,7 +457,7 @@ cascade_testkit::both_backends! {
         let plan: i64 = r.text[..i].rsplit("/seller/plans/").next().unwrap().trim_end_matches(['"', ' ']).parse().unwrap();
         let plan_page = f.app.get(format!("/seller/plans/{plan}"), s.clone()).await.expect(StatusCode::OK);
         let prices = &plan_page.text[at(&plan_page.text, "id=\"prices\"")..];
-        assert!(prices.contains("<td>Mailbox (") && prices.contains("name=\"rate.mailbox.recurring\""), "{prices}");
+        assert!(prices.contains("<td>Mailbox</td>") && prices.contains("name=\"rate.mailbox.recurring\""), "{prices}");
         let inst = f.api(format!("/api/v1/accounts/{}/connector-instances", f.p)).await;
         assert_eq!(inst[0]["last_check_ok"], true, "{inst}");
         let list = f.app.get("/seller/connectors", s.clone()).await.expect(StatusCode::OK);

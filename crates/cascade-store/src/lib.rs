@@ -33,6 +33,7 @@ pub mod plans;
 pub mod resources;
 pub mod sales_categories;
 pub mod schema;
+pub mod seller_lists;
 pub mod subscriptions;
 pub mod tasks;
 pub mod usage;

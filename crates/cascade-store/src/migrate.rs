@@ -75,6 +75,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "holds",
         source: include_str!("../migrations/0014_holds.sql"),
     },
+    Migration {
+        version: 15,
+        name: "panelcat",
+        source: include_str!("../migrations/0015_panelcat.sql"),
+    },
 ];
 
 fn render(source: &str, db: &Db) -> String {

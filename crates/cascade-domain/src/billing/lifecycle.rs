@@ -99,6 +99,26 @@ impl OrderStatus {
         matches!(self, OrderStatus::Completed | OrderStatus::Cancelled)
     }
 
+    /// Statuses in which an order waits for something outside it (payment, a held
+    /// account released, its reseller chain able to pay) before provisioning.
+    pub const WAITING: [OrderStatus; 3] = [
+        OrderStatus::New,
+        OrderStatus::WaitingForPayment,
+        OrderStatus::Paid,
+    ];
+    /// How long an order may wait before a seller is told it needs attention.
+    pub const ATTENTION_AFTER_DAYS: i64 = 1;
+
+    /// An order a seller should look at: failed (retryable), or waiting for longer than
+    /// [`Self::ATTENTION_AFTER_DAYS`] since its last change (`waited_micros`). The seller
+    /// lists (`seller_lists` in the store) select exactly this.
+    pub fn needs_attention(self, waited_micros: i64) -> bool {
+        self == OrderStatus::Failed
+            || (Self::WAITING.contains(&self)
+                && waited_micros
+                    > Self::ATTENTION_AFTER_DAYS * crate::clock::Timestamp::MICROS_PER_DAY)
+    }
+
     /// new → waiting for payment → paid → provisioning → completed, or → failed
     /// (retryable: back to provisioning) / cancelled (before provisioning finished).
     pub fn transition(self, to: OrderStatus) -> Result<OrderStatus, FieldError> {
@@ -434,5 +454,18 @@ mod tests {
         assert!(Terminated.transition(Cancelled).is_err());
         assert!(Ordered.transition(Graced).is_err());
         assert!(Active.is_billable() && !CreditHold.is_billable());
+    }
+
+    #[test]
+    fn orders_need_attention_when_failed_or_waiting_over_a_day() {
+        let day = crate::clock::Timestamp::MICROS_PER_DAY;
+        assert!(OrderStatus::Failed.needs_attention(0));
+        assert!(!OrderStatus::WaitingForPayment.needs_attention(day));
+        assert!(OrderStatus::WaitingForPayment.needs_attention(day + 1));
+        assert!(OrderStatus::New.needs_attention(2 * day));
+        assert!(OrderStatus::Paid.needs_attention(2 * day));
+        assert!(!OrderStatus::Provisioning.needs_attention(2 * day));
+        assert!(!OrderStatus::Completed.needs_attention(30 * day));
+        assert!(!OrderStatus::Cancelled.needs_attention(30 * day));
     }
 }

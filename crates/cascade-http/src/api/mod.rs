@@ -19,6 +19,7 @@ pub mod payment_methods;
 pub mod plans;
 pub mod resources;
 pub mod sales_categories;
+pub mod seller_lists;
 pub mod seller_money;
 pub mod session;
 pub mod tasks;
@@ -119,6 +120,7 @@ pub fn api() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(billing_visibility::router())
         .merge(seller_money::router())
         .merge(wholesale::router())
+        .merge(seller_lists::router())
         .split_for_parts()
 }
 

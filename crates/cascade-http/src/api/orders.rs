@@ -1912,7 +1912,7 @@ pub(crate) async fn pay_order(
 
 #[utoipa::path(post, path = "/api/v1/orders/{id}/retry", tag = "orders", params(("id" = i64, Path)),
     responses((status = 200, body = OrderOut, description = "A failed order is back to `provisioning` (a paid order waiting on its chain stays `paid`), and provisioning is queued again"), ProblemResponses))]
-async fn retry_order(
+pub(crate) async fn retry_order(
     State(st): State<AppState>,
     auth: Authed,
     Path(id): Path<i64>,

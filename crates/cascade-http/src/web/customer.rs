@@ -354,7 +354,7 @@ async fn subscription(
             @for r in &rates {
                 @let limit = sub.quantities.get(&r.uid).copied().unwrap_or(r.included);
                 @if kinds.get(&r.uid) == Some(&ResourceKind::Boolean) {
-                    @let name = names.get(&r.uid).cloned().unwrap_or_else(|| r.uid.clone());
+                    @let name = rate_name(&names, &r.uid);
                     @let on = ResourceKind::Boolean.is_on(limit);
                     div.feature.on[on].off[!on] data-rate=(r.uid) data-on=(on) {
                         span { (name) }
@@ -362,7 +362,7 @@ async fn subscription(
                     }
                 } @else if limit != UNLIMITED {
                     @let used = usage.get(&r.uid).copied().unwrap_or(0);
-                    @let name = names.get(&r.uid).cloned().unwrap_or_else(|| r.uid.clone());
+                    @let name = rate_name(&names, &r.uid);
                     div class="gauge" data-rate=(r.uid) {
                         div class="label" { span { (name) } span { (ctx.tr.f("sub.usage_of", &[("used", &used.to_string()), ("limit", &limit.to_string())])) } }
                         meter min="0" max=(limit.max(1)) high=((limit * 9 / 10).max(1)) value=(used) { (used) " / " (limit) }
@@ -374,7 +374,7 @@ async fn subscription(
             h2 { (ctx.t("sub.change")) }
             form method="get" action={ "/panel/subscriptions/" (sub.id) "/change" } class="card" {
                 @for r in &changeable {
-                    @let name = names.get(&r.uid).cloned().unwrap_or_else(|| r.uid.clone());
+                    @let name = rate_name(&names, &r.uid);
                     (shop::quantity_input(&ctx, &format!("q.{}", r.uid), &name, r, sub.quantities.get(&r.uid).copied().unwrap_or(r.included)))
                 }
                 button type="submit" { (ctx.t("sub.preview")) }
@@ -395,22 +395,11 @@ async fn subscription(
         @if active {
             div class="actions" {
                 @if may_auto_renew {
-                    form method="post" action={ "/panel/subscriptions/" (sub.id) "/auto-renew" } class="inline" {
-                        (csrf_field(&ctx))
-                        @if matches!(sub.auto_renew, AutoRenew::Off) {
-                            input type="hidden" name="mode" value="on_expiry";
-                            button type="submit" { (ctx.t("sub.auto_renew_on")) }
-                        } @else {
-                            input type="hidden" name="mode" value="off";
-                            button type="submit" { (ctx.t("sub.auto_renew_off")) }
-                        }
-                    }
+                    @let (mode, label) = if matches!(sub.auto_renew, AutoRenew::Off) { ("on_expiry", "sub.auto_renew_on") } else { ("off", "sub.auto_renew_off") };
+                    (post_button(&ctx, &format!("/panel/subscriptions/{}/auto-renew", sub.id), &[("mode", mode)], None, ctx.t(label)))
                 }
                 @if may_cancel {
-                    form method="post" action={ "/panel/subscriptions/" (sub.id) "/cancel" } class="inline" {
-                        (csrf_field(&ctx))
-                        button type="submit" class="danger" { (ctx.t("sub.cancel")) }
-                    }
+                    (post_button(&ctx, &format!("/panel/subscriptions/{}/cancel", sub.id), &[], Some("danger"), ctx.t("sub.cancel")))
                 }
             }
         }
@@ -440,6 +429,29 @@ fn quantities_of(pairs: &Pairs) -> BTreeMap<String, i64> {
 }
 
 /// Step one of a change: the prorated price, computed by the API's pricing, then confirm.
+/// A one-button form that posts (with the CSRF token and `hidden` fields) to `action`:
+/// the subscription page's and the plan-switch page's actions.
+fn post_button(
+    ctx: &Ctx,
+    action: &str,
+    hidden: &[(&str, &str)],
+    class: Option<&str>,
+    label: &str,
+) -> Markup {
+    html! {
+        form method="post" action=(action) class="inline" {
+            (csrf_field(ctx))
+            @for (k, v) in hidden { input type="hidden" name=(k) value=(v); }
+            button type="submit" class=[class] { (label) }
+        }
+    }
+}
+
+/// A resource rate's name in the reader's language (its key when the type has none).
+fn rate_name(names: &BTreeMap<String, String>, uid: &str) -> String {
+    names.get(uid).cloned().unwrap_or_else(|| uid.to_string())
+}
+
 async fn change_preview(
     State(st): State<AppState>,
     ctx: Ctx,
@@ -509,7 +521,7 @@ async fn switch_preview(
             p { (ctx.t("sub.plan")) ": " strong { (from) } " → " strong class="to" { (to) } }
             ul class="switch-quantities" {
                 @for (uid, n) in &q.switch.quantities {
-                    li { (names.get(uid).cloned().unwrap_or_else(|| uid.clone())) ": " (n) }
+                    li { (rate_name(&names, uid)) ": " (n) }
                 }
             }
             @if ctx.show_prices() {
@@ -525,16 +537,9 @@ async fn switch_preview(
                 p class="deferrable" { (ctx.tr.f("sub.switch_deferrable", &[("date", &date)])) }
             }
             div class="actions" {
-                form method="post" action=(action) class="inline" {
-                    (csrf_field(&ctx))
-                    button type="submit" class="primary" { (ctx.t("sub.switch_now")) }
-                }
+                (post_button(&ctx, &action, &[], Some("primary"), ctx.t("sub.switch_now")))
                 @if q.total_minor < 0 {
-                    form method="post" action=(action) class="inline" {
-                        (csrf_field(&ctx))
-                        input type="hidden" name="defer" value="1";
-                        button type="submit" class="defer" { (ctx.tr.f("sub.switch_later", &[("date", &date)])) }
-                    }
+                    (post_button(&ctx, &action, &[("defer", "1")], Some("defer"), &ctx.tr.f("sub.switch_later", &[("date", &date)])))
                 }
             }
         }

@@ -34,6 +34,7 @@ pub mod seller;
 pub mod seller_accounts;
 pub mod seller_catalog;
 pub mod seller_connectors;
+pub mod seller_lists;
 pub mod seller_money;
 pub mod seller_notify;
 pub mod shop;

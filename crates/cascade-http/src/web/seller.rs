@@ -59,12 +59,16 @@ pub fn routes() -> Router<AppState> {
         .merge(super::seller_catalog::routes())
         .merge(super::seller_notify::routes())
         .merge(super::seller_connectors::routes())
+        .merge(super::seller_lists::routes())
 }
 
 /// The seller panel's navigation (`href`, translation key).
-pub const NAV: [(&str, &str); 8] = [
+pub const NAV: [(&str, &str); 11] = [
     ("/seller/dashboard", "seller.nav.dashboard"),
     ("/seller/accounts", "seller.nav.accounts"),
+    ("/seller/orders", "seller.nav.orders"),
+    ("/seller/subscriptions", "seller.nav.subscriptions"),
+    ("/seller/invoices", "seller.nav.invoices"),
     ("/seller/plans", "seller.nav.plans"),
     ("/seller/catalog", "seller.nav.catalog"),
     ("/seller/categories", "seller.nav.categories"),
@@ -181,6 +185,10 @@ async fn dashboard(State(st): State<AppState>, ctx: Ctx) -> WebResult {
             }
         })
     };
+    // Without the privilege to read orders, no card (the rest of the dashboard stays).
+    let orders_attention = crate::api::seller_lists::attention_count(&st, &auth, account_id, 100)
+        .await
+        .ok();
     let money_cards = super::seller_money::dashboard_cards(&st, &ctx, &auth, account_id).await;
     let body = html! {
         p class="muted" { (tier) }
@@ -194,6 +202,13 @@ async fn dashboard(State(st): State<AppState>, ctx: Ctx) -> WebResult {
                 h2 { (ctx.t("seller.dash.accounts")) }
                 p class="price" { (count(children).unwrap_or_else(|| "—".into())) }
                 a href="/seller/accounts" { (ctx.t("seller.dash.open")) }
+            }
+            @if let Some(n) = orders_attention {
+                div class="card" id="orders-attention" {
+                    h2 { (ctx.t("seller.dash.orders_attention")) }
+                    p class="price" { (count(Some(n as usize)).unwrap_or_default()) }
+                    a href="/seller/orders?status=attention" { (ctx.t("seller.dash.open")) }
+                }
             }
             div class="card" id="plans-attention" {
                 h2 { (ctx.t("seller.dash.plans_attention")) }
@@ -650,6 +665,18 @@ async fn plans_page(State(st): State<AppState>, ctx: Ctx) -> WebResult {
 }
 
 async fn plan_page(State(st): State<AppState>, ctx: Ctx, Path(id): Path<i64>) -> WebResult {
+    plan_view(st, &ctx, id, None).await
+}
+
+/// A plan's page; with `refused`, the reason a save was refused shown above the form
+/// (answered with the refusal's status: nothing was written).
+async fn plan_view(
+    st: AppState,
+    ctx: &Ctx,
+    id: i64,
+    refused: Option<(StatusCode, super::ErrorMarker)>,
+) -> WebResult {
+    let ctx = ctx.clone();
     let (auth, own, _) = seller(&ctx)?;
     let plan = plans::get_plan(
         State(st.clone()),
@@ -711,46 +738,65 @@ async fn plan_page(State(st): State<AppState>, ctx: Ctx, Path(id): Path<i64>) ->
             @if plan.parent_plan_id.is_some() { (ctx.t("seller.plans.copy")) } @else { (ctx.t("seller.plans.original")) }
             " · " (cur) " · v" (plan.version)
         }
-        h2 { (ctx.t("seller.plans.prices")) }
+        h2 { (ctx.t("seller.plans.terms")) }
+        @if let Some((_, m)) = &refused {
+            div class="notice error" role="alert" id="prices-error" {
+                p { (ctx.t("seller.plans.not_saved")) @if let Some(d) = m.detail.as_ref().filter(|_| m.fields.is_empty()) { " " (d) } }
+                @if !m.fields.is_empty() { ul { @for f in &m.fields { li { code { (f) } } } } }
+            }
+        }
         form method="post" action={ "/seller/plans/" (id) "/prices" } id="prices" {
             (csrf_field(&ctx))
             input type="hidden" name="expected_version" value=(plan.version);
             table {
                 thead { tr {
-                    th { (ctx.t("seller.plans.period")) } th class="num" { (ctx.t("seller.plans.setup")) }
-                    th class="num" { (ctx.t("seller.plans.recurring")) } th class="num" { (ctx.t("seller.plans.renewal")) }
+                    th { (ctx.t("seller.plans.period")) }
+                    @for k in PERIOD_FEES { th class="num" { (ctx.t(&format!("seller.plans.{k}"))) } }
                 } }
                 tbody {
                     @for p in &c.periods {
                         tr {
                             td { (p.duration) " " (ctx.t(&format!("seller.unit.{}", serde_json::to_value(p.unit).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default())))
                                 @if p.unconfirmed { " " span class="badge" { (ctx.t("seller.plans.unconfirmed")) } } }
-                            @for (k, fee) in [("setup", &p.setup), ("recurring", &p.recurring), ("renewal", &p.renewal)] {
-                                td class="num" { input name={ "period." (p.uid) "." (k) } value=(price_text(fee.amount)) inputmode="decimal" size="8" aria-label=(ctx.t(&format!("seller.plans.{k}"))); }
+                            @for (k, fee) in [("setup", &p.setup), ("recurring", &p.recurring), ("renewal", &p.renewal), ("transfer", &p.transfer), ("cancellation", &p.cancellation)] {
+                                td class="num" { (amount_input(&ctx, &format!("period.{}.{k}", p.uid), k, fee.amount)) }
                             }
                         }
                     }
                 }
             }
             @if !c.rates.is_empty() {
-                table {
+                @let limits_editable = plan.parent_plan_id.is_none();
+                table id="rates" {
                     thead { tr {
-                        th { (ctx.t("seller.plans.resource")) } th class="num" { (ctx.t("seller.plans.setup")) }
+                        th { (ctx.t("seller.plans.resource")) }
+                        @for k in RATE_LIMITS { th class="num" { (ctx.t(&format!("seller.plans.{k}"))) } }
+                        th class="num" { (ctx.t("seller.plans.setup")) }
                         th class="num" { (ctx.t("seller.plans.recurring")) } th class="num" { (ctx.t("seller.plans.overuse")) }
                     } }
                     tbody {
                         @for r in &c.rates {
-                            tr {
-                                td { (rt_names.get(&r.resource_type_id).cloned().unwrap_or_else(|| format!("#{}", r.resource_type_id))) " (" (r.included) "–" (r.max) ")" }
+                            tr data-rate=(r.uid) {
+                                td { (rt_names.get(&r.resource_type_id).cloned().unwrap_or_else(|| format!("#{}", r.resource_type_id))) }
+                                @for (k, v) in [("included", r.included), ("min", r.min), ("max", r.max)] {
+                                    td class="num" {
+                                        @if limits_editable {
+                                            input name={ "rate." (r.uid) "." (k) } value=(v) inputmode="numeric" size="6" aria-label=(ctx.t(&format!("seller.plans.{k}")));
+                                        } @else { span data-limit=(k) { (v) } }
+                                    }
+                                }
                                 @for (k, fee) in [("setup", r.setup_fee), ("recurring", r.recurring_fee), ("overuse", r.overuse_fee)] {
-                                    td class="num" { input name={ "rate." (r.uid) "." (k) } value=(price_text(fee)) inputmode="decimal" size="8" aria-label=(ctx.t(&format!("seller.plans.{k}"))); }
+                                    td class="num" { (amount_input(&ctx, &format!("rate.{}.{k}", r.uid), k, fee)) }
                                 }
                             }
                         }
                     }
                 }
+                p class="muted" {
+                    @if limits_editable { (ctx.t("seller.plans.unlimited_hint")) } @else { (ctx.t("seller.plans.limits_locked")) }
+                }
             }
-            p { button type="submit" class="primary" { (ctx.t("seller.plans.save_prices")) } }
+            p { button type="submit" class="primary" { (ctx.t("seller.plans.save")) } }
         }
 
         h2 class="section-title" { (ctx.t("seller.plans.copies")) }
@@ -812,16 +858,44 @@ async fn plan_page(State(st): State<AppState>, ctx: Ctx, Path(id): Path<i64>) ->
             }
         }
     };
-    Ok(page(&ctx, &plan.display_name, body))
+    let mut res = page(&ctx, &plan.display_name, body);
+    if let Some((status, _)) = refused {
+        *res.status_mut() = status;
+    }
+    Ok(res)
 }
 
+const PERIOD_FEES: [&str; 5] = ["setup", "recurring", "renewal", "transfer", "cancellation"];
+const RATE_LIMITS: [&str; 3] = ["included", "min", "max"];
+
+fn amount_input(ctx: &Ctx, name: &str, label: &str, amount: Price) -> Markup {
+    html! {
+        input name=(name) value=(price_text(amount)) inputmode="decimal" size="8" aria-label=(ctx.t(&format!("seller.plans.{label}")));
+    }
+}
+
+/// Save a plan's fees and (on an original) its rates' limits through the API's update:
+/// the API validates (min ≤ included ≤ max, no negatives, a copy's structure locked)
+/// and writes all or nothing. A refusal re-renders the page with the reasons.
 async fn save_prices(
     State(st): State<AppState>,
     ctx: Ctx,
     Path(id): Path<i64>,
     CsrfForm(f): CsrfForm<Pairs>,
 ) -> WebResult {
-    let (auth, own, _) = seller(&ctx)?;
+    match write_terms(st.clone(), &ctx, id, &f).await {
+        Ok(()) => Ok(see_other(&format!("/seller/plans/{id}"))),
+        Err(WebError::Status(status, marker))
+            if status == StatusCode::UNPROCESSABLE_ENTITY || status == StatusCode::CONFLICT =>
+        {
+            plan_view(st, &ctx, id, Some((status, marker))).await
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn write_terms(st: AppState, ctx: &Ctx, id: i64, f: &Pairs) -> WebResult<()> {
+    let (auth, own, _) = seller(ctx)?;
     let plan = plans::get_plan(
         State(st.clone()),
         auth.clone(),
@@ -835,9 +909,19 @@ async fn save_prices(
     }
     let mut content = plan.content;
     let read = |name: String, into: &mut Price| -> WebResult<()> {
-        if let Some(v) = field(&f, &name) {
+        if let Some(v) = field(f, &name) {
             *into =
                 parse_price(v).ok_or_else(|| bad_field(&name, "a decimal amount, e.g. 12.50"))?;
+        }
+        Ok(())
+    };
+    // Whole units; the API's validation judges the values (a copy's are locked there).
+    let units = |name: String, into: &mut i64| -> WebResult<()> {
+        if let Some(v) = field(f, &name) {
+            *into = v
+                .trim()
+                .parse()
+                .map_err(|_| bad_field(&name, "a whole number of units (−1: unlimited)"))?;
         }
         Ok(())
     };
@@ -848,13 +932,21 @@ async fn save_prices(
             &mut p.recurring.amount,
         )?;
         read(format!("period.{}.renewal", p.uid), &mut p.renewal.amount)?;
+        read(format!("period.{}.transfer", p.uid), &mut p.transfer.amount)?;
+        read(
+            format!("period.{}.cancellation", p.uid),
+            &mut p.cancellation.amount,
+        )?;
     }
     for r in &mut content.rates {
+        units(format!("rate.{}.included", r.uid), &mut r.included)?;
+        units(format!("rate.{}.min", r.uid), &mut r.min)?;
+        units(format!("rate.{}.max", r.uid), &mut r.max)?;
         read(format!("rate.{}.setup", r.uid), &mut r.setup_fee)?;
         read(format!("rate.{}.recurring", r.uid), &mut r.recurring_fee)?;
         read(format!("rate.{}.overuse", r.uid), &mut r.overuse_fee)?;
     }
-    let expected_version = field(&f, "expected_version").and_then(|v| v.parse().ok());
+    let expected_version = field(f, "expected_version").and_then(|v| v.parse().ok());
     let _ = plans::update_plan(
         State(st),
         auth,
@@ -865,7 +957,7 @@ async fn save_prices(
         }),
     )
     .await?;
-    Ok(see_other(&format!("/seller/plans/{id}")))
+    Ok(())
 }
 
 #[derive(Deserialize)]

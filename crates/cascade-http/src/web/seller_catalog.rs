@@ -438,50 +438,41 @@ async fn template_page(State(st): State<AppState>, ctx: Ctx, Path(id): Path<i64>
         }
         @if mine {
             h2 class="section-title" { (ctx.t("seller.cat.edit_settings")) }
-            form method="post" action={ "/seller/templates/" (id) "/settings" } class="card" id="template-settings" {
-                (csrf_field(&ctx))
-                label { (ctx.t("seller.cat.name")) input name="name" value=(t.name) required; }
-                table {
-                    thead { tr { th { (ctx.t("seller.cat.key")) } th { (ctx.t("seller.cat.type")) } th { (ctx.t("seller.cat.value")) } th { (ctx.t("seller.cat.remove")) } } }
-                    tbody {
-                        @for (k, v) in &t.settings {
-                            tr {
-                                td { code { (k) } } td { (v.kind) }
-                                td { (setting_input(&format!("s.{k}"), v, k)) }
-                                td { input type="checkbox" name={ "del." (k) } value="1" aria-label=(ctx.t("seller.cat.remove")); }
-                            }
-                        }
+            (settings_form(&ctx, &format!("/seller/templates/{id}/settings"), "template-settings",
+                &["seller.cat.key", "seller.cat.type", "seller.cat.value", "seller.cat.remove"],
+                html! { label { (ctx.t("seller.cat.name")) input name="name" value=(t.name) required; } },
+                html! {
+                    @for (k, v) in &t.settings {
                         tr {
-                            td { input name="new_key" placeholder=(ctx.t("seller.cat.new_key")) aria-label=(ctx.t("seller.cat.new_key")); }
-                            td { select name="new_type" aria-label=(ctx.t("seller.cat.type")) { option value="string" { "string" } option value="integer" { "integer" } option value="boolean" { "boolean" } } }
-                            td { input name="new_value" aria-label=(ctx.t("seller.cat.value")); }
-                            td { }
+                            td { code { (k) } } td { (v.kind) }
+                            td { (setting_input(&format!("s.{k}"), v, k)) }
+                            td { input type="checkbox" name={ "del." (k) } value="1" aria-label=(ctx.t("seller.cat.remove")); }
                         }
                     }
-                }
-                button type="submit" class="primary" { (ctx.t("seller.save")) }
-            }
+                    tr {
+                        td { input name="new_key" placeholder=(ctx.t("seller.cat.new_key")) aria-label=(ctx.t("seller.cat.new_key")); }
+                        td { select name="new_type" aria-label=(ctx.t("seller.cat.type")) { option value="string" { "string" } option value="integer" { "integer" } option value="boolean" { "boolean" } } }
+                        td { input name="new_value" aria-label=(ctx.t("seller.cat.value")); }
+                        td { }
+                    }
+                }))
         }
         @if kind == AccountKind::Reseller && !t.settings.is_empty() {
             h2 class="section-title" { (ctx.t("seller.cat.override")) }
             p class="muted" { (ctx.t("seller.cat.override_help")) }
-            form method="post" action={ "/seller/templates/" (id) "/override" } class="card" id="override" {
-                (csrf_field(&ctx))
-                table {
-                    thead { tr { th { (ctx.t("seller.cat.key")) } th { (ctx.t("seller.cat.override_on")) } th { (ctx.t("seller.cat.value")) } } }
-                    tbody {
-                        @for (k, v) in &t.settings {
-                            @let cur = own_override.get(k);
-                            tr {
-                                td { code { (k) } " " span class="muted" { (v.kind) } }
-                                td { input type="checkbox" name={ "on." (k) } value="1" checked[cur.is_some()] aria-label=(ctx.t("seller.cat.override_on")); }
-                                td { (setting_input(&format!("s.{k}"), cur.unwrap_or(eff.settings.get(k).unwrap_or(v)), k)) }
-                            }
+            (settings_form(&ctx, &format!("/seller/templates/{id}/override"), "override",
+                &["seller.cat.key", "seller.cat.override_on", "seller.cat.value"],
+                html! {},
+                html! {
+                    @for (k, v) in &t.settings {
+                        @let cur = own_override.get(k);
+                        tr {
+                            td { code { (k) } " " span class="muted" { (v.kind) } }
+                            td { input type="checkbox" name={ "on." (k) } value="1" checked[cur.is_some()] aria-label=(ctx.t("seller.cat.override_on")); }
+                            td { (setting_input(&format!("s.{k}"), cur.unwrap_or(eff.settings.get(k).unwrap_or(v)), k)) }
                         }
                     }
-                }
-                button type="submit" class="primary" { (ctx.t("seller.save")) }
-            }
+                }))
         }
         @if !overrides.is_empty() {
             h2 class="section-title" { (ctx.t("seller.cat.overrides")) }
@@ -497,6 +488,29 @@ async fn template_page(State(st): State<AppState>, ctx: Ctx, Path(id): Path<i64>
         p { a href="/seller/catalog" { (ctx.t("seller.cat.back")) } }
     };
     Ok(page(&ctx, &t.name, body))
+}
+
+/// A template's settings form (its own settings, or a reseller's override): the CSRF
+/// field, `extra` fields, a table of `rows` under the `head` columns, a save button.
+fn settings_form(
+    ctx: &Ctx,
+    action: &str,
+    id: &str,
+    head: &[&str],
+    extra: Markup,
+    rows: Markup,
+) -> Markup {
+    html! {
+        form method="post" action=(action) class="card" id=(id) {
+            (csrf_field(ctx))
+            (extra)
+            table {
+                thead { tr { @for h in head { th { (ctx.t(h)) } } } }
+                tbody { (rows) }
+            }
+            button type="submit" class="primary" { (ctx.t("seller.save")) }
+        }
+    }
 }
 
 async fn save_settings(
