@@ -70,6 +70,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "customer",
         source: include_str!("../migrations/0012_customer.sql"),
     },
+    Migration {
+        version: 17,
+        name: "perfpu",
+        source: include_str!("../migrations/0017_perfpu.sql"),
+    },
 ];
 
 fn render(source: &str, db: &Db) -> String {
