@@ -165,7 +165,7 @@ impl CpuMeter {
             })
             .filter(|(_, d)| !d.is_zero())
             .collect();
-        threads.sort_by(|a, b| b.1.cmp(&a.1));
+        threads.sort_by_key(|t| std::cmp::Reverse(t.1));
         // Backends that appeared during the phase count whole.
         let pg = pg_backends(db)
             .await
