@@ -58,6 +58,26 @@ impl BenchDb {
         })
     }
 
+    /// A second handle on the same database with its own pool of at most `max`
+    /// connections (PostgreSQL), for background work that must not take the pool the
+    /// measured requests use. On SQLite the handle is shared: writes already have
+    /// their own connection and reads never wait for them (WAL).
+    pub async fn own_pool(&self, max: u32) -> anyhow::Result<Db> {
+        Ok(match &self.pg {
+            Some((url, schema)) => {
+                Db::connect(
+                    url,
+                    &PoolSettings {
+                        max_connections: max,
+                        pg_schema: Some(schema.clone()),
+                    },
+                )
+                .await?
+            }
+            None => self.db.clone(),
+        })
+    }
+
     pub async fn cleanup(self) -> anyhow::Result<()> {
         self.db.close().await;
         if let Some((url, schema)) = self.pg {

@@ -7,11 +7,13 @@
 //! home and marketplace pages in turn for `seconds` through the full router (middleware,
 //! session lookup, rendering: the in-process service, no TCP, so the figure is the
 //! server's, not a load tool's). Prints requests/s and p50/p99 per backend, idle and
-//! again while a daily billing run is in progress. A page that is not on this build
+//! again while a daily billing run is in progress, with the CPU time and SQL
+//! statements per page (`bench_cpu`: comparable on a busy machine). A page that is not on this build
 //! (404) is reported and left out of the mix.
 
 use crate::bench::{BenchDb, backends, progress};
 use crate::bench_billing::{RUN_DATE, channel, seed_catalog, seed_subscriptions};
+use crate::bench_cpu::{CpuMeter, CpuUse};
 use anyhow::Context;
 use axum::Router;
 use axum::body::Body;
@@ -176,7 +178,12 @@ async fn load(
     Ok((all.len(), errors, elapsed, all))
 }
 
-fn report(label: &str, phase: &str, r: &(usize, usize, Duration, Vec<Duration>)) -> Duration {
+fn report(
+    label: &str,
+    phase: &str,
+    r: &(usize, usize, Duration, Vec<Duration>),
+    cpu: &CpuUse,
+) -> Duration {
     let (n, errors, elapsed, lat) = r;
     let p99 = pct(lat, 0.99);
     println!(
@@ -186,6 +193,7 @@ fn report(label: &str, phase: &str, r: &(usize, usize, Duration, Vec<Duration>))
         ms(pct(lat, 0.5)),
         ms(p99),
     );
+    println!("[{label}] {phase}: {}", cpu.per_unit(*n, "page"));
     p99
 }
 
@@ -270,14 +278,17 @@ async fn run_one(b: &BenchDb, a: &PanelBenchArgs<'_>) -> anyhow::Result<()> {
     anyhow::ensure!(!pages.is_empty(), "no customer page answers 200");
     println!("[{label}] pages: {}", pages.join(", "));
 
+    let meter = CpuMeter::start(db).await;
     let idle = load(&router, &cookies, &pages, a.seconds, None).await?;
-    let idle_p99 = report(label, "idle", &idle);
+    let idle_p99 = report(label, "idle", &idle, &meter.finish(db).await);
 
     // The same load while a daily billing run is in progress (stops with the run).
     let today = chrono::NaiveDate::parse_from_str(RUN_DATE, "%Y-%m-%d")?;
     let parallel = default_parallel(db);
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let run_db = db.clone();
+    // The run gets its own pool (as a worker process would have), so its long write
+    // transactions never hold connections the pages wait for.
+    let run_db = b.own_pool(parallel as u32 + 2).await?;
     let run_done = done.clone();
     let run = tokio::spawn(async move {
         let t = Instant::now();
@@ -289,8 +300,15 @@ async fn run_one(b: &BenchDb, a: &PanelBenchArgs<'_>) -> anyhow::Result<()> {
         run_done.store(true, std::sync::atomic::Ordering::Relaxed);
         r.map(|r| (r.subscriptions_billed, t.elapsed()))
     });
+    let meter = CpuMeter::start(db).await;
     let busy = load(&router, &cookies, &pages, a.seconds, Some(done.clone())).await?;
-    let busy_p99 = report(label, "during the billing run", &busy);
+    // CPU and statements of this phase include the billing run's.
+    let busy_p99 = report(
+        label,
+        "during the billing run (CPU and statements: pages and run together)",
+        &busy,
+        &meter.finish(db).await,
+    );
     let (billed, took) = run
         .await?
         .map_err(|e| anyhow::anyhow!("billing run: {e}"))?;

@@ -9,8 +9,13 @@
 //! counter) and recording them as usage records. Prints readings/s recorded, the total
 //! wall time against the slowest instance and the sum of all instances, and checks that
 //! a second collection of the same day records nothing.
+//!
+//! The connectors run on their own runtime (threads named `connector`), so the CPU a
+//! reading costs is printed split into the connectors' share, SQLite's worker threads
+//! and Cascade's (tokio workers), plus PostgreSQL's server processes (`bench_cpu`).
 
 use crate::bench::backends;
+use crate::bench_cpu::CpuMeter;
 use cascade_domain::account::AccountKind;
 use cascade_domain::catalog::text::Localized;
 use cascade_domain::clock::{Clock, SystemClock};
@@ -26,6 +31,27 @@ use std::time::{Duration, Instant};
 
 const SECRET: &str = "bench-secret-bench-secret";
 const CUSTOMERS: usize = 1000;
+
+/// The connectors' runtime, shut down without blocking when dropped (a runtime may
+/// not be dropped the ordinary way inside another one).
+struct ConnectorRuntime(Option<tokio::runtime::Runtime>);
+
+impl ConnectorRuntime {
+    fn handle(&self) -> tokio::runtime::Handle {
+        match &self.0 {
+            Some(rt) => rt.handle().clone(),
+            None => tokio::runtime::Handle::current(),
+        }
+    }
+}
+
+impl Drop for ConnectorRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
 
 pub async fn usage_bench(
     instances: usize,
@@ -67,6 +93,13 @@ async fn run_one(db: &Db, label: &str, instances: usize, resources: usize) -> an
     // Per connector: its service's three resource types, a template, a plan whose three
     // rates are measurable, and the running connector with its share of resources.
     let per = resources.div_ceil(instances);
+    let connectors_rt = ConnectorRuntime(Some(
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("connector")
+            .enable_all()
+            .build()?,
+    ));
     let mut plans = Vec::with_capacity(instances);
     let mut running: Vec<Running> = Vec::with_capacity(instances);
     for k in 0..instances {
@@ -104,14 +137,16 @@ async fn run_one(db: &Db, label: &str, instances: usize, resources: usize) -> an
         plans.push(plan);
         let first = (k * per) as i64 + 1;
         let count = per.min(resources.saturating_sub(k * per));
-        let c = start(Config {
-            secret: SECRET.into(),
-            async_delay: Duration::ZERO,
-            seed_resources: count,
-            seed_first: first,
-            ..Config::default()
-        })
-        .await?;
+        let c = connectors_rt
+            .handle()
+            .spawn(start(Config {
+                secret: SECRET.into(),
+                async_delay: Duration::ZERO,
+                seed_resources: count,
+                seed_first: first,
+                ..Config::default()
+            }))
+            .await??;
         ConnectorInstances::create(
             &mut tx,
             AccountId(1),
@@ -173,9 +208,11 @@ async fn run_one(db: &Db, label: &str, instances: usize, resources: usize) -> an
 
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let date = "2030-01-15";
+    let meter = CpuMeter::start(db).await;
     let started = Instant::now();
     let out = collect_all(db, clock.clone(), date, Duration::from_secs(600), 300, None).await?;
     let wall = started.elapsed();
+    let cpu = meter.finish(db).await;
     let failed: Vec<_> = out.iter().filter(|o| o.error.is_some()).collect();
     let readings: usize = out.iter().map(|o| o.readings).sum();
     let recorded: usize = out.iter().map(|o| o.recorded).sum();
@@ -194,6 +231,8 @@ async fn run_one(db: &Db, label: &str, instances: usize, resources: usize) -> an
         sum.as_secs_f64(),
         failed.len()
     );
+    println!("[{label}] {}", cpu.per_unit(recorded, "reading"));
+    println!("[{label}] CPU by threads: {}", cpu.threads_line());
     for f in failed.iter().take(3) {
         println!(
             "[{label}]   instance {}: {}",
@@ -207,6 +246,7 @@ async fn run_one(db: &Db, label: &str, instances: usize, resources: usize) -> an
     for c in running {
         c.stop().await;
     }
+    drop(connectors_rt);
     anyhow::ensure!(
         twice == 0,
         "a second collection of the same day recorded {twice} records"

@@ -4,6 +4,7 @@
 mod admin;
 mod bench;
 mod bench_billing;
+mod bench_cpu;
 mod bench_panel;
 mod bench_sync;
 mod bench_usage;

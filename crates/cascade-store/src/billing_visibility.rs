@@ -10,6 +10,17 @@ use cascade_domain::ids::AccountId;
 
 pub struct BillingVisibility<'a>(pub &'a Db);
 
+/// Generation of the billing-screen choices, process-wide: [`BillingVisibility::set_own`]
+/// bumps it, so a cache of effective settings (the panels' `catalog_cache`) can discard
+/// entries read before a seller changed its choice. Like `auth::auth_generation`, it does
+/// not see writes by other processes.
+static VISIBILITY_GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The current generation (see [`VISIBILITY_GENERATION`]).
+pub fn visibility_generation() -> u64 {
+    VISIBILITY_GENERATION.load(std::sync::atomic::Ordering::Acquire)
+}
+
 impl Db {
     pub fn billing_visibility(&self) -> BillingVisibility<'_> {
         BillingVisibility(self)
@@ -65,6 +76,7 @@ impl BillingVisibility<'_> {
         choice: Option<BillingScreens>,
         now: Timestamp,
     ) -> StoreResult<bool> {
+        VISIBILITY_GENERATION.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         let n = match choice {
             Some(s) => on_tx!(tx, c => sqlx::query(
                 "INSERT INTO billing_visibility (account_id, invoices, payments, balance, updated_at) VALUES ($1, $2, $3, $4, $5)

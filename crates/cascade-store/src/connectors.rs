@@ -258,16 +258,22 @@ impl ConnectorInstances<'_> {
         ids: &[i64],
     ) -> StoreResult<Vec<(i64, i64)>> {
         let mut out = Vec::with_capacity(ids.len());
+        let backend = self.0.backend();
         for chunk in ids.chunks(900) {
-            let list = (0..chunk.len())
-                .map(|i| format!("${}", i + 2))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let sql = format!(
+            // Bound in placeholder order (`push_param`: `?` on SQLite).
+            let mut sql = String::from(
                 "SELECT s.id, s.plan_id FROM subscriptions s
-                 JOIN account_closure c ON c.descendant_id = s.vendor_id AND c.ancestor_id = $1
-                 WHERE s.id IN ({list})"
+                 JOIN account_closure c ON c.descendant_id = s.vendor_id AND c.ancestor_id = ",
             );
+            crate::db::push_param(backend, 1, &mut sql);
+            sql.push_str(" WHERE s.id IN (");
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                crate::db::push_param(backend, i + 2, &mut sql);
+            }
+            sql.push(')');
             let rows: Vec<(i64, i64)> = on_db!(self.0, p => {
                 let mut q = sqlx::query_as(&sql).bind(owner.0);
                 for id in chunk {
@@ -288,10 +294,13 @@ impl ConnectorInstances<'_> {
         date: &str,
     ) -> StoreResult<std::collections::HashMap<(String, String), i64>> {
         let rows: Vec<(String, String, i64)> = on_tx!(tx, c => sqlx::query_as(
+            // One pass over the instance's readings (its primary key range) instead of a
+            // correlated MAX per reading of every earlier day.
             "SELECT r.resource_id, r.resource_type, r.value FROM connector_counter_readings r
-             WHERE r.instance_id = $1 AND r.reading_date = (
-               SELECT MAX(x.reading_date) FROM connector_counter_readings x
-               WHERE x.instance_id = r.instance_id AND x.resource_id = r.resource_id AND x.resource_type = r.resource_type AND x.reading_date < $2)")
+             JOIN (SELECT resource_id, resource_type, MAX(reading_date) AS d FROM connector_counter_readings
+                   WHERE instance_id = $1 AND reading_date < $2 GROUP BY resource_id, resource_type) m
+               ON r.resource_id = m.resource_id AND r.resource_type = m.resource_type AND r.reading_date = m.d
+             WHERE r.instance_id = $1")
             .bind(id).bind(date).fetch_all(c).await)?;
         Ok(rows.into_iter().map(|(r, t, v)| ((r, t), v)).collect())
     }
@@ -319,20 +328,8 @@ impl ConnectorInstances<'_> {
             let mut sql = String::from(
                 "INSERT INTO connector_counter_readings (instance_id, resource_id, resource_type, reading_date, value) VALUES ",
             );
-            for i in 0..chunk.len() {
-                let b = i * 5;
-                if i > 0 {
-                    sql.push_str(", ");
-                }
-                sql.push_str(&format!(
-                    "(${}, ${}, ${}, ${}, ${})",
-                    b + 1,
-                    b + 2,
-                    b + 3,
-                    b + 4,
-                    b + 5
-                ));
-            }
+            // Bound in placeholder order (`push_param_rows`: `?` on SQLite).
+            crate::db::push_param_rows(tx.backend(), chunk.len(), 5, &mut sql);
             sql.push_str(
                 " ON CONFLICT (instance_id, resource_id, resource_type, reading_date) DO NOTHING",
             );

@@ -40,21 +40,37 @@ pub enum Tx {
     Postgres(Transaction<'static, Postgres>),
 }
 
+/// SQL statements run through [`on_db!`] and [`on_tx!`] in this process (a relaxed
+/// counter: the benchmarks print statements per page or per reading from it).
+static STATEMENTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many statements the store has run in this process (see [`STATEMENTS`]).
+pub fn statements() -> u64 {
+    STATEMENTS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+#[doc(hidden)]
+pub fn count_statement() {
+    STATEMENTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Run `$body` with `$c` bound to the read pool of whichever backend `$db` is.
 #[macro_export]
 macro_rules! on_db {
-    ($db:expr, $c:ident => $body:expr) => {
+    ($db:expr, $c:ident => $body:expr) => {{
+        $crate::db::count_statement();
         match $db {
             $crate::Db::Sqlite { read: $c, .. } => $body,
             $crate::Db::Postgres($c) => $body,
         }
-    };
+    }};
 }
 
 /// Run `$body` with `$c` bound to the connection of transaction `$tx`.
 #[macro_export]
 macro_rules! on_tx {
-    ($tx:expr, $c:ident => $body:expr) => {
+    ($tx:expr, $c:ident => $body:expr) => {{
+        $crate::db::count_statement();
         match $tx {
             $crate::Tx::Sqlite(t) => {
                 let $c = &mut **t;
@@ -65,7 +81,39 @@ macro_rules! on_tx {
                 $body
             }
         }
-    };
+    }};
+}
+
+/// Appends bind parameter `n` (1-based) of a generated statement: `$n` on PostgreSQL,
+/// `?` on SQLite. For statements with many parameters (multi-row inserts, long `IN`
+/// lists) only: sqlx binds every *named* SQLite parameter (`$n`) by asking SQLite for
+/// its name, a linear search, so a statement of n parameters costs O(n²) to bind (49 %
+/// of a usage collection's CPU at 6,000 parameters a statement). Positional `?` are
+/// bound in textual order, so the statement must bind its values in the order its
+/// placeholders appear, and use no `$n` besides.
+pub fn push_param(backend: Backend, n: usize, sql: &mut String) {
+    use std::fmt::Write;
+    match backend {
+        Backend::Sqlite => sql.push('?'),
+        Backend::Postgres => {
+            let _ = write!(sql, "${n}");
+        }
+    }
+}
+
+/// Appends `(p, p, …), (p, …), …`: `rows` tuples of `width` parameters, numbered from 1
+/// (see [`push_param`]).
+pub fn push_param_rows(backend: Backend, rows: usize, width: usize, sql: &mut String) {
+    for i in 0..rows {
+        sql.push_str(if i > 0 { ", (" } else { "(" });
+        for j in 0..width {
+            if j > 0 {
+                sql.push_str(", ");
+            }
+            push_param(backend, i * width + j + 1, sql);
+        }
+        sql.push(')');
+    }
 }
 
 /// Connection settings beyond the URL.
@@ -165,6 +213,13 @@ impl Db {
 }
 
 impl Tx {
+    pub fn backend(&self) -> Backend {
+        match self {
+            Tx::Sqlite(_) => Backend::Sqlite,
+            Tx::Postgres(_) => Backend::Postgres,
+        }
+    }
+
     pub async fn commit(self) -> StoreResult<()> {
         match self {
             Tx::Sqlite(t) => t.commit().await?,
@@ -195,7 +250,17 @@ pub fn redact_url(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::redact_url;
+    use super::{Backend, push_param_rows, redact_url};
+
+    #[test]
+    fn parameters_per_backend() {
+        let mut s = String::new();
+        push_param_rows(Backend::Postgres, 2, 3, &mut s);
+        assert_eq!(s, "($1, $2, $3), ($4, $5, $6)");
+        let mut s = String::new();
+        push_param_rows(Backend::Sqlite, 2, 2, &mut s);
+        assert_eq!(s, "(?, ?), (?, ?)");
+    }
 
     #[test]
     fn passwords_are_redacted() {

@@ -80,6 +80,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "panelcat",
         source: include_str!("../migrations/0015_panelcat.sql"),
     },
+    Migration {
+        version: 17,
+        name: "perfpu",
+        source: include_str!("../migrations/0017_perfpu.sql"),
+    },
 ];
 
 fn render(source: &str, db: &Db) -> String {

@@ -410,6 +410,21 @@ impl Orders<'_> {
         Ok(Page::from_rows(orders, limit, |o| o.id))
     }
 
+    /// An account's orders waiting for payment, newest first, at most `limit` (the
+    /// customer home's notices): one query on the partial index `orders_waiting`
+    /// (migration 17), however many paid or billed orders the account has.
+    pub async fn waiting_for_payment(
+        &self,
+        account: AccountId,
+        limit: i64,
+    ) -> StoreResult<Vec<Order>> {
+        let sql = format!(
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE account_id = $1 AND status = 'waiting_for_payment' ORDER BY id DESC LIMIT $2"
+        );
+        let rows: Vec<OrderRow> = on_db!(self.0, p => sqlx::query_as(&sql).bind(account.0).bind(limit).fetch_all(p).await)?;
+        rows.into_iter().map(order_from).collect()
+    }
+
     /// Move an order along its status machine (checked by the caller with
     /// `OrderStatus::transition`); `from` guards against a concurrent move.
     pub async fn set_status(

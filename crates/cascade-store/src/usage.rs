@@ -88,21 +88,8 @@ impl Usage<'_> {
             let mut sql = String::from(
                 "INSERT INTO usage_records (subscription_id, external_id, rate_uid, quantity, usage_date, created_at) VALUES ",
             );
-            for i in 0..chunk.len() {
-                let b = i * 6;
-                if i > 0 {
-                    sql.push_str(", ");
-                }
-                sql.push_str(&format!(
-                    "(${}, ${}, ${}, ${}, ${}, ${})",
-                    b + 1,
-                    b + 2,
-                    b + 3,
-                    b + 4,
-                    b + 5,
-                    b + 6
-                ));
-            }
+            // Bound in placeholder order (`push_param_rows`: `?` on SQLite).
+            crate::db::push_param_rows(tx.backend(), chunk.len(), 6, &mut sql);
             sql.push_str(" ON CONFLICT (subscription_id, external_id) DO NOTHING");
             let n = on_tx!(tx, c => {
                 let mut q = sqlx::query(&sql);

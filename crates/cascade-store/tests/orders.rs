@@ -242,6 +242,23 @@ both_backends! {
         books(&db, &[t.p]).await;
     }
 
+    async fn the_orders_waiting_for_payment_of_an_account_newest_first(db) {
+        let t = tree(&db).await;
+        let other = add(&db, Some(t.a2), AccountKind::Customer, "Other").await;
+        let w1 = order(&db, t.c, t.a2, None, OrderStatus::WaitingForPayment).await;
+        // Many orders in other states do not hide older waiting ones.
+        for _ in 0..5 {
+            order(&db, t.c, t.a2, None, OrderStatus::Completed).await;
+        }
+        order(&db, other, t.a2, None, OrderStatus::WaitingForPayment).await;
+        let w2 = order(&db, t.c, t.a2, None, OrderStatus::WaitingForPayment).await;
+        order(&db, t.c, t.a2, None, OrderStatus::Cancelled).await;
+        let ids = |v: Vec<cascade_store::subscriptions::Order>| v.into_iter().map(|o| o.id).collect::<Vec<_>>();
+        assert_eq!(ids(db.orders().waiting_for_payment(t.c, 100).await.unwrap()), vec![w2, w1]);
+        assert_eq!(ids(db.orders().waiting_for_payment(t.c, 1).await.unwrap()), vec![w2]);
+        assert!(db.orders().waiting_for_payment(t.a, 100).await.unwrap().is_empty());
+    }
+
     async fn wholesale_rows_are_written_once(db) {
         let t = tree(&db).await;
         let o = order(&db, t.c, t.a2, None, OrderStatus::Paid).await;

@@ -12,11 +12,18 @@
 //! entries are discarded. Writes by other processes (a separately run worker's plan
 //! sync, another server) show within the time-to-live.
 //!
+//! The billing screens a customer's sellers let it see (`billing_visibility`, read by
+//! every panel page's context) are kept the same way, per account, under their own
+//! generation (`cascade_store::billing_visibility::visibility_generation`, bumped when
+//! a seller changes its choice).
+//!
 //! Only display reads go through here. Ordering re-reads the plan from the database
 //! (prices, whether it is still on sale), so a stale entry can at worst show a plan for
 //! a few seconds that the order then refuses.
 
+use cascade_domain::billing::visibility::BillingScreens;
 use cascade_domain::catalog::sales::SalesTreeNode;
+use cascade_store::billing_visibility::visibility_generation;
 use cascade_store::plans::{Plan, catalog_generation};
 use cascade_store::{Db, StoreResult};
 use moka::sync::Cache;
@@ -44,6 +51,7 @@ pub struct CatalogCache {
     on_sale: Option<Cache<i64, Entry<Vec<Plan>>>>,
     trees: Option<Cache<i64, Entry<Vec<SalesTreeNode>>>>,
     plans: Option<Cache<i64, Entry<Plan>>>,
+    screens: Option<Cache<i64, Entry<BillingScreens>>>,
 }
 
 impl std::fmt::Debug for CatalogCache {
@@ -72,7 +80,20 @@ where
     T: Send + Sync + 'static,
     F: AsyncFnOnce() -> StoreResult<T>,
 {
-    let generation = catalog_generation();
+    cached_at(cache, key, catalog_generation(), load).await
+}
+
+/// [`cached`] under an explicit generation (read before the load).
+async fn cached_at<T, F>(
+    cache: &Option<Cache<i64, Entry<T>>>,
+    key: i64,
+    generation: u64,
+    load: F,
+) -> StoreResult<Arc<T>>
+where
+    T: Send + Sync + 'static,
+    F: AsyncFnOnce() -> StoreResult<T>,
+{
     if let Some(c) = cache
         && let Some(e) = c.get(&key)
         && e.generation == generation
@@ -99,6 +120,7 @@ impl CatalogCache {
             on_sale: build(ttl, 10_000),
             trees: build(ttl, 10_000),
             plans: build(ttl, 100_000),
+            screens: build(ttl, 100_000),
         }
     }
 
@@ -132,6 +154,20 @@ impl CatalogCache {
                 .await
         })
         .await
+    }
+
+    /// The billing screens `account`'s sellers let it see (what a customer's pages show).
+    pub async fn billing_screens(&self, db: &Db, account: i64) -> StoreResult<BillingScreens> {
+        let generation = visibility_generation();
+        let r = cached_at(&self.screens, account, generation, async || {
+            Ok(db
+                .billing_visibility()
+                .effective(cascade_domain::ids::AccountId(account))
+                .await?
+                .screens)
+        })
+        .await?;
+        Ok(*r)
     }
 
     /// One plan, for display.

@@ -27,7 +27,7 @@ use axum::response::{IntoResponse, Redirect};
 use axum::routing::{get, post};
 use cascade_domain::account::AccountKind;
 use cascade_domain::authz::Action;
-use cascade_domain::billing::lifecycle::{AutoRenew, OrderStatus};
+use cascade_domain::billing::lifecycle::AutoRenew;
 use cascade_domain::catalog::plan::UNLIMITED;
 use cascade_domain::catalog::resources::ResourceKind;
 use cascade_domain::ids::AccountId;
@@ -120,11 +120,7 @@ async fn home(State(st): State<AppState>, ctx: Ctx, Query(q): Query<Flash>) -> W
         ));
     }
     auth.check(&st, acc, Action::ViewOrders).await?;
-    let orders = st.db.orders().of_account(acc, None, 100).await?.items;
-    let waiting: Vec<_> = orders
-        .iter()
-        .filter(|o| o.status == OrderStatus::WaitingForPayment)
-        .collect();
+    let waiting = st.db.orders().waiting_for_payment(acc, 100).await?;
     let subs = st
         .db
         .subscriptions()

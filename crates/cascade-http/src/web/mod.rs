@@ -228,14 +228,13 @@ async fn build_ctx(
         }
     };
     let lang = pick_language(&jar, parts_headers, auth.as_ref(), account.as_ref());
-    // One indexed query, for customers only: which billing screens their sellers show.
+    // For customers only: which billing screens their sellers show (one indexed query,
+    // cached with the catalog reads).
     let billing_screens = match &account {
         Some(a) if a.kind == cascade_domain::account::AccountKind::Customer => st
-            .db
-            .billing_visibility()
-            .effective(a.id)
+            .catalog
+            .billing_screens(&st.db, a.id.0)
             .await
-            .map(|r| r.screens)
             .unwrap_or_default(),
         _ => BillingScreens::ALL,
     };
