@@ -70,6 +70,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "customer",
         source: include_str!("../migrations/0012_customer.sql"),
     },
+    Migration {
+        version: 16,
+        name: "billperf",
+        source: include_str!("../migrations/0016_billperf.sql"),
+    },
 ];
 
 fn render(source: &str, db: &Db) -> String {

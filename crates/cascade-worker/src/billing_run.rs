@@ -142,6 +142,12 @@ pub struct RunOptions {
     /// Before each write transaction the run waits while API writes are in flight in
     /// this process, at most this long (`billing_batch::yield_to_interactive`).
     pub yield_max: std::time::Duration,
+    /// Accounts per write transaction while API writes are in flight or were within
+    /// `busy_window` (when `write_chunk` is 0; 0 here: never shrink). Short transactions
+    /// bound how long an API write can wait behind the run; the whole batch is written
+    /// at once when the API is quiet.
+    pub busy_chunk: usize,
+    pub busy_window: std::time::Duration,
 }
 
 /// How batches write (from [`RunOptions`]).
@@ -150,6 +156,8 @@ struct WriteOpts {
     durable: bool,
     chunk: usize,
     yield_max: std::time::Duration,
+    busy_chunk: usize,
+    busy_window: std::time::Duration,
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -162,6 +170,8 @@ impl std::fmt::Debug for RunOptions {
             .field("durable_batches", &self.durable_batches)
             .field("write_chunk", &self.write_chunk)
             .field("yield_max", &self.yield_max)
+            .field("busy_chunk", &self.busy_chunk)
+            .field("busy_window", &self.busy_window)
             .finish()
     }
 }
@@ -176,6 +186,8 @@ impl Default for RunOptions {
             durable_batches: false,
             write_chunk: 0,
             yield_max: std::time::Duration::from_millis(50),
+            busy_chunk: 25,
+            busy_window: std::time::Duration::from_secs(2),
         }
     }
 }
@@ -942,13 +954,14 @@ async fn bill_batch(
             alone.extend(0..accounts.len());
         }
     }
-    let chunk = if w.chunk == 0 {
-        bills.len().max(1)
-    } else {
-        w.chunk
-    };
     while !bills.is_empty() {
-        let tail = bills.split_off(bills.len().min(chunk));
+        let chunk = billing_batch::write_chunk(
+            bills.len(),
+            w.chunk,
+            w.busy_chunk,
+            billing_batch::interactive_within(w.busy_window),
+        );
+        let tail = bills.split_off(chunk);
         let mut part = std::mem::replace(&mut bills, tail);
         // A run normally meets only charges it has never billed: insert optimistically, and
         // look the keys up first only when that fails.
@@ -1197,6 +1210,8 @@ pub async fn run_with(
         durable: opts.durable_batches,
         chunk: opts.write_chunk,
         yield_max: opts.yield_max,
+        busy_chunk: opts.busy_chunk,
+        busy_window: opts.busy_window,
     };
     let mut report = RunReport {
         run_id,
