@@ -375,7 +375,7 @@ pub fn interactive_within(window: std::time::Duration) -> bool {
         return true;
     }
     let last = LAST_INTERACTIVE.load(std::sync::atomic::Ordering::Relaxed);
-    last > 0 && epoch().elapsed().as_millis() as u64 + 1 <= last + window.as_millis() as u64
+    last > 0 && (epoch().elapsed().as_millis() as u64) < last + window.as_millis() as u64
 }
 
 /// How many of `remaining` accounts the next write transaction of a batch takes:
