@@ -629,6 +629,88 @@ async fn postgres_cpu_split(
     Some((mine, other))
 }
 
+/// Statements the process ran, counted from sqlx's per-statement `sqlx::query` events
+/// (emitted at DEBUG once a subscriber enables them; formatting the summary costs a few
+/// µs per statement, negligible next to a batch's). `COPY` does not go through them: the
+/// lines a batch copies are counted from the run's report instead.
+mod sql_count {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use tracing_subscriber::layer::{Context, SubscriberExt};
+    use tracing_subscriber::{Layer, filter::Targets};
+
+    static STATEMENTS: AtomicU64 = AtomicU64::new(0);
+    static AFFECTED: AtomicU64 = AtomicU64::new(0);
+    static RETURNED: AtomicU64 = AtomicU64::new(0);
+    static ACTIVE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+    struct Counter;
+
+    struct Rows(u64, u64);
+
+    impl tracing::field::Visit for Rows {
+        fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+            match field.name() {
+                "rows_affected" => self.0 = value,
+                "rows_returned" => self.1 = value,
+                _ => {}
+            }
+        }
+        fn record_debug(&mut self, _: &tracing::field::Field, _: &dyn std::fmt::Debug) {}
+    }
+
+    impl<S: tracing::Subscriber> Layer<S> for Counter {
+        fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+            let mut rows = Rows(0, 0);
+            event.record(&mut rows);
+            STATEMENTS.fetch_add(1, Ordering::Relaxed);
+            AFFECTED.fetch_add(rows.0, Ordering::Relaxed);
+            RETURNED.fetch_add(rows.1, Ordering::Relaxed);
+        }
+    }
+
+    /// Install the counter as the process's subscriber (benchmarks install none
+    /// otherwise); nothing is counted if another subscriber is installed already.
+    pub fn install() {
+        let filter = Targets::new().with_target("sqlx::query", tracing::Level::DEBUG);
+        let ok = tracing::subscriber::set_global_default(
+            tracing_subscriber::registry().with(Counter.with_filter(filter)),
+        )
+        .is_ok();
+        ACTIVE.fetch_or(ok, Ordering::Relaxed);
+    }
+
+    /// Whether statements are being counted.
+    pub fn active() -> bool {
+        ACTIVE.load(Ordering::Relaxed)
+    }
+
+    /// (statements, rows affected, rows returned) so far.
+    pub fn now() -> (u64, u64, u64) {
+        (
+            STATEMENTS.load(Ordering::Relaxed),
+            AFFECTED.load(Ordering::Relaxed),
+            RETURNED.load(Ordering::Relaxed),
+        )
+    }
+
+    pub fn since(before: (u64, u64, u64)) -> (u64, u64, u64) {
+        let n = now();
+        (n.0 - before.0, n.1 - before.1, n.2 - before.2)
+    }
+}
+
+/// The server's WAL position in bytes (PostgreSQL).
+async fn wal_lsn(db: &Db) -> Option<i64> {
+    let Db::Postgres(p) = db else { return None };
+    sqlx::query_as::<_, (i64,)>(
+        "SELECT CAST(pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0') AS BIGINT)",
+    )
+    .fetch_one(p)
+    .await
+    .ok()
+    .map(|r| r.0)
+}
+
 fn percentile(v: &mut [Duration], q: f64) -> Duration {
     if v.is_empty() {
         return Duration::ZERO;
@@ -669,6 +751,7 @@ pub async fn billing_bench(a: &BillingBenchArgs<'_>) -> anyhow::Result<()> {
             if u.contains('?') { '&' } else { '?' }
         )
     });
+    sql_count::install();
     for b in backends(pg_url.as_deref(), a.backend).await? {
         run_one(&b, a, &rows, &resellers, first_customer).await?;
         b.cleanup().await?;
@@ -731,11 +814,14 @@ async fn run_one(
         None
     };
     let mut idle = vec![];
+    let before_idle = sql_count::now();
     if let Some(p) = &probe {
         for i in 0..200 {
             idle.push(p.write_once(i).await?);
         }
     }
+    // Statements one order placement runs (to tell the run's own from the probe's).
+    let per_order = sql_count::since(before_idle).0 as f64 / idle.len().max(1) as f64;
 
     let today = chrono::NaiveDate::parse_from_str(RUN_DATE, "%Y-%m-%d")?;
     let parallel = a.parallel.unwrap_or_else(|| default_parallel(db));
@@ -752,14 +838,19 @@ async fn run_one(
             .and_then(|v| v.parse().ok())
             .map(Duration::from_millis)
             .unwrap_or(defaults.yield_max),
+        busy_chunk: env("CASCADE_BENCH_BUSY_CHUNK")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(defaults.busy_chunk),
         ..defaults
     };
     println!(
-        "[{label}] run options: batch {}, {} batches in flight, durable batch commits {}, write chunk {} accounts (0 = whole batch), yield to API writes up to {} ms",
+        "[{label}] run options: batch {}, {} batches in flight, durable batch commits {}, write chunk {} accounts (0 = whole batch; {} while API writes are within {} ms), yield to API writes up to {} ms",
         opts.batch,
         parallel,
         opts.durable_batches,
         opts.write_chunk,
+        opts.busy_chunk,
+        opts.busy_window.as_millis(),
         opts.yield_max.as_millis()
     );
     if let Db::Postgres(p) = db {
@@ -799,6 +890,8 @@ async fn run_one(
     let pb = progress(due, "billing");
     let cpu0 = (cpu_self(), cpu_postgres());
     let wal0 = wal_stats(db).await;
+    let lsn0 = wal_lsn(db).await;
+    let sql0 = sql_count::now();
     let started = Instant::now();
     let r = run_with(db, &SystemClock, today, &opts, parallel, |done, failed| {
         pb.set_position(done + failed)
@@ -807,6 +900,8 @@ async fn run_one(
     .map_err(|e| anyhow::anyhow!("billing run: {e}"))?;
     let elapsed = started.elapsed();
     let cpu1 = (cpu_self(), cpu_postgres());
+    let sql1 = sql_count::since(sql0);
+    let lsn1 = wal_lsn(db).await;
     let wal1 = wal_stats(db).await;
     pb.finish_and_clear();
     stop.store(true, Ordering::Relaxed);
@@ -853,6 +948,26 @@ async fn run_one(
             w1.1 - w0.1,
             w1.2 - w0.2,
             w1.3 - w0.3
+        );
+    }
+    let subs = (r.subscriptions_billed as f64).max(1.0);
+    if sql_count::active() {
+        // The probe's orders ran statements too: take them out at their idle count.
+        let statements = (sql1.0 as f64 - per_order * busy.len() as f64).max(0.0);
+        println!(
+            "[{label}] statements during the run: {:.3} per subscription ({statements:.0} in all, {per_order:.1} per probe order taken out); \
+             rows affected {:.2} + lines copied {:.2} per subscription, rows read {:.2} per subscription",
+            statements / subs,
+            sql1.1 as f64 / subs,
+            r.lines_written as f64 / subs,
+            sql1.2 as f64 / subs,
+        );
+    }
+    if let (Some(l0), Some(l1)) = (lsn0, lsn1) {
+        println!(
+            "[{label}] WAL written during the run (pg_current_wal_lsn, whole server): {:.0} MiB = {:.0} bytes per subscription",
+            (l1 - l0) as f64 / 1048576.0,
+            (l1 - l0) as f64 / subs
         );
     }
     if let Some(m) = peak_rss_mib() {

@@ -350,8 +350,51 @@ pub struct InteractiveGuard(());
 
 impl Drop for InteractiveGuard {
     fn drop(&mut self) {
+        mark_interactive();
         INTERACTIVE.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
+}
+
+/// When an interactive write last started or ended: milliseconds since [`epoch`], plus
+/// one (0: never).
+static LAST_INTERACTIVE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A fixed instant of this process: scheduling time, not business time (no `Clock`).
+fn epoch() -> std::time::Instant {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(std::time::Instant::now)
+}
+
+fn mark_interactive() {
+    let ms = epoch().elapsed().as_millis() as u64 + 1;
+    LAST_INTERACTIVE.fetch_max(ms, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether an interactive write is in flight or was within the last `window`: the
+/// billing run then writes in short transactions ([`write_chunk`]), so that the next
+/// API write never waits for a whole batch's writes (SQLite's single writer, PostgreSQL's
+/// invoice counter rows, which every batch locks for its issuers until it commits).
+pub fn interactive_within(window: std::time::Duration) -> bool {
+    if interactive_in_flight() > 0 {
+        return true;
+    }
+    let last = LAST_INTERACTIVE.load(std::sync::atomic::Ordering::Relaxed);
+    last > 0 && (epoch().elapsed().as_millis() as u64) < last + window.as_millis() as u64
+}
+
+/// How many of `remaining` accounts the next write transaction of a batch takes:
+/// `configured` if set (non-zero); otherwise all of them, or `busy` while interactive
+/// writes are recent (`interactive`), trading a few statements per transaction for short
+/// waits of the API behind the run.
+pub fn write_chunk(remaining: usize, configured: usize, busy: usize, interactive: bool) -> usize {
+    let n = if configured > 0 {
+        configured
+    } else if interactive && busy > 0 {
+        busy
+    } else {
+        remaining
+    };
+    n.clamp(1, remaining.max(1))
 }
 
 /// The in-process priority gate: the HTTP layer holds a guard for every mutating request
@@ -360,6 +403,7 @@ impl Drop for InteractiveGuard {
 /// SQLite, behind the single writer; on PostgreSQL, behind counter and index contention
 /// and WAL flushes).
 pub fn interactive() -> InteractiveGuard {
+    mark_interactive();
     INTERACTIVE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     InteractiveGuard(())
 }
@@ -1123,6 +1167,33 @@ pub async fn insert_events(tx: &mut Tx, events: &[BatchEvent], now: Timestamp) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn write_chunks_shrink_only_while_api_writes_are_recent() {
+        // Quiet: the whole batch in one transaction.
+        assert_eq!(write_chunk(500, 0, 20, false), 500);
+        // API writes recent: short transactions, never more than what is left.
+        assert_eq!(write_chunk(500, 0, 20, true), 20);
+        assert_eq!(write_chunk(7, 0, 20, true), 7);
+        // A configured chunk wins either way; `busy` 0 turns shrinking off.
+        assert_eq!(write_chunk(500, 100, 20, true), 100);
+        assert_eq!(write_chunk(500, 100, 20, false), 100);
+        assert_eq!(write_chunk(500, 0, 0, true), 500);
+        assert_eq!(write_chunk(0, 0, 20, true), 1);
+    }
+
+    #[test]
+    fn an_api_write_counts_as_recent_until_the_window_after_it_ends() {
+        let window = std::time::Duration::from_secs(3600);
+        assert!(
+            !interactive_within(window),
+            "none yet (each test is its own process)"
+        );
+        let g = interactive();
+        assert!(interactive_within(std::time::Duration::ZERO), "in flight");
+        drop(g);
+        assert!(interactive_within(window), "just ended");
+    }
 
     #[test]
     fn copy_rows_escape_what_copy_reads_specially() {

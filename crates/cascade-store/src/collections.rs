@@ -12,7 +12,7 @@
 //! is the same key, unique too). A run killed in between leaves the row `started`; the
 //! next run finishes it with the same key first ([`AutoCharges::started`]).
 
-use crate::{Db, StoreResult, Tx, on_db, on_tx};
+use crate::{Db, StoreError, StoreResult, Tx, on_db, on_tx};
 use cascade_domain::billing::payments::CreditTerms;
 use cascade_domain::clock::Timestamp;
 use cascade_domain::ids::AccountId;
@@ -433,8 +433,8 @@ pub async fn plan_contents(db: &Db) -> StoreResult<Vec<(i64, String)>> {
 /// Date documents just issued on `issue` by their account's credit terms: the due date
 /// (`due_days` of the account's class) and, for a class with a delayed payment schedule,
 /// the charge date (`payments::charge_date`). Documents of accounts without a class keep
-/// the default terms they were written with. One read for the whole set; an update only
-/// for documents whose account has a class.
+/// the default terms they were written with. One read per 1,000 accounts and one update
+/// for the documents whose account has a class.
 pub async fn date_by_terms(
     tx: &mut Tx,
     docs: &[(i64, AccountId)],
@@ -447,6 +447,7 @@ pub async fn date_by_terms(
         by_account.entry(account.0).or_default().push(*doc);
     }
     let accounts: Vec<i64> = by_account.keys().copied().collect();
+    let mut dated: Vec<(i64, String, Option<String>)> = Vec::new();
     for chunk in accounts.chunks(1000) {
         let list = chunk
             .iter()
@@ -469,10 +470,44 @@ pub async fn date_by_terms(
             let due = due_date(issue, &terms).to_string();
             let charge = charge_date(issue, &terms).map(|d| d.to_string());
             for doc in by_account.get(&account).into_iter().flatten() {
-                on_tx!(tx, c => sqlx::query(
-                    "UPDATE documents SET due_date = $2, charge_date = $3 WHERE id = $1 AND kind IN ('invoice', 'debit_memo')")
-                    .bind(doc).bind(&due).bind(&charge).execute(c).await.map(|r| r.rows_affected()))?;
+                dated.push((*doc, due.clone(), charge.clone()));
             }
+        }
+    }
+    set_dates(tx, &dated).await
+}
+
+/// Set (document, due date, charge date) with one statement (the billing run dates
+/// thousands of invoices per batch: one statement per invoice was most of its round
+/// trips for accounts with a class).
+async fn set_dates(tx: &mut Tx, dated: &[(i64, String, Option<String>)]) -> StoreResult<()> {
+    if dated.is_empty() {
+        return Ok(());
+    }
+    match tx {
+        Tx::Postgres(t) => {
+            sqlx::query(
+                "UPDATE documents AS d SET due_date = v.due, charge_date = v.charge
+                 FROM unnest($1::int8[], $2::text[], $3::text[]) AS v(id, due, charge)
+                 WHERE d.id = v.id AND d.kind IN ('invoice', 'debit_memo')",
+            )
+            .bind(dated.iter().map(|d| d.0).collect::<Vec<_>>())
+            .bind(dated.iter().map(|d| d.1.as_str()).collect::<Vec<_>>())
+            .bind(dated.iter().map(|d| d.2.as_deref()).collect::<Vec<_>>())
+            .execute(&mut **t)
+            .await?;
+        }
+        Tx::Sqlite(t) => {
+            let rows = serde_json::to_string(dated)
+                .map_err(|e| StoreError::Corrupt(format!("encoding due dates: {e}")))?;
+            sqlx::query(
+                "UPDATE documents SET due_date = v.value ->> 1, charge_date = v.value ->> 2
+                 FROM json_each($1) AS v
+                 WHERE documents.id = v.value ->> 0 AND documents.kind IN ('invoice', 'debit_memo')",
+            )
+            .bind(rows)
+            .execute(&mut **t)
+            .await?;
         }
     }
     Ok(())

@@ -85,6 +85,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "perfpu",
         source: include_str!("../migrations/0017_perfpu.sql"),
     },
+    Migration {
+        version: 16,
+        name: "billperf",
+        source: include_str!("../migrations/0016_billperf.sql"),
+    },
 ];
 
 fn render(source: &str, db: &Db) -> String {

@@ -152,6 +152,12 @@ pub struct RunOptions {
     /// Simulated crash (tests only) inside the transaction of this chunk (0-based) of
     /// tier invoices, before its commit.
     pub tier_crash: Option<u64>,
+    /// Accounts per write transaction while API writes are in flight or were within
+    /// `busy_window` (when `write_chunk` is 0; 0 here: never shrink). Short transactions
+    /// bound how long an API write can wait behind the run; the whole batch is written
+    /// at once when the API is quiet.
+    pub busy_chunk: usize,
+    pub busy_window: std::time::Duration,
 }
 
 /// How batches write (from [`RunOptions`]).
@@ -160,6 +166,8 @@ struct WriteOpts {
     durable: bool,
     chunk: usize,
     yield_max: std::time::Duration,
+    busy_chunk: usize,
+    busy_window: std::time::Duration,
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -174,6 +182,8 @@ impl std::fmt::Debug for RunOptions {
             .field("yield_max", &self.yield_max)
             .field("tier_chunk", &self.tier_chunk)
             .field("tier_crash", &self.tier_crash)
+            .field("busy_chunk", &self.busy_chunk)
+            .field("busy_window", &self.busy_window)
             .finish()
     }
 }
@@ -190,6 +200,8 @@ impl Default for RunOptions {
             yield_max: std::time::Duration::from_millis(50),
             tier_chunk: crate::tier_billing::TIER_CHUNK,
             tier_crash: None,
+            busy_chunk: 25,
+            busy_window: std::time::Duration::from_secs(2),
         }
     }
 }
@@ -1029,13 +1041,14 @@ async fn bill_batch(
             alone.extend(0..accounts.len());
         }
     }
-    let chunk = if w.chunk == 0 {
-        bills.len().max(1)
-    } else {
-        w.chunk
-    };
     while !bills.is_empty() {
-        let tail = bills.split_off(bills.len().min(chunk));
+        let chunk = billing_batch::write_chunk(
+            bills.len(),
+            w.chunk,
+            w.busy_chunk,
+            billing_batch::interactive_within(w.busy_window),
+        );
+        let tail = bills.split_off(chunk);
         let mut part = std::mem::replace(&mut bills, tail);
         // A run normally meets only charges it has never billed: insert optimistically, and
         // look the keys up first only when that fails.
@@ -1284,6 +1297,8 @@ pub async fn run_with(
         durable: opts.durable_batches,
         chunk: opts.write_chunk,
         yield_max: opts.yield_max,
+        busy_chunk: opts.busy_chunk,
+        busy_window: opts.busy_window,
     };
     let mut report = RunReport {
         run_id,
