@@ -81,14 +81,14 @@ pub const MIGRATIONS: &[Migration] = &[
         source: include_str!("../migrations/0015_panelcat.sql"),
     },
     Migration {
-        version: 17,
-        name: "perfpu",
-        source: include_str!("../migrations/0017_perfpu.sql"),
-    },
-    Migration {
         version: 16,
         name: "billperf",
         source: include_str!("../migrations/0016_billperf.sql"),
+    },
+    Migration {
+        version: 17,
+        name: "perfpu",
+        source: include_str!("../migrations/0017_perfpu.sql"),
     },
 ];
 
