@@ -260,26 +260,30 @@ impl ConnectorInstances<'_> {
         let mut out = Vec::with_capacity(ids.len());
         let backend = self.0.backend();
         for chunk in ids.chunks(900) {
-            // Bound in placeholder order (`push_param`: `?` on SQLite).
+            // Bound in placeholder order (`push_param`: `?` on SQLite): the ids, then
+            // the owner. The id list drives the lookup (primary key), materialized first: otherwise
+            // PostgreSQL may walk every subscription of the owner's tree through
+            // `subscriptions_vendor_id` for each chunk (measured: 30× slower at 200k).
             let mut sql = String::from(
-                "SELECT s.id, s.plan_id FROM subscriptions s
-                 JOIN account_closure c ON c.descendant_id = s.vendor_id AND c.ancestor_id = ",
+                "WITH s AS MATERIALIZED (SELECT id, plan_id, vendor_id FROM subscriptions WHERE id IN (",
             );
-            crate::db::push_param(backend, 1, &mut sql);
-            sql.push_str(" WHERE s.id IN (");
             for i in 0..chunk.len() {
                 if i > 0 {
                     sql.push_str(", ");
                 }
-                crate::db::push_param(backend, i + 2, &mut sql);
+                crate::db::push_param(backend, i + 1, &mut sql);
             }
-            sql.push(')');
+            sql.push_str(
+                ")) SELECT s.id, s.plan_id FROM s
+                 JOIN account_closure c ON c.descendant_id = s.vendor_id AND c.ancestor_id = ",
+            );
+            crate::db::push_param(backend, chunk.len() + 1, &mut sql);
             let rows: Vec<(i64, i64)> = on_db!(self.0, p => {
-                let mut q = sqlx::query_as(&sql).bind(owner.0);
+                let mut q = sqlx::query_as(&sql);
                 for id in chunk {
                     q = q.bind(*id);
                 }
-                q.fetch_all(p).await
+                q.bind(owner.0).fetch_all(p).await
             })?;
             out.extend(rows);
         }
