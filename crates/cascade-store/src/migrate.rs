@@ -90,6 +90,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "perfpu",
         source: include_str!("../migrations/0017_perfpu.sql"),
     },
+    Migration {
+        version: 18,
+        name: "wholesale_idx",
+        source: include_str!("../migrations/0018_wholesale_idx.sql"),
+    },
 ];
 
 fn render(source: &str, db: &Db) -> String {
