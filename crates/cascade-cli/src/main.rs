@@ -362,7 +362,8 @@ async fn main() -> anyhow::Result<()> {
     if let Some(url) = &cli.database_url {
         cfg.database_url = SecretString::from(url.clone());
     }
-    if !matches!(cli.command, Command::Bench { .. }) {
+    // Benches print their own figures; their logs only when asked for (RUST_LOG).
+    if !matches!(cli.command, Command::Bench { .. }) || std::env::var_os("RUST_LOG").is_some() {
         init_tracing(&cfg);
     }
     match cli.command {

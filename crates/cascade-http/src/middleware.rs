@@ -143,7 +143,9 @@ pub async fn metrics(req: Request, next: Next) -> Response {
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".into());
     let method = req.method().to_string();
-    // Mutating requests make the daily billing run wait before its next write.
+    // Every request counts in the load the daily billing run paces itself by; mutating
+    // ones also make it wait before its next write.
+    let _load = cascade_store::billing_batch::request();
     let _gate = (!req.method().is_safe()).then(cascade_store::billing_batch::interactive);
     let res = next.run(req).await;
     let status = res.status().as_u16().to_string();

@@ -342,6 +342,91 @@ pub async fn begin(db: &Db, durable: bool) -> StoreResult<Tx> {
     Ok(tx)
 }
 
+/// Requests (pages and API calls, reads included) in flight in this process, and the
+/// microseconds spent in finished ones: the load the billing run paces itself by.
+static REQUESTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static REQUEST_MICROS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Marks a request in flight until dropped (held by the HTTP layer for every request).
+pub struct RequestGuard(std::time::Instant);
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        let us = self.0.elapsed().as_micros() as u64;
+        REQUEST_MICROS.fetch_add(us, std::sync::atomic::Ordering::Relaxed);
+        REQUESTS.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Count a request (any method) until the guard drops.
+pub fn request() -> RequestGuard {
+    REQUESTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    RequestGuard(std::time::Instant::now())
+}
+
+/// Default of the billing run's `pace_max`.
+pub const DEFAULT_PACE_MAX: f64 = 4.0;
+
+/// The request load: requests in flight on average (request time per wall time) over
+/// the last sampling interval (≥ 100 ms), smoothed. 0 when nobody uses the panels or API.
+pub fn request_load() -> f64 {
+    struct Sample {
+        at: std::time::Instant,
+        micros: u64,
+        load: f64,
+    }
+    static LAST: std::sync::Mutex<Option<Sample>> = std::sync::Mutex::new(None);
+    let now = std::time::Instant::now();
+    let micros = REQUEST_MICROS.load(std::sync::atomic::Ordering::Relaxed);
+    let in_flight = REQUESTS.load(std::sync::atomic::Ordering::Relaxed) as f64;
+    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    match last.as_mut() {
+        None => {
+            *last = Some(Sample {
+                at: now,
+                micros,
+                load: in_flight,
+            });
+            in_flight
+        }
+        Some(s) => {
+            let wall = now.duration_since(s.at).as_micros() as f64;
+            if wall >= 100_000.0 {
+                let busy = micros.saturating_sub(s.micros) as f64;
+                // Requests still in flight have not added their time yet: count them too.
+                let sample = (busy / wall).max(in_flight);
+                // Recent load weighs more the longer the interval was.
+                let w = (wall / 1_000_000.0).min(1.0);
+                s.load = s.load * (1.0 - w) + sample * w;
+                s.at = now;
+                s.micros = micros;
+            }
+            s.load
+        }
+    }
+}
+
+/// The pause after `worked` of billing: `worked × min(max, (load − 1) / 2)`, so a lone
+/// request at a time costs the run nothing, and saturating traffic (dozens of requests in
+/// flight) gets the machine `max / (max + 1)` of the time.
+pub fn pace_for(worked: std::time::Duration, load: f64, max: f64) -> std::time::Duration {
+    let factor = ((load - 1.0) / 2.0).clamp(0.0, max.max(0.0));
+    worked.mul_f64(factor)
+}
+
+/// Pause the billing run after a step that took `worked`, in proportion to the request
+/// load ([`pace_for`]). Returns the pause.
+pub async fn pace(worked: std::time::Duration, max: f64) -> std::time::Duration {
+    if max <= 0.0 {
+        return std::time::Duration::ZERO;
+    }
+    let pause = pace_for(worked, request_load(), max);
+    if !pause.is_zero() {
+        tokio::time::sleep(pause).await;
+    }
+    pause
+}
+
 /// Interactive writes (API requests) in flight in this process; see [`interactive`].
 static INTERACTIVE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
@@ -1214,5 +1299,29 @@ mod tests {
             s,
             "7\t\\N\tusage\ta\\tb\\\\c\\nd\t2\t5\t10\t2025-01-01\t\\N\tk\n"
         );
+    }
+}
+
+#[cfg(test)]
+mod pace_tests {
+    use super::pace_for;
+    use std::time::Duration;
+
+    #[test]
+    fn the_run_pauses_in_proportion_to_request_load_up_to_its_cap() {
+        let step = Duration::from_millis(100);
+        assert_eq!(pace_for(step, 0.0, 4.0), Duration::ZERO, "nobody around");
+        assert_eq!(
+            pace_for(step, 1.0, 4.0),
+            Duration::ZERO,
+            "one request at a time"
+        );
+        assert_eq!(pace_for(step, 5.0, 4.0), Duration::from_millis(200));
+        assert_eq!(
+            pace_for(step, 64.0, 4.0),
+            Duration::from_millis(400),
+            "capped"
+        );
+        assert_eq!(pace_for(step, 64.0, 0.0), Duration::ZERO, "pacing off");
     }
 }

@@ -30,7 +30,8 @@ use std::collections::HashMap;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WholesaleTx {
     pub id: i64,
-    pub order_id: i64,
+    /// None for the daily run's consolidated recurring rows (see [`RecurringWholesale`]).
+    pub order_id: Option<i64>,
     pub buyer_account_id: AccountId,
     pub seller_account_id: AccountId,
     pub currency: String,
@@ -81,7 +82,17 @@ pub struct AccountTerms {
     pub credit_limit_minor: Option<i64>,
 }
 
-type Row = (i64, i64, i64, i64, String, i64, String, Option<i64>, i64);
+type Row = (
+    i64,
+    Option<i64>,
+    i64,
+    i64,
+    String,
+    i64,
+    String,
+    Option<i64>,
+    i64,
+);
 const COLUMNS: &str = "id, order_id, buyer_account_id, seller_account_id, currency, amount_minor, charge_key, document_id, created_at";
 
 fn from_row(r: Row) -> WholesaleTx {
@@ -156,9 +167,9 @@ impl Wholesale<'_> {
             };
             let balance = balance_in(tx, w.buyer_account_id, &w.currency).await?;
             let (pending,): (Option<i64>,) = on_tx!(tx, c => sqlx::query_as(
-                "SELECT CAST(SUM(w.amount_minor) AS BIGINT) FROM wholesale_transactions w JOIN orders o ON o.id = w.order_id
-                 WHERE w.buyer_account_id = $1 AND w.currency = $2 AND w.document_id IS NULL AND w.order_id <> $3
-                   AND o.status IN ('provisioning', 'completed', 'failed')")
+                "SELECT CAST(SUM(w.amount_minor) AS BIGINT) FROM wholesale_transactions w LEFT JOIN orders o ON o.id = w.order_id
+                 WHERE w.buyer_account_id = $1 AND w.currency = $2 AND w.document_id IS NULL
+                   AND (w.order_id IS NULL OR (w.order_id <> $3 AND o.status IN ('provisioning', 'completed', 'failed')))")
                 .bind(w.buyer_account_id.0).bind(&w.currency).bind(order_id).fetch_one(c).await)?;
             let available = limit - balance - pending.unwrap_or(0);
             if available < w.amount_minor {
@@ -276,26 +287,36 @@ pub async fn apply_credit_to_open(
 // ---------------------------------------------------------------------------------------
 // Recurring charges, plan chains and tier invoices (the daily run).
 
-/// Orders whose wholesale rows count: they passed the chain check (or, for BO orders,
-/// needed none). The chain check's exposure and the tier invoices read the same set, so a
-/// row is owed exactly once: as pending exposure before it is invoiced, as an invoice
-/// balance after.
-const PASSED: &str = "('provisioning', 'completed', 'failed')";
+/// Rows that count: the daily run's recurring rows (no order), and rows of orders that
+/// passed the chain check (or, for BO orders, needed none). The chain check's exposure
+/// and the tier invoices read the same set, so a row is owed exactly once: as pending
+/// exposure before it is invoiced, as an invoice balance after. `w` is the row, `o` its
+/// order (LEFT JOIN).
+const PASSED: &str = "(w.order_id IS NULL OR o.status IN ('provisioning', 'completed', 'failed'))";
 
 fn encode<T: serde::Serialize>(v: &T) -> StoreResult<String> {
     serde_json::to_string(v)
         .map_err(|e| crate::StoreError::Corrupt(format!("encoding wholesale rows: {e}")))
 }
 
-/// A reseller's debt for one BO order of the daily run (one subscription, one billed
-/// period), written set-wise with the order's batch.
+/// What a reseller owes for the recurring charges of one plan billed on one day by one
+/// billing run, consolidated: one row per (run, billed day, plan, buyer), whose amount
+/// and `periods` grow with every batch of the run that bills such subscriptions
+/// ([`record_recurring`], an upsert in the batch's transaction, so exactly once with the
+/// BO orders and lines it sums).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BilledWholesale {
-    pub order_id: i64,
+pub struct RecurringWholesale {
     pub buyer: AccountId,
     pub seller: AccountId,
     pub currency: String,
+    /// The plan priced: the vendor's copy.
+    pub plan_id: i64,
+    pub billed_on: String,
     pub amount_minor: i64,
+    /// Subscription periods summed.
+    pub periods: i64,
+    /// What the tier invoice line says.
+    pub description: String,
     pub charge_key: String,
 }
 
@@ -307,14 +328,17 @@ pub struct TierPlan {
     pub seller: AccountId,
     pub plan_id: i64,
     pub content: cascade_domain::catalog::plan::PlanContent,
+    /// The parent's name in its default language.
+    pub name: std::sync::Arc<str>,
 }
 
 /// A wholesale row not invoiced yet, with what its invoice line says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Uninvoiced {
     pub id: i64,
-    pub order_id: i64,
-    pub order_type: String,
+    /// The SO/CH order; none for a consolidated recurring row.
+    pub order_id: Option<i64>,
+    pub order_type: Option<String>,
     pub subscription_id: Option<i64>,
     pub buyer: AccountId,
     pub seller: AccountId,
@@ -322,39 +346,54 @@ pub struct Uninvoiced {
     pub amount_minor: i64,
     pub charge_key: String,
     pub created_at: Timestamp,
+    /// Recurring rows: the plan priced, the day billed, subscription periods summed and
+    /// the line's text.
+    pub plan_id: Option<i64>,
+    pub billed_on: Option<String>,
+    pub periods: i64,
+    pub description: Option<String>,
 }
 
-type UninvoicedRow = (
-    i64,
-    i64,
-    String,
-    Option<i64>,
-    i64,
-    i64,
-    String,
-    i64,
-    String,
-    i64,
-);
+#[derive(sqlx::FromRow)]
+struct UninvoicedRow {
+    id: i64,
+    order_id: Option<i64>,
+    order_type: Option<String>,
+    subscription_id: Option<i64>,
+    buyer_account_id: i64,
+    seller_account_id: i64,
+    currency: String,
+    amount_minor: i64,
+    charge_key: String,
+    created_at: i64,
+    plan_id: Option<i64>,
+    billed_on: Option<String>,
+    periods: i64,
+    description: Option<String>,
+}
 
 fn uninvoiced_from(r: UninvoicedRow) -> Uninvoiced {
     Uninvoiced {
-        id: r.0,
-        order_id: r.1,
-        order_type: r.2,
-        subscription_id: r.3,
-        buyer: AccountId(r.4),
-        seller: AccountId(r.5),
-        currency: r.6,
-        amount_minor: r.7,
-        charge_key: r.8,
-        created_at: Timestamp(r.9),
+        id: r.id,
+        order_id: r.order_id,
+        order_type: r.order_type,
+        subscription_id: r.subscription_id,
+        buyer: AccountId(r.buyer_account_id),
+        seller: AccountId(r.seller_account_id),
+        currency: r.currency,
+        amount_minor: r.amount_minor,
+        charge_key: r.charge_key,
+        created_at: Timestamp(r.created_at),
+        plan_id: r.plan_id,
+        billed_on: r.billed_on,
+        periods: r.periods,
+        description: r.description,
     }
 }
 
 const UNINVOICED_SQL: &str = "SELECT w.id, w.order_id, o.order_type, o.subscription_id, w.buyer_account_id, w.seller_account_id,
-        w.currency, w.amount_minor, w.charge_key, w.created_at
-     FROM wholesale_transactions w JOIN orders o ON o.id = w.order_id";
+        w.currency, w.amount_minor, w.charge_key, w.created_at, w.plan_id, w.billed_on, w.periods, w.description
+     FROM wholesale_transactions w LEFT JOIN orders o ON o.id = w.order_id";
 
 /// A list of ids for an `IN (…)`: integers formatted here, nothing from outside.
 fn id_list(ids: &[i64]) -> String {
@@ -362,17 +401,20 @@ fn id_list(ids: &[i64]) -> String {
 }
 
 impl Wholesale<'_> {
-    /// The exactly-once key of `buyer`'s debt for the period of subscription `sub` billed
-    /// on `billed_on` (the period's BO order).
-    pub fn billed_key(sub: i64, billed_on: &str, buyer: AccountId) -> String {
-        format!("sub:{sub}:bill:{billed_on}:wholesale:{}", buyer.0)
+    /// The key of `buyer`'s consolidated row for `plan` billed on `billed_on` by billing
+    /// run `run` ([`RecurringWholesale`]).
+    pub fn recurring_key(run: i64, billed_on: &str, plan: i64, buyer: AccountId) -> String {
+        format!(
+            "run:{run}:bill:{billed_on}:plan:{plan}:wholesale:{}",
+            buyer.0
+        )
     }
 
     /// What `buyer` owes and has not been invoiced yet (what its next tier invoice will
     /// bill), oldest first: rows of orders that passed the chain check.
     pub async fn uninvoiced_of(&self, buyer: AccountId) -> StoreResult<Vec<Uninvoiced>> {
         let sql = format!(
-            "{UNINVOICED_SQL} WHERE w.buyer_account_id = $1 AND w.document_id IS NULL AND o.status IN {PASSED} ORDER BY w.id"
+            "{UNINVOICED_SQL} WHERE w.buyer_account_id = $1 AND w.document_id IS NULL AND {PASSED} ORDER BY w.id"
         );
         let rows: Vec<UninvoicedRow> =
             on_db!(self.0, p => sqlx::query_as(&sql).bind(buyer.0).fetch_all(p).await)?;
@@ -442,11 +484,13 @@ impl Wholesale<'_> {
                         c
                     }
                 };
+                let name = std::sync::Arc::from(content.name.get(&content.name.default));
                 tiers.push(TierPlan {
                     buyer: owner,
                     seller: *seller,
                     plan_id: parent,
                     content,
+                    name,
                 });
                 current = parent;
             }
@@ -466,9 +510,9 @@ impl Wholesale<'_> {
     ) -> StoreResult<Vec<AccountId>> {
         let sql = format!(
             "SELECT DISTINCT w.buyer_account_id FROM wholesale_transactions w
-               JOIN accounts a ON a.id = w.buyer_account_id JOIN orders o ON o.id = w.order_id
+               JOIN accounts a ON a.id = w.buyer_account_id LEFT JOIN orders o ON o.id = w.order_id
              WHERE w.document_id IS NULL AND a.statement_day BETWEEN $1 AND $2 AND w.created_at < $3
-               AND w.buyer_account_id > $4 AND o.status IN {PASSED}
+               AND w.buyer_account_id > $4 AND {PASSED}
              ORDER BY w.buyer_account_id LIMIT $5"
         );
         let rows: Vec<(i64,)> = on_db!(self.0, p => sqlx::query_as(&sql)
@@ -478,11 +522,14 @@ impl Wholesale<'_> {
     }
 }
 
-/// Record many BO debts with one statement; a key recorded already writes nothing.
-/// Returns the rows written.
-pub async fn record_billed(
+/// Add the run's recurring debts to their consolidated rows (an upsert per key, one
+/// statement; `rows` must have distinct keys, in key order so that concurrent batches
+/// lock rows in the same order). A row invoiced already is never added to: that fails
+/// with a conflict (two runs racing), which rolls the caller's batch back.
+/// Returns the rows inserted or grown.
+pub async fn record_recurring(
     tx: &mut Tx,
-    rows: &[BilledWholesale],
+    rows: &[RecurringWholesale],
     now: Timestamp,
 ) -> StoreResult<u64> {
     if rows.is_empty() {
@@ -490,41 +537,51 @@ pub async fn record_billed(
     }
     let n = match tx {
         Tx::Postgres(t) => sqlx::query(
-            "INSERT INTO wholesale_transactions (order_id, buyer_account_id, seller_account_id, currency, amount_minor, charge_key, document_id, created_at)
-             SELECT v.o, v.b, v.s, v.c, v.a, v.k, NULL, $7
-             FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::text[], $5::int8[], $6::text[]) AS v(o, b, s, c, a, k)
-             ON CONFLICT (charge_key) DO NOTHING",
+            "INSERT INTO wholesale_transactions AS w (order_id, buyer_account_id, seller_account_id, currency, amount_minor, charge_key, document_id, created_at, plan_id, billed_on, periods, description)
+             SELECT NULL, v.b, v.s, v.c, v.a, v.k, NULL, $10, v.p, v.d, v.n, v.t
+             FROM unnest($1::int8[], $2::int8[], $3::text[], $4::int8[], $5::text[], $6::int8[], $7::text[], $8::int8[], $9::text[]) AS v(b, s, c, a, k, p, d, n, t)
+             ON CONFLICT (charge_key) DO UPDATE SET amount_minor = w.amount_minor + EXCLUDED.amount_minor, periods = w.periods + EXCLUDED.periods
+             WHERE w.document_id IS NULL",
         )
-        .bind(rows.iter().map(|r| r.order_id).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.buyer.0).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.seller.0).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.currency.as_str()).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.amount_minor).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.charge_key.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.plan_id).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.billed_on.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.periods).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.description.as_str()).collect::<Vec<_>>())
         .bind(now.0)
         .execute(&mut **t)
         .await?
         .rows_affected(),
         Tx::Sqlite(t) => {
-            let v: Vec<(i64, i64, i64, &str, i64, &str)> = rows
+            type V<'a> = (i64, i64, &'a str, i64, &'a str, i64, &'a str, i64, &'a str);
+            let v: Vec<V<'_>> = rows
                 .iter()
                 .map(|r| {
                     (
-                        r.order_id,
                         r.buyer.0,
                         r.seller.0,
                         r.currency.as_str(),
                         r.amount_minor,
                         r.charge_key.as_str(),
+                        r.plan_id,
+                        r.billed_on.as_str(),
+                        r.periods,
+                        r.description.as_str(),
                     )
                 })
                 .collect();
             // `WHERE true` settles the parsing ambiguity of INSERT … SELECT … ON CONFLICT.
             sqlx::query(
-                "INSERT INTO wholesale_transactions (order_id, buyer_account_id, seller_account_id, currency, amount_minor, charge_key, document_id, created_at)
-                 SELECT v.value ->> 0, v.value ->> 1, v.value ->> 2, v.value ->> 3, v.value ->> 4, v.value ->> 5, NULL, $2
+                "INSERT INTO wholesale_transactions (order_id, buyer_account_id, seller_account_id, currency, amount_minor, charge_key, document_id, created_at, plan_id, billed_on, periods, description)
+                 SELECT NULL, v.value ->> 0, v.value ->> 1, v.value ->> 2, v.value ->> 3, v.value ->> 4, NULL, $2, v.value ->> 5, v.value ->> 6, v.value ->> 7, v.value ->> 8
                  FROM json_each($1) AS v WHERE true
-                 ON CONFLICT (charge_key) DO NOTHING",
+                 ON CONFLICT (charge_key) DO UPDATE SET amount_minor = wholesale_transactions.amount_minor + excluded.amount_minor,
+                    periods = wholesale_transactions.periods + excluded.periods
+                 WHERE wholesale_transactions.document_id IS NULL",
             )
             .bind(encode(&v)?)
             .bind(now.0)
@@ -533,6 +590,14 @@ pub async fn record_billed(
             .rows_affected()
         }
     };
+    if n != rows.len() as u64 {
+        return Err(crate::StoreError::Conflict {
+            what: format!(
+                "{} consolidated wholesale rows were invoiced while their billing run was still adding to them",
+                rows.len() as u64 - n
+            ),
+        });
+    }
     Ok(n)
 }
 
@@ -549,7 +614,7 @@ pub async fn uninvoiced_in(
     let ids: Vec<i64> = buyers.iter().map(|b| b.0).collect();
     let sql = format!(
         "{UNINVOICED_SQL} WHERE w.buyer_account_id IN ({}) AND w.document_id IS NULL AND w.created_at < $1
-           AND o.status IN {PASSED} ORDER BY w.buyer_account_id, w.id",
+           AND {PASSED} ORDER BY w.buyer_account_id, w.id",
         id_list(&ids)
     );
     let rows: Vec<UninvoicedRow> =
@@ -574,15 +639,28 @@ pub async fn mark_invoiced(tx: &mut Tx, pairs: &[(i64, i64)]) -> StoreResult<u64
         .execute(&mut **t)
         .await?
         .rows_affected(),
-        Tx::Sqlite(t) => sqlx::query(
-            "UPDATE wholesale_transactions SET document_id = v.value ->> 1
-             FROM json_each($1) AS v
-             WHERE wholesale_transactions.id = v.value ->> 0 AND wholesale_transactions.document_id IS NULL",
-        )
-        .bind(encode(&pairs)?)
-        .execute(&mut **t)
-        .await?
-        .rows_affected(),
+        Tx::Sqlite(t) => {
+            // One statement per document with an `IN (json_each)` list: an `UPDATE … FROM
+            // json_each` join let SQLite's planner scan every uninvoiced row and re-parse the
+            // JSON for each (seen: a tier step of 40,000 rows running for minutes).
+            let mut by_doc: std::collections::BTreeMap<i64, Vec<i64>> = Default::default();
+            for (row, doc) in pairs {
+                by_doc.entry(*doc).or_default().push(*row);
+            }
+            let mut n = 0;
+            for (doc, rows) in by_doc {
+                n += sqlx::query(
+                    "UPDATE wholesale_transactions SET document_id = $1
+                     WHERE id IN (SELECT value FROM json_each($2)) AND document_id IS NULL",
+                )
+                .bind(doc)
+                .bind(encode(&rows)?)
+                .execute(&mut **t)
+                .await?
+                .rows_affected();
+            }
+            n
+        }
     };
     Ok(n)
 }

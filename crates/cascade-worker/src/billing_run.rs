@@ -52,6 +52,12 @@
 //!   subscriptions due, and the re-run (which follows every crash anyway) bills them; no
 //!   charge can be billed twice because of the charge keys. `durable_batches` turns it
 //!   off.
+//! - **Pacing under load.** The charges are computed on blocking threads, never on the
+//!   async workers that serve pages. After every read and write step of a batch, the run
+//!   pauses in proportion to the step's duration and to the load of the panels and API
+//!   in this process (`billing_batch::pace`, up to `RunOptions::pace_max`, 4× by
+//!   default): under saturating page traffic it takes at most a fifth of the machine; on
+//!   a quiet system it never pauses.
 //! - **Yielding to interactive work.** Before every write transaction the run waits while
 //!   mutating API requests are in flight in this process (at most `yield_max`, 50 ms, so
 //!   it always progresses): `billing_batch::interactive` is held by the HTTP layer.
@@ -72,7 +78,7 @@ use cascade_store::billing_batch::{
 };
 use cascade_store::documents::{NewLine, PaymentGateway};
 use cascade_store::subscriptions::{Subscription, Subscriptions};
-use cascade_store::wholesale::{self, BilledWholesale, Wholesale};
+use cascade_store::wholesale::{self, RecurringWholesale, Wholesale};
 use cascade_store::{Backend, Db, StoreError, StoreResult, Tx, on_tx};
 use chrono::NaiveDate;
 
@@ -158,16 +164,25 @@ pub struct RunOptions {
     /// at once when the API is quiet.
     pub busy_chunk: usize,
     pub busy_window: std::time::Duration,
+    /// Yielding the machine to people: after each read or write step of a batch, the run
+    /// pauses for the step's duration times a factor that grows with the load of the
+    /// panels and API in this process, up to this (`billing_batch::pace`; 0: never
+    /// pause). At 4, a run under saturating page traffic works at most a fifth of the
+    /// time.
+    pub pace_max: f64,
 }
 
 /// How batches write (from [`RunOptions`]).
 #[derive(Debug, Clone, Copy)]
 struct WriteOpts {
+    /// The run (keys of its consolidated wholesale rows).
+    run_id: i64,
     durable: bool,
     chunk: usize,
     yield_max: std::time::Duration,
     busy_chunk: usize,
     busy_window: std::time::Duration,
+    pace_max: f64,
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -184,6 +199,7 @@ impl std::fmt::Debug for RunOptions {
             .field("tier_crash", &self.tier_crash)
             .field("busy_chunk", &self.busy_chunk)
             .field("busy_window", &self.busy_window)
+            .field("pace_max", &self.pace_max)
             .finish()
     }
 }
@@ -202,6 +218,7 @@ impl Default for RunOptions {
             tier_crash: None,
             busy_chunk: 25,
             busy_window: std::time::Duration::from_secs(2),
+            pace_max: billing_batch::DEFAULT_PACE_MAX,
         }
     }
 }
@@ -500,6 +517,7 @@ fn usage_in<'a>(
 /// Bill one account in one transaction (the per-account path: batches fall back to it).
 async fn bill_account(
     db: &Db,
+    run_id: i64,
     plans: &PlanCache,
     account: AccountId,
     today: NaiveDate,
@@ -557,6 +575,7 @@ async fn bill_account(
         .ok_or_else(|| StoreError::Corrupt("charge keys were checked before issuing".into()))?;
     let mut counts = finish_invoices(
         &mut tx,
+        run_id,
         &invoices,
         &assembled
             .orders
@@ -619,9 +638,14 @@ struct PlannedOrder {
     sub: i64,
     billed_on: NaiveDate,
     lines: Range<usize>,
-    /// (buyer, seller, amount) of each reseller of the chain for this period.
-    wholesale: Vec<(AccountId, AccountId, i64)>,
+    /// Each reseller of the chain for this period: (buyer, seller, amount, plan priced,
+    /// its name).
+    wholesale: Vec<Tier>,
 }
+
+/// What one reseller owes for one billed period: (buyer, seller, amount, plan priced,
+/// its name).
+type Tier = (AccountId, AccountId, i64, i64, Arc<str>);
 
 /// An account's invoices (one per issuer and currency, none empty) and BO orders.
 #[derive(Default)]
@@ -636,7 +660,7 @@ fn assemble<'a>(
     account: AccountId,
     billed: impl Iterator<Item = (i64, i64, &'a SubBilling, &'a CachedPlan)>,
 ) -> StoreResult<Assembled> {
-    type Tiers = Vec<(AccountId, AccountId, i64)>;
+    type Tiers = Vec<Tier>;
     type Group = (Vec<NewLine>, Vec<(i64, NaiveDate, Range<usize>, Tiers)>);
     let mut groups: BTreeMap<(i64, String), Group> = BTreeMap::new();
     for (sub, vendor, b, plan) in billed {
@@ -652,7 +676,8 @@ fn assemble<'a>(
                     .iter()
                     .filter_map(|t| {
                         let amount = t.per_period.get(on).copied().unwrap_or(0);
-                        (amount != 0).then_some((t.buyer, t.seller, amount))
+                        (amount != 0)
+                            .then(|| (t.buyer, t.seller, amount, t.plan_id, t.plan_name.clone()))
                     })
                     .collect();
                 orders.push((sub, *on, base + start..base + end, tiers));
@@ -691,8 +716,10 @@ fn assemble<'a>(
 /// billed before writes nothing: exactly once, like its lines), and emit `invoice.issued`
 /// for each invoice written. `orders` come with the position of their invoice in
 /// `invoices`.
+#[allow(clippy::too_many_arguments)]
 async fn finish_invoices(
     tx: &mut Tx,
+    run_id: i64,
     invoices: &[&NewInvoice],
     orders: &[(usize, &PlannedOrder)],
     issued: &[Option<Issued>],
@@ -742,24 +769,42 @@ async fn finish_invoices(
         });
         planned.push(o);
     }
-    let ids = billing_batch::insert_billing_orders(tx, &bo, now).await?;
-    let mut owed = Vec::new();
-    for ((id, o), order) in ids.iter().zip(&planned).zip(&bo) {
-        let on = o.billed_on.to_string();
-        owed.extend(
-            o.wholesale
-                .iter()
-                .map(|(buyer, seller, amount)| BilledWholesale {
-                    order_id: *id,
-                    buyer: *buyer,
-                    seller: *seller,
-                    currency: order.currency.clone(),
-                    amount_minor: *amount,
-                    charge_key: Wholesale::billed_key(o.sub, &on, *buyer),
-                }),
-        );
+    billing_batch::insert_billing_orders(tx, &bo, now).await?;
+    // What each reseller owes for the periods billed, consolidated per (billed day, plan
+    // priced, buyer) into the run's rows.
+    type Key<'a> = (NaiveDate, i64, AccountId, &'a str);
+    let mut owed: BTreeMap<Key<'_>, (AccountId, i64, i64, &Arc<str>)> = BTreeMap::new();
+    for (o, order) in planned.iter().zip(&bo) {
+        for (buyer, seller, amount, plan, name) in &o.wholesale {
+            let e = owed
+                .entry((o.billed_on, *plan, *buyer, order.currency.as_str()))
+                .or_insert((*seller, 0, 0, name));
+            e.1 += amount;
+            e.2 += 1;
+        }
     }
-    let wholesale_rows = wholesale::record_billed(tx, &owed, now).await?;
+    let mut rows: Vec<RecurringWholesale> = owed
+        .into_iter()
+        .map(
+            |((on, plan, buyer, currency), (seller, amount, periods, name))| {
+                let on = on.to_string();
+                RecurringWholesale {
+                    charge_key: Wholesale::recurring_key(run_id, &on, plan, buyer),
+                    description: format!("{name} (plan #{plan}) billed on {on}"),
+                    buyer,
+                    seller,
+                    currency: currency.to_string(),
+                    plan_id: plan,
+                    billed_on: on,
+                    amount_minor: amount,
+                    periods,
+                }
+            },
+        )
+        .collect();
+    // Same lock order in every batch (the rows are shared by batches in flight).
+    rows.sort_by(|a, b| a.charge_key.cmp(&b.charge_key));
+    let wholesale_rows = wholesale::record_recurring(tx, &rows, now).await?;
     let ids: Vec<i64> = dated.iter().map(|d| d.0).collect();
     let events = billing_batch::emit_invoices_issued(tx, &ids, now).await?;
     Ok(Counts {
@@ -949,7 +994,8 @@ async fn write_batch(
         orders.extend(b.orders.iter().map(|o| (offset + o.invoice, o)));
         offset += b.invoices.len();
     }
-    let mut counts = finish_invoices(&mut tx, &invoices, &orders, &issued, today, now).await?;
+    let mut counts =
+        finish_invoices(&mut tx, w.run_id, &invoices, &orders, &issued, today, now).await?;
     if crash {
         drop(tx);
         return Err(RunError::Crash);
@@ -963,7 +1009,7 @@ async fn write_batch(
 /// error that sends it down the per-account path.
 async fn prepare_batch(
     db: &Db,
-    plans: &PlanCache,
+    plans: &Arc<PlanCache>,
     accounts: &[AccountId],
     today: NaiveDate,
 ) -> StoreResult<Vec<Result<AccountBill, StoreError>>> {
@@ -977,36 +1023,45 @@ async fn prepare_batch(
             read.subscriptions.iter().flatten().map(|s| s.sub.plan_id),
         )
         .await?;
-    let mut subs: HashMap<AccountId, Vec<DueSubscription>> = HashMap::with_capacity(accounts.len());
-    let mut broken: HashMap<AccountId, StoreError> = HashMap::new();
-    for r in read.subscriptions {
-        match r {
-            Ok(s) => subs.entry(s.sub.account_id).or_default().push(s),
-            Err((account, e)) => {
-                broken.insert(account, e);
+    // The charges are computed off the async workers (a batch is tens of milliseconds of
+    // CPU): the panels and API requests those workers serve never queue behind it.
+    let plans = plans.clone();
+    let accounts = accounts.to_vec();
+    let (subscriptions, records) = (read.subscriptions, read.usage);
+    tokio::task::spawn_blocking(move || {
+        let mut subs: HashMap<AccountId, Vec<DueSubscription>> =
+            HashMap::with_capacity(accounts.len());
+        let mut broken: HashMap<AccountId, StoreError> = HashMap::new();
+        for r in subscriptions {
+            match r {
+                Ok(s) => subs.entry(s.sub.account_id).or_default().push(s),
+                Err((account, e)) => {
+                    broken.insert(account, e);
+                }
             }
         }
-    }
-    let records = read.usage;
-    let mut usage: HashMap<i64, &[UsageRecord]> = HashMap::new();
-    for chunk in records.chunk_by(|a, b| a.subscription_id == b.subscription_id) {
-        usage.insert(chunk[0].subscription_id, chunk);
-    }
-    Ok(accounts
-        .iter()
-        .enumerate()
-        .map(|(i, a)| match broken.remove(a) {
-            Some(e) => Err(e),
-            None => bill_in_memory(
-                i,
-                *a,
-                subs.get(a).map(Vec::as_slice).unwrap_or_default(),
-                &usage,
-                plans,
-                today,
-            ),
-        })
-        .collect())
+        let mut usage: HashMap<i64, &[UsageRecord]> = HashMap::new();
+        for chunk in records.chunk_by(|a, b| a.subscription_id == b.subscription_id) {
+            usage.insert(chunk[0].subscription_id, chunk);
+        }
+        accounts
+            .iter()
+            .enumerate()
+            .map(|(i, a)| match broken.remove(a) {
+                Some(e) => Err(e),
+                None => bill_in_memory(
+                    i,
+                    *a,
+                    subs.get(a).map(Vec::as_slice).unwrap_or_default(),
+                    &usage,
+                    &plans,
+                    today,
+                ),
+            })
+            .collect()
+    })
+    .await
+    .map_err(|e| StoreError::Corrupt(format!("computing a billing batch: {e}")))
 }
 
 /// Bill a batch of accounts: set-wise in one transaction, the accounts that cannot be
@@ -1024,7 +1079,10 @@ async fn bill_batch(
     let mut report = BatchReport::default();
     let mut alone: Vec<usize> = Vec::new();
     let mut bills: Vec<AccountBill> = Vec::with_capacity(accounts.len());
-    match prepare_batch(&db, &plans, &accounts, today).await {
+    let started = std::time::Instant::now();
+    let prepared = prepare_batch(&db, &plans, &accounts, today).await;
+    billing_batch::pace(started.elapsed(), w.pace_max).await;
+    match prepared {
         Ok(prepared) => {
             for (i, b) in prepared.into_iter().enumerate() {
                 match b {
@@ -1055,7 +1113,10 @@ async fn bill_batch(
         let mut check = KeyCheck::Optimistic;
         while !part.is_empty() {
             let crash = crash_at.is_some_and(|c| part.iter().any(|b| b.index == c));
-            match write_batch(&db, &part, today, now, check, crash, w).await {
+            let started = std::time::Instant::now();
+            let written = write_batch(&db, &part, today, now, check, crash, w).await;
+            billing_batch::pace(started.elapsed(), w.pace_max).await;
+            match written {
                 Ok(Written::Committed(counts)) => {
                     report.accounts_done += part.len() as u64;
                     report.add(counts);
@@ -1095,7 +1156,17 @@ async fn bill_batch(
     report.accounts_billed_alone = alone.len() as u64;
     for i in alone {
         let account = accounts[i];
-        match bill_account(&db, &plans, account, today, now, crash_at == Some(i)).await {
+        match bill_account(
+            &db,
+            w.run_id,
+            &plans,
+            account,
+            today,
+            now,
+            crash_at == Some(i),
+        )
+        .await
+        {
             Ok(counts) => {
                 report.accounts_done += 1;
                 report.add(counts);
@@ -1294,11 +1365,13 @@ pub async fn run_with(
     );
     let plans = Arc::new(PlanCache::default());
     let write_opts = WriteOpts {
+        run_id,
         durable: opts.durable_batches,
         chunk: opts.write_chunk,
         yield_max: opts.yield_max,
         busy_chunk: opts.busy_chunk,
         busy_window: opts.busy_window,
+        pace_max: opts.pace_max,
     };
     let mut report = RunReport {
         run_id,

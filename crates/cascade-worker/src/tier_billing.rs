@@ -4,17 +4,19 @@
 //! - **Recurring wholesale.** When the run bills a customer's subscription sold from a
 //!   plan copy, every reseller of the copy's chain owes its vendor the vendor's price for
 //!   the same period, resources and quantities: the period is billed again in memory
-//!   with the vendor's copy as it is now ([`charges`]), and the amount of each billed
-//!   period is written as a wholesale row of that period's BO order, in the batch's
-//!   transaction, with one multi-row statement (`wholesale::record_billed`). The row's
-//!   key (`sub:{id}:bill:{date}:wholesale:{buyer}`) makes it exactly-once like the BO
-//!   order and its lines. The chains are read once per run for the plans a batch meets
-//!   (one query per level of delegation, [`TierCache`]).
+//!   with the vendor's copy as it is now ([`charges`]). The amounts are **consolidated**:
+//!   one row per (run, billed day, plan priced, buyer), grown by every batch of the run
+//!   with one upsert statement in the batch's transaction (`wholesale::record_recurring`;
+//!   key `run:{run}:bill:{date}:plan:{plan}:wholesale:{buyer}`), so it is exactly-once
+//!   with the BO orders and lines it sums, and a 1M-subscription run writes a few
+//!   thousand rows instead of two million. The chains are read once per run for the
+//!   plans a batch meets (one query per level of delegation, [`TierCache`]).
 //! - **Tier invoices.** On a reseller's own billing day (its statement day, clamped at
 //!   month end like its customers' periods: `calendar::statement_days_on`) the run
 //!   issues one invoice per (vendor, reseller, currency) for every uninvoiced row it owes
-//!   (rows of orders that passed the chain check), **one line per wholesale row**, i.e.
-//!   per order: SO, CH or BO. The invoice is numbered in the vendor's sequence, due by
+//!   (rows of orders that passed the chain check, and the consolidated recurring rows),
+//!   **one line per wholesale row**: per SO or CH order, and per plan and billing day
+//!   for the recurring charges ("Plan X billed on D, 412 subscription periods"). The invoice is numbered in the vendor's sequence, due by
 //!   the reseller's credit terms (`collections::date_by_terms`), and `document_id` is set
 //!   on its rows in the same transaction; `invoice.issued` is emitted as for customer
 //!   invoices. Resellers are taken [`TIER_CHUNK`] at a time, one read and one short write
@@ -50,6 +52,9 @@ pub const TIER_CHUNK: i64 = 20;
 pub struct TierCharge {
     pub buyer: AccountId,
     pub seller: AccountId,
+    /// The plan priced (the vendor's copy) and its name.
+    pub plan_id: i64,
+    pub plan_name: Arc<str>,
     pub per_period: BTreeMap<NaiveDate, i64>,
 }
 
@@ -119,6 +124,8 @@ pub fn charges(
         out.push(TierCharge {
             buyer: t.buyer,
             seller: t.seller,
+            plan_id: t.plan_id,
+            plan_name: t.name.clone(),
             per_period,
         });
     }
@@ -189,12 +196,17 @@ pub fn tier_invoices(rows: &[Uninvoiced]) -> StoreResult<Vec<(NewInvoice, Vec<i6
         let (lines, ids) = groups
             .entry((r.seller.0, r.buyer.0, r.currency.as_str()))
             .or_default();
-        let what = match r.subscription_id {
-            Some(s) => format!(
-                "Wholesale: {} order #{} (subscription #{s})",
-                r.order_type, r.order_id
+        let what = match (r.order_id, &r.order_type, r.subscription_id) {
+            (Some(o), Some(t), Some(s)) => {
+                format!("Wholesale: {t} order #{o} (subscription #{s})")
+            }
+            (Some(o), Some(t), None) => format!("Wholesale: {t} order #{o}"),
+            _ => format!(
+                "Wholesale: {}, {} subscription period{}",
+                r.description.as_deref().unwrap_or("recurring charges"),
+                r.periods,
+                if r.periods == 1 { "" } else { "s" }
             ),
-            None => format!("Wholesale: {} order #{}", r.order_type, r.order_id),
         };
         lines.push(NewLine {
             subscription_id: None,

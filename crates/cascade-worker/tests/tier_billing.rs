@@ -126,7 +126,8 @@ struct Chain {
     l1: AccountId,
     l2: AccountId,
     c: AccountId,
-    sub: i64,
+    /// L2's copy, which C's subscription is on.
+    plan: i64,
 }
 
 async fn exec(db: &Db, q: &str) {
@@ -203,7 +204,8 @@ async fn chain(db: Db) -> Chain {
     )
     .await
     .unwrap();
-    let sub = Subscriptions::create(
+    let plan = plan_l2.id;
+    Subscriptions::create(
         &mut tx,
         &NewSubscription {
             account_id: c,
@@ -229,11 +231,54 @@ async fn chain(db: Db) -> Chain {
         l1,
         l2,
         c,
-        sub: sub.id,
+        plan,
     }
 }
 
 impl Chain {
+    /// Another customer of L2 with `seats` seats on L2's copy, billed from 1 February.
+    async fn customer(&self, name: &str, seats: i64) -> AccountId {
+        let c = account(&self.db, Some(self.l2), AccountKind::Customer, name).await;
+        exec(
+            &self.db,
+            &format!("UPDATE accounts SET statement_day = 1 WHERE id = {}", c.0),
+        )
+        .await;
+        let mut tx = self.db.begin().await.unwrap();
+        Subscriptions::create(
+            &mut tx,
+            &NewSubscription {
+                account_id: c,
+                vendor_id: self.l2,
+                plan_id: self.plan,
+                period_uid: "y1".into(),
+                status: SubscriptionStatus::Active,
+                start_date: "2024-01-01".into(),
+                expires_on: "2025-01-01".into(),
+                next_bill_date: "2024-02-01".into(),
+                auto_renew: AutoRenew::OnExpiry,
+                quantities: BTreeMap::from([("seats".to_string(), seats)]),
+                attributes: serde_json::json!({}),
+            },
+            T0,
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        c
+    }
+
+    /// (buyer, amount, periods, plan, billed_on) of the recurring rows, in buyer and id order.
+    async fn recurring(&self) -> Vec<(AccountId, i64, i64, i64, String)> {
+        let mut tx = self.db.begin().await.unwrap();
+        let r: Vec<(i64, i64, i64, i64, String)> = on_tx!(&mut tx, x => sqlx::query_as(
+            "SELECT buyer_account_id, amount_minor, periods, plan_id, billed_on FROM wholesale_transactions WHERE order_id IS NULL ORDER BY buyer_account_id DESC, id").fetch_all(x).await).unwrap();
+        tx.commit().await.unwrap();
+        r.into_iter()
+            .map(|r| (AccountId(r.0), r.1, r.2, r.3, r.4))
+            .collect()
+    }
+
     async fn bill(&self, day: &str) -> cascade_worker::billing_run::RunReport {
         self.bill_with(day, RunOptions::default()).await.unwrap()
     }
@@ -305,10 +350,15 @@ both_backends! {
         assert_eq!(ch.invoices(ch.c).await.iter().map(|i| i.2).collect::<Vec<_>>(), vec![2300]);
         // L2 owes L1 12.00 + 2 × 3.00, L1 owes P 10.00 + 2 × 2.00, not invoiced yet.
         assert_eq!(r.wholesale_rows, 2);
-        assert_eq!(ch.rows().await, vec![(ch.l2, ch.l1, 1800, false), (ch.l1, ch.p, 1400, false)]);
+        let mut rows = ch.rows().await;
+        rows.sort();
+        assert_eq!(rows, vec![(ch.l1, ch.p, 1400, false), (ch.l2, ch.l1, 1800, false)]);
         let upcoming = ch.db.wholesale().uninvoiced_of(ch.l2).await.unwrap();
-        assert_eq!(upcoming.iter().map(|u| (u.order_type.as_str(), u.amount_minor)).collect::<Vec<_>>(), vec![("BO", 1800)]);
-        assert_eq!(upcoming[0].subscription_id, Some(ch.sub));
+        // The run's consolidated row: no order, the plan priced, one subscription period.
+        assert_eq!(upcoming.iter().map(|u| (u.order_id, u.periods, u.billed_on.as_deref(), u.amount_minor)).collect::<Vec<_>>(),
+            vec![(None, 1, Some("2024-02-01"), 1800)]);
+        assert_eq!(upcoming[0].subscription_id, None);
+        assert!(upcoming[0].description.as_deref().unwrap().starts_with("Suite (plan #"), "{:?}", upcoming[0].description);
         assert_eq!(r.tiers.invoices, 0, "nobody's billing day");
 
         // L1's day: P invoices L1; L2's row waits for the 10th.
@@ -361,13 +411,59 @@ both_backends! {
         let keys: Vec<(String,)> = on_tx!(&mut tx, x => sqlx::query_as("SELECT charge_key FROM wholesale_transactions WHERE buyer_account_id = $1 ORDER BY id")
             .bind(ch.l1.0).fetch_all(x).await).unwrap();
         tx.commit().await.unwrap();
-        assert_eq!(keys.into_iter().map(|k| k.0).collect::<Vec<_>>(), vec![
-            format!("sub:{}:bill:2024-02-01:wholesale:{}", ch.sub, ch.l1.0),
-            format!("sub:{}:bill:2024-03-01:wholesale:{}", ch.sub, ch.l1.0),
-        ]);
+        let keys: Vec<String> = keys.into_iter().map(|k| k.0).collect();
+        assert_eq!(keys.len(), 2, "{keys:?}");
+        for (key, on) in keys.iter().zip(["2024-02-01", "2024-03-01"]) {
+            let head = format!("run:{}:bill:{on}:plan:", r.run_id);
+            assert!(key.starts_with(&head) && key.ends_with(&format!(":wholesale:{}", ch.l1.0)), "{key}");
+        }
         // L1's day in March: both on one invoice.
         ch.bill("2024-03-05").await;
         assert_eq!(ch.invoices(ch.l1).await, vec![(ch.p, "INV-000001".to_string(), 2800, vec![1400, 1400])]);
+        ch.assert_books().await;
+    }
+
+    async fn a_run_consolidates_each_resellers_debt_per_plan_across_batches_and_crashes(db) {
+        let ch = chain(db).await;
+        // Six customers of L2 with 3, 1, 2, 5, 1 and 4 seats (1 included).
+        for (i, seats) in [1, 2, 5, 1, 4].into_iter().enumerate() {
+            ch.customer(&format!("C{i}"), seats).await;
+        }
+        let extra_seats = 2 + 0 + 1 + 4 + 0 + 3;
+        // Crash after three accounts, two accounts per batch: the first run's batches
+        // committed, the rest is billed by the re-run.
+        let crashed = ch.bill_with("2024-02-01", RunOptions { batch: 2, crash: Some(cascade_worker::billing_run::CrashPoint::BetweenAccounts(4)), ..Default::default() }).await;
+        assert!(matches!(crashed, Err(RunError::Crash)));
+        let first = ch.recurring().await;
+        assert_eq!(first.iter().filter(|r| r.0 == ch.l2).map(|r| r.2).sum::<i64>(), 4, "four accounts billed before the crash: {first:?}");
+        ch.bill_with("2024-02-01", RunOptions { batch: 2, ..Default::default() }).await.unwrap();
+        assert_eq!(ch.bill("2024-02-01").await.wholesale_rows, 0, "a third run owes nothing more");
+        let rows = ch.recurring().await;
+        // One row per run and reseller (the plan priced is the vendor's copy), never one per
+        // subscription: L2 owes 12.00 + 3.00 per extra seat, L1 owes 10.00 + 2.00.
+        let of = |b: AccountId| rows.iter().filter(|r| r.0 == b).collect::<Vec<_>>();
+        assert_eq!(of(ch.l2).len(), 2, "{rows:?}");
+        assert_eq!(of(ch.l1).len(), 2, "{rows:?}");
+        assert_eq!(of(ch.l2).iter().map(|r| r.2).sum::<i64>(), 6);
+        assert_eq!(of(ch.l2).iter().map(|r| r.1).sum::<i64>(), 6 * 1200 + extra_seats * 300);
+        assert_eq!(of(ch.l1).iter().map(|r| r.1).sum::<i64>(), 6 * 1000 + extra_seats * 200);
+        assert!(of(ch.l2).iter().all(|r| r.4 == "2024-02-01"));
+        assert_ne!(of(ch.l2)[0].3, of(ch.l1)[0].3, "each priced with its vendor's copy");
+        // L1's day: one invoice from P, a line per row, the exact total.
+        let r = ch.bill("2024-02-05").await;
+        assert_eq!((r.tiers.invoices, r.tiers.rows), (1, 2));
+        let inv = ch.invoices(ch.l1).await;
+        assert_eq!(inv.len(), 1);
+        assert_eq!(inv[0].2, 6 * 1000 + extra_seats * 200);
+        assert_eq!(inv[0].3.len(), 2);
+        let doc = ch.db.documents().of_account(ch.l1, Some(DocKind::Invoice), None, 10).await.unwrap().items.remove(0);
+        let lines = ch.db.documents().lines(doc.id).await.unwrap();
+        assert!(lines.iter().all(|l| l.description.starts_with("Wholesale: Suite (plan #") && l.description.contains("billed on 2024-02-01")), "{lines:?}");
+        // The customers' own invoices: each billed once.
+        let mut tx = ch.db.begin().await.unwrap();
+        let (bo,): (i64,) = on_tx!(&mut tx, x => sqlx::query_as("SELECT COUNT(*) FROM orders WHERE order_type = 'BO'").fetch_one(x).await).unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(bo, 6);
         ch.assert_books().await;
     }
 }

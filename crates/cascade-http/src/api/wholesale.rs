@@ -1,5 +1,6 @@
 //! What a reseller owes its vendor and has not been invoiced yet: the wholesale rows
-//! (one per order and reseller of the chain: SO, CH, and the daily run's BO orders) that
+//! (one per order and reseller of the chain for SO and CH orders; for the daily run's
+//! recurring charges, one per run, billed day, plan and reseller) that
 //! its next tier invoice will bill on its statement day (`cascade_worker::tier_billing`).
 //! Visible to whoever may see the reseller's billing (the reseller and the tiers above).
 
@@ -25,10 +26,17 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct UninvoicedOut {
     pub id: i64,
-    pub order_id: i64,
-    /// SO, CH or BO.
-    pub order_type: String,
+    /// The SO or CH order; absent on the daily run's consolidated recurring rows.
+    pub order_id: Option<i64>,
+    /// SO or CH; absent on recurring rows.
+    pub order_type: Option<String>,
     pub subscription_id: Option<i64>,
+    /// Recurring rows: the plan priced (the vendor's copy), the day billed, how many
+    /// subscription periods the amount sums, and the invoice line's text.
+    pub plan_id: Option<i64>,
+    pub billed_on: Option<String>,
+    pub periods: i64,
+    pub description: Option<String>,
     /// The vendor that will invoice it.
     pub seller_account_id: i64,
     pub currency: String,
@@ -79,6 +87,10 @@ pub(crate) async fn uninvoiced(
                 order_id: r.order_id,
                 order_type: r.order_type,
                 subscription_id: r.subscription_id,
+                plan_id: r.plan_id,
+                billed_on: r.billed_on,
+                periods: r.periods,
+                description: r.description,
                 seller_account_id: r.seller.0,
                 currency: r.currency,
                 amount_minor: r.amount_minor,

@@ -165,7 +165,11 @@ async fn money_page(State(st): State<AppState>, ctx: Ctx, Path(id): Path<i64>) -
                 tbody {
                     @for i in &w.items {
                         tr data-wholesale=(i.id) {
-                            td { (i.order_type) " #" (i.order_id) } td { (i.created_at.get(..10).unwrap_or(&i.created_at)) }
+                            td {
+                                @if let (Some(t), Some(o)) = (&i.order_type, i.order_id) { (t) " #" (o) }
+                                @else { (i.description.as_deref().unwrap_or("")) " · " (i.periods) " " (ctx.t("seller.money.periods")) }
+                            }
+                            td { (i.created_at.get(..10).unwrap_or(&i.created_at)) }
                             td class="num" { (money(i.amount_minor, &i.currency)) }
                         }
                     }
