@@ -360,5 +360,31 @@ both_backends! {
         for party in [&ch.p, &ch.a, &ch.a2, &ch.a2c] {
             assert!(app.db.documents().unbalanced(AccountId(party.account)).await.unwrap().is_empty(), "books of {}", party.tag);
         }
+
+        // Cancelled on 20 April with a refund: each reseller gets its share back at its
+        // vendor's price (A2: 12.00 + 4 × 6.00 of the customer's 15.00 + 4 × 8.00; A: 10.00
+        // + 4 × 5.00) as a negative row, shown as owed less.
+        app.clock.set(at(d("2024-04-20"), 10));
+        let cl = app.post_empty(format!("/api/v1/subscriptions/{sub}/cancel"), ch.a2c.cred()).await.expect(StatusCode::OK).json;
+        assert_eq!(cl["type"], "CL");
+        let refund = cl["details"]["refund_minor"].as_i64().unwrap();
+        assert!(refund > 0, "{cl}");
+        fx.work().await;
+        let share = |tier: i64| (2 * refund * tier + 4700) / (2 * 4700);
+        for (buyer, cred, tier) in [(a2, ch.a2.cred(), 3600), (a, ch.a.cred(), 3000)] {
+            let up = fx.uninvoiced(buyer, cred).await;
+            assert_eq!(up["items"].as_array().unwrap().iter().map(|i| (i["order_type"].as_str().unwrap(), i["amount_minor"].as_i64().unwrap())).collect::<Vec<_>>(),
+                vec![("CL", -share(tier))], "{up}");
+            assert_eq!(up["upcoming"][0]["total_minor"], -share(tier));
+        }
+        // Nothing else is owed in May: no tier invoice for a credit; it waits for the next.
+        for day in ["2024-05-01", "2024-05-05", "2024-05-10"] {
+            assert_eq!(fx.run(d(day)).await.tiers.invoices, 0, "{day}");
+        }
+        assert_eq!(fx.invoices(a2, ch.a2.cred()).await, a2_invoices);
+        assert_eq!(sql(&app.db, "SELECT COUNT(*) FROM wholesale_transactions WHERE document_id IS NULL AND amount_minor < 0").await, 2);
+        for party in [&ch.p, &ch.a, &ch.a2, &ch.a2c] {
+            assert!(app.db.documents().unbalanced(AccountId(party.account)).await.unwrap().is_empty(), "books of {}", party.tag);
+        }
     }
 }

@@ -108,7 +108,8 @@ pub struct RunReport {
     pub invoice_events: u64,
     /// `subscription.expiring` events.
     pub expiring_notices: u64,
-    /// Wholesale rows written for the BO orders (one per reseller of a chain and order).
+    /// Consolidated wholesale rows inserted or grown for the BO orders: one per batch and
+    /// (billed day, plan priced, reseller) it billed (`wholesale::record_recurring`).
     pub wholesale_rows: u64,
     /// Tier invoices (`tier_billing`): resellers invoiced by their vendors today.
     pub tiers: crate::tier_billing::TierReport,

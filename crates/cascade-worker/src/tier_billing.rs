@@ -23,6 +23,9 @@
 //!   transaction each. Each line's charge key is `tier:` + the row's key under the
 //!   unique index of invoice lines, so even two runs racing cannot bill a row twice; a
 //!   crash loses only the chunk in flight, which the re-run of the day invoices.
+//! - Refunds: a cancellation's refund gives each reseller of the chain a negative row
+//!   (its share), which nets on its next tier invoice; when a vendor's rows come to
+//!   nothing or less, no invoice is issued and the credit waits for the next one.
 //! - A row is owed once: before invoicing it counts as pending exposure in the chain
 //!   check (`Wholesale::chain_shortfall`), afterwards as the reseller's invoice balance.
 
@@ -223,7 +226,9 @@ pub fn tier_invoices(rows: &[Uninvoiced]) -> StoreResult<Vec<(NewInvoice, Vec<i6
     }
     Ok(groups
         .into_iter()
-        .filter(|(_, (lines, _))| !lines.is_empty())
+        // Refunds (negative rows) net against what is owed; a vendor whose rows come to
+        // nothing or less issues no invoice, and the credit waits for the next one.
+        .filter(|(_, (lines, _))| lines.iter().map(|l| l.amount_minor).sum::<i64>() > 0)
         .map(|((seller, buyer, currency), (lines, ids))| {
             (
                 NewInvoice {

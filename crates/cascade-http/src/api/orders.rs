@@ -42,7 +42,10 @@
 //! × remaining days / days in the period, and deferrable like any downgrade; resources of
 //! the same type keep their units.
 //!
-//! **CL** (`/subscriptions/{id}/cancel`): the refund follows the period's refund rules
+//! **CL** (`/subscriptions/{id}/cancel`): each reseller of the chain gets a negative
+//! wholesale row, its share of the refund (`refund × its vendor's fee / the customer's
+//! fee`, `pricing::tier_share`), netted on its next tier invoice.
+//! The refund follows the period's refund rules
 //! (`amounts::refund` on what was charged for the current term, over the span that
 //! charge covers) and is written as a credit memo applied to the customer's open
 //! invoices; a cancellation fee is an invoice. The subscription is cancelled at once;
@@ -556,6 +559,20 @@ pub mod pricing {
     }
 
     /// A price in minor units, rounded by the one rule.
+    /// A reseller's share of a customer's refund: `refund × tier fee / customer fee`,
+    /// rounded half up; 0 when the customer's fee is not positive.
+    pub fn tier_share(refund_minor: i64, tier_fee: Price, customer_fee: Price) -> i64 {
+        if customer_fee.0 <= 0 || tier_fee.0 <= 0 || refund_minor <= 0 {
+            return 0;
+        }
+        let (r, t, c) = (
+            i128::from(refund_minor),
+            i128::from(tier_fee.0),
+            i128::from(customer_fee.0),
+        );
+        i64::try_from((2 * r * t + c) / (2 * c)).unwrap_or(i64::MAX)
+    }
+
     pub fn minor(p: Price, c: Currency) -> i64 {
         to_minor(p, c).minor
     }
@@ -642,6 +659,21 @@ pub mod pricing {
                 order_attributes: vec![],
                 service_parameters: vec![],
             }
+        }
+
+        #[test]
+        fn a_resellers_share_of_a_refund_follows_its_vendors_fee() {
+            // 23.45 refunded of a 47.00 fee; the reseller pays 36.00: 17.961… → 17.96.
+            assert_eq!(tier_share(2345, Price::units(36), Price::units(47)), 1796);
+            // Half a cent rounds up: 1 × 1/2.
+            assert_eq!(tier_share(1, Price::units(1), Price::units(2)), 1);
+            assert_eq!(
+                tier_share(2345, Price::units(36), Price(0)),
+                0,
+                "nothing to share by"
+            );
+            assert_eq!(tier_share(0, Price::units(36), Price::units(47)), 0);
+            assert_eq!(tier_share(-5, Price::units(36), Price::units(47)), 0);
         }
 
         #[test]
@@ -1999,6 +2031,8 @@ pub(crate) async fn cancel_subscription(
     let cur = currency(&plan.currency)?;
     let now = st.clock.now();
     let day = today(now);
+    // The vendors' copies up the chain, for each reseller's share of a refund.
+    let chains = st.db.wholesale().plan_chains(&[plan.id]).await?;
     let mut tx = st.db.begin().await?;
     let sub = Subscriptions::get_in(&mut tx, sub.id).await?;
     sub.status.transition(SubscriptionStatus::Cancelled)?;
@@ -2157,6 +2191,40 @@ pub(crate) async fn cancel_subscription(
         now,
     )
     .await?;
+    if refund > 0 {
+        // Each reseller of the chain gets back its share of the refund at its vendor's
+        // price: a negative wholesale row, netted on its next tier invoice.
+        let (_, billing_months) = pricing::cycle_of(&plan.content, start, terms.statement_day);
+        let customer_fee =
+            pricing::recurring_fee(&plan.content, &period, billing_months, &sub.quantities);
+        for tier in chains.get(&plan.id).into_iter().flatten() {
+            let Some(tier_period) = tier.content.period(&period.uid) else {
+                continue;
+            };
+            let tier_fee =
+                pricing::recurring_fee(&tier.content, tier_period, billing_months, &sub.quantities);
+            // Plans charged per term (no recurring fee) share by their renewal prices.
+            let share = if customer_fee.0 > 0 {
+                pricing::tier_share(refund, tier_fee, customer_fee)
+            } else {
+                pricing::tier_share(refund, tier_period.renewal.amount, period.renewal.amount)
+            };
+            if share > 0 {
+                Wholesale::record(
+                    &mut tx,
+                    &NewWholesale {
+                        order_id: order.id,
+                        buyer: tier.buyer,
+                        seller: tier.seller,
+                        currency: cur.code().to_string(),
+                        amount_minor: -share,
+                    },
+                    now,
+                )
+                .await?;
+            }
+        }
+    }
     emit(
         &mut tx,
         now,
