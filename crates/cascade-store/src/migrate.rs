@@ -169,7 +169,7 @@ pub async fn run(db: &Db) -> StoreResult<Vec<i64>> {
             let Some(stmt) = for_backend(&stmt, db) else {
                 continue;
             };
-            crate::on_tx!(&mut tx, c => sqlx::query(&stmt).execute(c).await.map(|r| r.rows_affected()))
+            crate::on_tx!(&mut tx, c => sqlx::query(stmt).execute(c).await.map(|r| r.rows_affected()))
                 .map_err(|e| StoreError::Migration(format!("migration {} ({}): {e}", m.version, m.name)))?;
         }
         let now = cascade_domain::clock::Clock::now(&cascade_domain::clock::SystemClock).0;

@@ -429,7 +429,8 @@ both_backends! {
         for (i, seats) in [1, 2, 5, 1, 4].into_iter().enumerate() {
             ch.customer(&format!("C{i}"), seats).await;
         }
-        let extra_seats = 2 + 0 + 1 + 4 + 0 + 3;
+        // Seats above the one included, C first.
+        let extra_seats: i64 = [3, 1, 2, 5, 1, 4].iter().map(|s| s - 1).sum();
         // Crash after three accounts, two accounts per batch: the first run's batches
         // committed, the rest is billed by the re-run.
         let crashed = ch.bill_with("2024-02-01", RunOptions { batch: 2, crash: Some(cascade_worker::billing_run::CrashPoint::BetweenAccounts(4)), ..Default::default() }).await;
