@@ -102,6 +102,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "wholesale_agg",
         source: include_str!("../migrations/0019_wholesale_agg.sql"),
     },
+    Migration {
+        version: 20,
+        name: "orders_open",
+        source: include_str!("../migrations/0020_orders_open.sql"),
+    },
 ];
 
 fn render(source: &str, db: &Db) -> String {

@@ -625,7 +625,18 @@ impl Orders<'_> {
         rows.into_iter().map(order_from).collect()
     }
 
-    /// Unfinished orders of a subscription (not completed or cancelled), oldest first.
+    /// [`Self::open_of_subscription_in`] outside a transaction.
+    pub async fn open_of_subscription(&self, sub: i64) -> StoreResult<Vec<Order>> {
+        let sql = format!(
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE subscription_id = $1 AND status NOT IN ('completed', 'cancelled') ORDER BY id"
+        );
+        let rows: Vec<OrderRow> =
+            on_db!(self.0, p => sqlx::query_as(&sql).bind(sub).fetch_all(p).await)?;
+        rows.into_iter().map(order_from).collect()
+    }
+
+    /// Unfinished orders of a subscription (not completed or cancelled), oldest first
+    /// (index `orders_open_subscription`).
     pub async fn open_of_subscription_in(tx: &mut Tx, sub: i64) -> StoreResult<Vec<Order>> {
         let sql = format!(
             "SELECT {ORDER_COLUMNS} FROM orders WHERE subscription_id = $1 AND status NOT IN ('completed', 'cancelled') ORDER BY id"

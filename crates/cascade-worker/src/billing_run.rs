@@ -56,8 +56,9 @@
 //!   async workers that serve pages. After every read and write step of a batch, the run
 //!   pauses in proportion to the step's duration and to the load of the panels and API
 //!   in this process (`billing_batch::pace`, up to `RunOptions::pace_max`, 4× by
-//!   default): under saturating page traffic it takes at most a fifth of the machine; on
-//!   a quiet system it never pauses.
+//!   default): under saturating page traffic it takes at most a fifth of the machine,
+//!   while API writes (orders) are recent at most a third (`WRITE_PACE`); on a quiet
+//!   system it never pauses.
 //! - **Yielding to interactive work.** Before every write transaction the run waits while
 //!   mutating API requests are in flight in this process (at most `yield_max`, 50 ms, so
 //!   it always progresses): `billing_batch::interactive` is held by the HTTP layer.

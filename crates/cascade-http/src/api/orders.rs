@@ -3130,14 +3130,8 @@ async fn invoice_preview(
     // Deferred changes effective by the billing date are part of what will be billed.
     let mut quantities = sub.quantities.clone();
     let mut period_uid = sub.period_uid.clone();
-    for o in st
-        .db
-        .orders()
-        .of_subscription(sub.id)
-        .await?
-        .into_iter()
-        .rev()
-    {
+    // Deferred changes wait as paid orders: the unfinished ones, oldest first.
+    for o in st.db.orders().open_of_subscription(sub.id).await? {
         if o.order_type == OrderType::Ch
             && o.status == OrderStatus::Paid
             && o.details["deferred"] == json!(true)
