@@ -365,7 +365,7 @@ pub fn request() -> RequestGuard {
 }
 
 /// Default of the billing run's `pace_max`.
-pub const DEFAULT_PACE_MAX: f64 = 4.0;
+pub const DEFAULT_PACE_MAX: f64 = 8.0;
 
 /// The request load: requests in flight on average (request time per wall time) over
 /// the last sampling interval (≥ 100 ms), smoothed. 0 when nobody uses the panels or API.

@@ -55,8 +55,8 @@
 //! - **Pacing under load.** The charges are computed on blocking threads, never on the
 //!   async workers that serve pages. After every read and write step of a batch, the run
 //!   pauses in proportion to the step's duration and to the load of the panels and API
-//!   in this process (`billing_batch::pace`, up to `RunOptions::pace_max`, 4× by
-//!   default): under saturating page traffic it takes at most a fifth of the machine,
+//!   in this process (`billing_batch::pace`, up to `RunOptions::pace_max`, 8× by
+//!   default): under saturating page traffic it takes at most a ninth of the machine,
 //!   while API writes (orders) are recent at most a third (`WRITE_PACE`); on a quiet
 //!   system it never pauses.
 //! - **Yielding to interactive work.** Before every write transaction the run waits while
@@ -169,7 +169,7 @@ pub struct RunOptions {
     /// Yielding the machine to people: after each read or write step of a batch, the run
     /// pauses for the step's duration times a factor that grows with the load of the
     /// panels and API in this process, up to this (`billing_batch::pace`; 0: never
-    /// pause). At 4, a run under saturating page traffic works at most a fifth of the
+    /// pause). At 8 (the default), a run under saturating page traffic works at most a ninth of the
     /// time.
     pub pace_max: f64,
 }
@@ -218,7 +218,7 @@ impl Default for RunOptions {
             yield_max: std::time::Duration::from_millis(50),
             tier_chunk: crate::tier_billing::TIER_CHUNK,
             tier_crash: None,
-            busy_chunk: 25,
+            busy_chunk: 10,
             busy_window: std::time::Duration::from_secs(2),
             pace_max: billing_batch::DEFAULT_PACE_MAX,
         }
