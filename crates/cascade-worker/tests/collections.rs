@@ -4,7 +4,7 @@
 //! the commit is finished with the same key), automatic credit hold and release, and the
 //! pay-as-you-go suspension deadline end to end. The books balance after each scenario.
 
-use cascade_domain::account::{AccountKind, ContactInput, NewAccountInput};
+use cascade_domain::account::AccountKind;
 use cascade_domain::billing::lifecycle::{AutoRenew, SubscriptionStatus};
 use cascade_domain::billing::payments::{CardNumber, CreditTerms};
 use cascade_domain::catalog::plan::{
@@ -12,7 +12,6 @@ use cascade_domain::catalog::plan::{
     Rate, RecurringBasis, RefundRules,
 };
 use cascade_domain::catalog::text::Localized;
-use cascade_domain::clock::Timestamp;
 use cascade_domain::ids::AccountId;
 use cascade_store::accounts::Accounts;
 use cascade_store::collections::{AutoCharges, PaymentMethods};
@@ -25,36 +24,10 @@ use cascade_store::subscriptions::{NewSubscription, Subscriptions};
 use cascade_store::{Db, on_db, on_tx};
 use cascade_testkit::both_backends;
 use cascade_worker::collections::{self, CollectionsReport};
-use chrono::NaiveDate;
 use std::collections::BTreeMap;
 
-const T0: Timestamp = Timestamp(1_700_000_000_000_000);
-
-fn d(s: &str) -> NaiveDate {
-    NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
-}
-
-async fn account(db: &Db, vendor: Option<AccountId>, kind: AccountKind, name: &str) -> AccountId {
-    let facts = match vendor {
-        Some(v) => Some(db.accounts().get(v).await.unwrap().facts()),
-        None => None,
-    };
-    let new = NewAccountInput {
-        kind,
-        name: name.into(),
-        contact: ContactInput::default(),
-        country: "DE".into(),
-        language: "en".into(),
-        currency: vendor.is_none().then(|| "EUR".into()),
-        customer_class_id: None,
-    }
-    .validate(facts.as_ref())
-    .unwrap();
-    let mut tx = db.begin().await.unwrap();
-    let a = Accounts::create(&mut tx, &new, T0).await.unwrap();
-    tx.commit().await.unwrap();
-    a.id
-}
+mod common;
+use common::{T0, account, d};
 
 async fn count(db: &Db, q: &str) -> i64 {
     let (n,): (i64,) = on_db!(db, p => sqlx::query_as(q).fetch_one(p).await).unwrap();

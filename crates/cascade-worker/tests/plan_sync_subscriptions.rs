@@ -3,16 +3,15 @@
 //! option applies new limits at once and new prices from the next billing date — the
 //! current period and the invoices already issued keep the old price.
 
-use cascade_domain::account::{AccountKind, ContactInput, NewAccountInput};
+use cascade_domain::account::AccountKind;
 use cascade_domain::billing::lifecycle::{AutoRenew, SubscriptionStatus};
 use cascade_domain::catalog::plan::{
     BillingModel, BillingPeriodType, DisplayType, Fee, Period, PeriodUnit, PlanContent, Price,
     Rate, RecurringBasis, RefundRules,
 };
 use cascade_domain::catalog::text::Localized;
-use cascade_domain::clock::{ManualClock, Timestamp};
+use cascade_domain::clock::ManualClock;
 use cascade_domain::ids::AccountId;
-use cascade_store::accounts::Accounts;
 use cascade_store::plans::Plans;
 use cascade_store::subscriptions::{NewSubscription, Subscriptions};
 use cascade_store::{Db, on_tx};
@@ -21,29 +20,8 @@ use cascade_worker::billing_run::{RunOptions, run as billing_run};
 use chrono::NaiveDate;
 use std::collections::BTreeMap;
 
-const T0: Timestamp = Timestamp(1_700_000_000_000_000);
-
-async fn account(db: &Db, vendor: Option<AccountId>, kind: AccountKind, name: &str) -> AccountId {
-    let facts = match vendor {
-        Some(v) => Some(db.accounts().get(v).await.unwrap().facts()),
-        None => None,
-    };
-    let new = NewAccountInput {
-        kind,
-        name: name.into(),
-        contact: ContactInput::default(),
-        country: "DE".into(),
-        language: "en".into(),
-        currency: vendor.is_none().then(|| "EUR".into()),
-        customer_class_id: None,
-    }
-    .validate(facts.as_ref())
-    .unwrap();
-    let mut tx = db.begin().await.unwrap();
-    let a = Accounts::create(&mut tx, &new, T0).await.unwrap();
-    tx.commit().await.unwrap();
-    a.id
-}
+mod common;
+use common::{T0, account};
 
 fn content(rt: i64) -> PlanContent {
     let fee = |u: i64| Fee::of(Price::units(u));

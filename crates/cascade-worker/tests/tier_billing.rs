@@ -3,122 +3,21 @@
 //! provider the provider's price (one wholesale row per reseller and BO order), and each
 //! reseller is invoiced by its vendor on its own statement day, once, under crashes.
 
-use cascade_domain::account::{AccountKind, ContactInput, NewAccountInput};
+use cascade_domain::account::AccountKind;
 use cascade_domain::billing::lifecycle::{AutoRenew, SubscriptionStatus};
-use cascade_domain::catalog::plan::{
-    BillingModel, BillingPeriodType, DisplayType, Fee, Period, PeriodUnit, PlanContent, Price,
-    Rate, RecurringBasis, RefundRules,
-};
-use cascade_domain::catalog::text::Localized;
-use cascade_domain::clock::{ManualClock, Timestamp};
+use cascade_domain::catalog::plan::{BillingModel, BillingPeriodType, Fee, Price};
+use cascade_domain::clock::ManualClock;
 use cascade_domain::ids::AccountId;
-use cascade_store::accounts::Accounts;
 use cascade_store::documents::DocKind;
 use cascade_store::plans::Plans;
 use cascade_store::subscriptions::{NewSubscription, Subscriptions};
 use cascade_store::{Db, on_tx};
 use cascade_testkit::both_backends;
 use cascade_worker::billing_run::{RunError, RunOptions, run as billing_run};
-use chrono::NaiveDate;
 use std::collections::BTreeMap;
 
-const T0: Timestamp = Timestamp(1_700_000_000_000_000);
-
-fn d(s: &str) -> NaiveDate {
-    NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
-}
-
-async fn account(db: &Db, vendor: Option<AccountId>, kind: AccountKind, name: &str) -> AccountId {
-    let facts = match vendor {
-        Some(v) => Some(db.accounts().get(v).await.unwrap().facts()),
-        None => None,
-    };
-    let new = NewAccountInput {
-        kind,
-        name: name.into(),
-        contact: ContactInput::default(),
-        country: "DE".into(),
-        language: "en".into(),
-        currency: vendor.is_none().then(|| "EUR".into()),
-        customer_class_id: None,
-    }
-    .validate(facts.as_ref())
-    .unwrap();
-    let mut tx = db.begin().await.unwrap();
-    let a = Accounts::create(&mut tx, &new, T0).await.unwrap();
-    tx.commit().await.unwrap();
-    a.id
-}
-
-fn plan_content(
-    model: BillingModel,
-    period_type: BillingPeriodType,
-    measurable: bool,
-    rt: i64,
-) -> PlanContent {
-    let fee = |u: i64| Fee::of(Price::units(u));
-    PlanContent {
-        name: Localized::new("en", "Suite"),
-        short_description: None,
-        long_description: None,
-        terms: None,
-        plan_category: None,
-        sales_categories: vec![],
-        unique_group: None,
-        published: true,
-        visible: true,
-        listing_priority: 0,
-        billing_model: model,
-        period_type,
-        recurring_basis: RecurringBasis::BillingPeriod,
-        periods: vec![Period {
-            uid: "y1".into(),
-            duration: 12,
-            unit: PeriodUnit::Month,
-            trial: false,
-            active: true,
-            setup: fee(0),
-            recurring: fee(if model == BillingModel::ExternalRating {
-                0
-            } else {
-                10
-            }),
-            renewal: fee(if model == BillingModel::ExternalRating {
-                0
-            } else {
-                100
-            }),
-            transfer: fee(0),
-            cancellation: fee(0),
-            refund: RefundRules::default(),
-            sort: 0,
-            unconfirmed: false,
-        }],
-        rates: vec![Rate {
-            uid: "seats".into(),
-            resource_type_id: rt,
-            resource_category_id: None,
-            included: 1,
-            min: 1,
-            max: 1000,
-            setup_fee: Price(0),
-            recurring_fee: if model == BillingModel::ExternalRating {
-                Price(0)
-            } else {
-                Price::units(2)
-            },
-            overuse_fee: Price(500_000),
-            per_unit: true,
-            measurable,
-            show_in_store: true,
-            show_in_panel: true,
-            display: DisplayType::Spinner,
-            unconfirmed: false,
-        }],
-        order_attributes: vec![],
-        service_parameters: vec![],
-    }
-}
+mod common;
+use common::{T0, account, d, plan_content};
 
 struct Chain {
     db: Db,
@@ -133,6 +32,32 @@ struct Chain {
 async fn exec(db: &Db, q: &str) {
     let mut tx = db.begin().await.unwrap();
     on_tx!(&mut tx, c => sqlx::query(q).execute(c).await.map(|r| r.rows_affected())).unwrap();
+    tx.commit().await.unwrap();
+}
+
+/// A monthly subscription of `account` to `plan` sold by `vendor`, with `seats` seats,
+/// started 1 January 2024 and billed from 1 February.
+async fn subscribe(db: &Db, account: AccountId, vendor: AccountId, plan: i64, seats: i64) {
+    let mut tx = db.begin().await.unwrap();
+    Subscriptions::create(
+        &mut tx,
+        &NewSubscription {
+            account_id: account,
+            vendor_id: vendor,
+            plan_id: plan,
+            period_uid: "y1".into(),
+            status: SubscriptionStatus::Active,
+            start_date: "2024-01-01".into(),
+            expires_on: "2025-01-01".into(),
+            next_bill_date: "2024-02-01".into(),
+            auto_renew: AutoRenew::OnExpiry,
+            quantities: BTreeMap::from([("seats".to_string(), seats)]),
+            attributes: serde_json::json!({}),
+        },
+        T0,
+    )
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
 }
 
@@ -205,26 +130,8 @@ async fn chain(db: Db) -> Chain {
     .await
     .unwrap();
     let plan = plan_l2.id;
-    Subscriptions::create(
-        &mut tx,
-        &NewSubscription {
-            account_id: c,
-            vendor_id: l2,
-            plan_id: plan_l2.id,
-            period_uid: "y1".into(),
-            status: SubscriptionStatus::Active,
-            start_date: "2024-01-01".into(),
-            expires_on: "2025-01-01".into(),
-            next_bill_date: "2024-02-01".into(),
-            auto_renew: AutoRenew::OnExpiry,
-            quantities: BTreeMap::from([("seats".to_string(), 3)]),
-            attributes: serde_json::json!({}),
-        },
-        T0,
-    )
-    .await
-    .unwrap();
     tx.commit().await.unwrap();
+    subscribe(&db, c, l2, plan, 3).await;
     Chain {
         db,
         p,
@@ -244,27 +151,7 @@ impl Chain {
             &format!("UPDATE accounts SET statement_day = 1 WHERE id = {}", c.0),
         )
         .await;
-        let mut tx = self.db.begin().await.unwrap();
-        Subscriptions::create(
-            &mut tx,
-            &NewSubscription {
-                account_id: c,
-                vendor_id: self.l2,
-                plan_id: self.plan,
-                period_uid: "y1".into(),
-                status: SubscriptionStatus::Active,
-                start_date: "2024-01-01".into(),
-                expires_on: "2025-01-01".into(),
-                next_bill_date: "2024-02-01".into(),
-                auto_renew: AutoRenew::OnExpiry,
-                quantities: BTreeMap::from([("seats".to_string(), seats)]),
-                attributes: serde_json::json!({}),
-            },
-            T0,
-        )
-        .await
-        .unwrap();
-        tx.commit().await.unwrap();
+        subscribe(&self.db, c, self.l2, self.plan, seats).await;
         c
     }
 
