@@ -523,8 +523,8 @@ impl Wholesale<'_> {
 }
 
 /// Add the run's recurring debts to their consolidated rows (an upsert per key, one
-/// statement; `rows` must have distinct keys, in key order so that concurrent batches
-/// lock rows in the same order). A row invoiced already is never added to: that fails
+/// statement; `rows` must have distinct keys, in an order every caller shares so that
+/// concurrent batches lock rows in the same order). A row invoiced already is never added to: that fails
 /// with a conflict (two runs racing), which rolls the caller's batch back.
 /// Returns the rows inserted or grown.
 pub async fn record_recurring(

@@ -773,7 +773,8 @@ async fn finish_invoices(
     }
     billing_batch::insert_billing_orders(tx, &bo, now).await?;
     // What each reseller owes for the periods billed, consolidated per (billed day, plan
-    // priced, buyer) into the run's rows.
+    // priced, buyer) into the run's rows, in the map's order: the same in every batch, so
+    // batches in flight lock the rows they share in the same order.
     type Key<'a> = (NaiveDate, i64, AccountId, &'a str);
     let mut owed: BTreeMap<Key<'_>, (AccountId, i64, i64, &Arc<str>)> = BTreeMap::new();
     for (o, order) in planned.iter().zip(&bo) {
@@ -785,7 +786,7 @@ async fn finish_invoices(
             e.2 += 1;
         }
     }
-    let mut rows: Vec<RecurringWholesale> = owed
+    let rows: Vec<RecurringWholesale> = owed
         .into_iter()
         .map(
             |((on, plan, buyer, currency), (seller, amount, periods, name))| {
@@ -804,8 +805,6 @@ async fn finish_invoices(
             },
         )
         .collect();
-    // Same lock order in every batch (the rows are shared by batches in flight).
-    rows.sort_by(|a, b| a.charge_key.cmp(&b.charge_key));
     let wholesale_rows = wholesale::record_recurring(tx, &rows, now).await?;
     let ids: Vec<i64> = dated.iter().map(|d| d.0).collect();
     let events = billing_batch::emit_invoices_issued(tx, &ids, now).await?;
