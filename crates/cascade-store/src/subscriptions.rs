@@ -375,6 +375,11 @@ pub struct NewOrder {
     pub placed_by: Option<i64>,
 }
 
+/// Unfinished orders of subscription `$1`, oldest first (index `orders_open_subscription`,
+/// whose predicate this repeats word for word so that both backends use it).
+const OPEN_OF_SUBSCRIPTION: &str =
+    "subscription_id = $1 AND status NOT IN ('completed', 'cancelled') ORDER BY id";
+
 impl Orders<'_> {
     pub async fn create(tx: &mut Tx, o: &NewOrder, now: Timestamp) -> StoreResult<Order> {
         let sql = format!(
@@ -627,9 +632,7 @@ impl Orders<'_> {
 
     /// [`Self::open_of_subscription_in`] outside a transaction.
     pub async fn open_of_subscription(&self, sub: i64) -> StoreResult<Vec<Order>> {
-        let sql = format!(
-            "SELECT {ORDER_COLUMNS} FROM orders WHERE subscription_id = $1 AND status NOT IN ('completed', 'cancelled') ORDER BY id"
-        );
+        let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE {OPEN_OF_SUBSCRIPTION}");
         let rows: Vec<OrderRow> =
             on_db!(self.0, p => sqlx::query_as(&sql).bind(sub).fetch_all(p).await)?;
         rows.into_iter().map(order_from).collect()
@@ -638,9 +641,7 @@ impl Orders<'_> {
     /// Unfinished orders of a subscription (not completed or cancelled), oldest first
     /// (index `orders_open_subscription`).
     pub async fn open_of_subscription_in(tx: &mut Tx, sub: i64) -> StoreResult<Vec<Order>> {
-        let sql = format!(
-            "SELECT {ORDER_COLUMNS} FROM orders WHERE subscription_id = $1 AND status NOT IN ('completed', 'cancelled') ORDER BY id"
-        );
+        let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE {OPEN_OF_SUBSCRIPTION}");
         let rows: Vec<OrderRow> =
             on_tx!(tx, c => sqlx::query_as(&sql).bind(sub).fetch_all(c).await)?;
         rows.into_iter().map(order_from).collect()
