@@ -926,6 +926,12 @@ async fn run_one(
         r.documents_written,
         r.lines_written
     );
+    let phases: Vec<String> = r
+        .phases
+        .iter()
+        .map(|(name, d)| format!("{name} {:.1} s", d.as_secs_f64()))
+        .collect();
+    println!("[{label}] phases: {}", phases.join(", "));
     println!(
         "[{label}] also written: {} BO orders, {} invoice.issued events, {} subscription.expiring events",
         r.orders_written, r.invoice_events, r.expiring_notices

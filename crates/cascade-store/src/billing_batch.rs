@@ -42,7 +42,7 @@ fn json<T: serde::Serialize>(v: &T) -> StoreResult<String> {
 }
 
 /// Every account with something to bill on or before `date`, with its vendor (0 for
-/// none), in account order: one indexed query (`subscriptions_due`), 16 bytes per
+/// none), in account order: one query (a scan of the subscriptions: migration 21), 16 bytes per
 /// account, so a run over millions of subscriptions holds a few MiB.
 pub async fn due_accounts(db: &Db, date: &str) -> StoreResult<Vec<(AccountId, i64)>> {
     let sql = format!(

@@ -405,22 +405,64 @@ pub async fn payg_candidates(db: &Db, plans: &[i64]) -> StoreResult<Vec<PaygCand
     Ok(out)
 }
 
-/// Set a subscription's status and suspension deadline if it is still at `version`;
-/// `false` when it changed meanwhile (the next run looks again).
-pub async fn set_payg_state(
+/// A PAYG subscription's new status and suspension deadline, if it is still at `version`.
+#[derive(Debug, Clone)]
+pub struct PaygState<'a> {
+    pub subscription: i64,
+    pub version: i64,
+    pub status: &'a str,
+    pub deadline: Option<&'a str>,
+}
+
+/// Set the status and suspension deadline of many PAYG subscriptions with one statement,
+/// each only if still at its `version`. Returns the ids that moved; the others changed
+/// meanwhile (the next run looks again).
+pub async fn set_payg_states(
     tx: &mut Tx,
-    subscription: i64,
-    version: i64,
-    status: &str,
-    deadline: Option<&str>,
+    states: &[PaygState<'_>],
     now: Timestamp,
-) -> StoreResult<bool> {
-    let n = on_tx!(tx, c => sqlx::query(
-        "UPDATE subscriptions SET status = $3, suspension_deadline = $4, version = version + 1, updated_at = $5
-         WHERE id = $1 AND version = $2")
-        .bind(subscription).bind(version).bind(status).bind(deadline).bind(now.0)
-        .execute(c).await.map(|r| r.rows_affected()))?;
-    Ok(n == 1)
+) -> StoreResult<std::collections::HashSet<i64>> {
+    if states.is_empty() {
+        return Ok(Default::default());
+    }
+    let rows: Vec<(i64,)> = match tx {
+        Tx::Postgres(t) => {
+            sqlx::query_as(
+                "UPDATE subscriptions AS s
+                 SET status = v.status, suspension_deadline = v.deadline, version = s.version + 1, updated_at = $5
+                 FROM unnest($1::int8[], $2::int8[], $3::text[], $4::text[]) AS v(id, version, status, deadline)
+                 WHERE s.id = v.id AND s.version = v.version
+                 RETURNING s.id",
+            )
+            .bind(states.iter().map(|m| m.subscription).collect::<Vec<_>>())
+            .bind(states.iter().map(|m| m.version).collect::<Vec<_>>())
+            .bind(states.iter().map(|m| m.status).collect::<Vec<_>>())
+            .bind(states.iter().map(|m| m.deadline).collect::<Vec<_>>())
+            .bind(now.0)
+            .fetch_all(&mut **t)
+            .await?
+        }
+        Tx::Sqlite(t) => {
+            let rows: Vec<(i64, i64, &str, Option<&str>)> = states
+                .iter()
+                .map(|m| (m.subscription, m.version, m.status, m.deadline))
+                .collect();
+            let json = serde_json::to_string(&rows)
+                .map_err(|e| StoreError::Corrupt(format!("encoding PAYG states: {e}")))?;
+            sqlx::query_as(
+                "UPDATE subscriptions
+                 SET status = v.value ->> 2, suspension_deadline = v.value ->> 3, version = version + 1, updated_at = $2
+                 FROM json_each($1) AS v
+                 WHERE subscriptions.id = v.value ->> 0 AND subscriptions.version = v.value ->> 1
+                 RETURNING subscriptions.id",
+            )
+            .bind(json)
+            .bind(now.0)
+            .fetch_all(&mut **t)
+            .await?
+        }
+    };
+    Ok(rows.into_iter().map(|r| r.0).collect())
 }
 
 /// Ids and contents of every plan (the run keeps those billed by external rating).

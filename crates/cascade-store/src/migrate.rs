@@ -107,6 +107,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "orders_open",
         source: include_str!("../migrations/0020_orders_open.sql"),
     },
+    Migration {
+        version: 21,
+        name: "subs_hot",
+        source: include_str!("../migrations/0021_subs_hot.sql"),
+    },
 ];
 
 fn render(source: &str, db: &Db) -> String {

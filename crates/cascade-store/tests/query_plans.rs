@@ -44,3 +44,65 @@ both_backends! {
         assert!(plan.contains("wholesale_buyer_open"), "{plan}");
     }
 }
+
+/// The columns of every index on `table` (expression indexes count as their expression).
+async fn indexed_columns(db: &Db, table: &str) -> Vec<String> {
+    let mut tx = db.begin().await.unwrap();
+    let cols = match &mut tx {
+        Tx::Sqlite(t) => {
+            let names: Vec<(String,)> = sqlx::query_as(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = $1",
+            )
+            .bind(table)
+            .fetch_all(&mut **t)
+            .await
+            .unwrap();
+            let mut cols = Vec::new();
+            for (name,) in names {
+                let rows: Vec<(Option<String>,)> =
+                    sqlx::query_as("SELECT name FROM pragma_index_info($1)")
+                        .bind(&name)
+                        .fetch_all(&mut **t)
+                        .await
+                        .unwrap();
+                cols.extend(
+                    rows.into_iter()
+                        .map(|r| r.0.unwrap_or_else(|| name.clone())),
+                );
+            }
+            cols
+        }
+        Tx::Postgres(t) => {
+            let rows: Vec<(String,)> = sqlx::query_as(
+                "SELECT pg_get_indexdef(i.indexrelid, k, true) FROM pg_index i
+                 CROSS JOIN LATERAL generate_series(1, i.indnatts) AS k
+                 WHERE i.indrelid = $1::regclass",
+            )
+            .bind(table)
+            .fetch_all(&mut **t)
+            .await
+            .unwrap();
+            rows.into_iter().map(|r| r.0).collect()
+        }
+    };
+    drop(tx);
+    cols
+}
+
+both_backends! {
+    async fn a_renewal_changes_no_indexed_column_of_subscriptions(db) {
+        // The daily run moves these on every renewal (`billing_batch::move_subscriptions`);
+        // indexed, each move would write an entry in every index of the table (no HOT
+        // update on PostgreSQL). `status` is set too but keeps its value on a renewal.
+        let cols = indexed_columns(&db, "subscriptions").await;
+        assert!(cols.iter().any(|c| c == "account_id"), "read the catalog: {cols:?}");
+        for moved in ["next_bill_date", "expires_on", "version", "updated_at"] {
+            assert!(!cols.iter().any(|c| c.contains(moved)), "{moved} is indexed: {cols:?}");
+        }
+        if let Db::Postgres(p) = &db {
+            let (opts,): (Option<Vec<String>>,) = sqlx::query_as("SELECT reloptions FROM pg_class WHERE oid = 'subscriptions'::regclass")
+                .fetch_one(p).await.unwrap();
+            assert_eq!(opts, Some(vec!["fillfactor=50".to_string()]), "room on each page for the run's new row versions");
+        }
+    }
+}

@@ -120,6 +120,9 @@ pub struct RunReport {
     pub accounts_billed_alone: u64,
     /// After billing: automatic charges, credit holds, PAYG deadlines.
     pub collections: crate::collections::CollectionsReport,
+    /// Wall time of each phase, in order: the batches, expiry notices, tier invoices,
+    /// collections (what `cascade bench billing` prints).
+    pub phases: Vec<(&'static str, std::time::Duration)>,
 }
 
 /// Test hook: a point in the run where a crash is simulated.
@@ -1348,6 +1351,7 @@ pub async fn run_with(
 ) -> Result<RunReport, RunError> {
     let day = today.format("%Y-%m-%d").to_string();
     let started = clock.now();
+    let mut phase = std::time::Instant::now();
     let mut tx = db.begin().await?;
     let (run_id,): (i64,) = on_tx!(&mut tx, c => sqlx::query_as(
         "INSERT INTO billing_runs (run_date, started_at, accounts_done, accounts_failed, subscriptions_billed, documents_written, lines_written)
@@ -1448,8 +1452,14 @@ pub async fn run_with(
     if let Some(e) = stop {
         return Err(e);
     }
+    let mut lap = |report: &mut RunReport, name: &'static str| {
+        report.phases.push((name, phase.elapsed()));
+        phase = std::time::Instant::now();
+    };
+    lap(&mut report, "batches");
     report.expiring_notices =
         expiring_notices(db, &plans, today, opts.expiry_notice_days, clock.now()).await;
+    lap(&mut report, "expiry notices");
     // Before collections, so that automatic charges and credit holds see the resellers'
     // new invoices.
     report.tiers = crate::tier_billing::invoice_tiers(
@@ -1460,8 +1470,10 @@ pub async fn run_with(
         opts.tier_crash,
     )
     .await?;
+    lap(&mut report, "tier invoices");
     report.collections =
         crate::collections::run(db, opts.gateway.as_deref(), today, clock.now()).await?;
+    lap(&mut report, "collections");
     let mut tx = db.begin().await?;
     on_tx!(&mut tx, c => sqlx::query(
         "UPDATE billing_runs SET finished_at = $2, accounts_done = $3, accounts_failed = $4, subscriptions_billed = $5, documents_written = $6, lines_written = $7 WHERE id = $1")

@@ -49,6 +49,7 @@ use cascade_domain::clock::Timestamp;
 use cascade_domain::ids::AccountId;
 use cascade_domain::money::{Currency, Money};
 use cascade_store::accounts::Accounts;
+use cascade_store::billing_batch::{self, BatchEvent};
 use cascade_store::collections::{self, AutoCharge, AutoCharges};
 use cascade_store::documents::{
     DocKind, Documents, NewAttempt, NewDocument, PaymentAttempts, PaymentGateway,
@@ -471,7 +472,8 @@ fn add_payg(report: &mut CollectionsReport, c: &CollectionsReport) {
 }
 
 /// Write PAYG moves in one transaction: each subscription still at the version it was
-/// read at moves, with its event; one changed meanwhile is left for the next run.
+/// read at moves (one statement for all), with its event (one statement for all); one
+/// changed meanwhile is left for the next run.
 async fn write_payg(
     db: &Db,
     moves: &[PaygMove],
@@ -480,42 +482,50 @@ async fn write_payg(
     counts: &mut CollectionsReport,
 ) -> StoreResult<()> {
     let mut tx = db.begin().await?;
-    for m in moves {
+    let states: Vec<collections::PaygState<'_>> = moves
+        .iter()
+        .map(|m| collections::PaygState {
+            subscription: m.s.subscription_id,
+            version: m.s.version,
+            status: m.status,
+            deadline: m.deadline.as_deref(),
+        })
+        .collect();
+    let moved = collections::set_payg_states(&mut tx, &states, now).await?;
+    let mut events = Vec::with_capacity(moved.len());
+    for m in moves
+        .iter()
+        .filter(|m| moved.contains(&m.s.subscription_id))
+    {
         let s = &m.s;
-        if !collections::set_payg_state(
-            &mut tx,
-            s.subscription_id,
-            s.version,
-            m.status,
-            m.deadline.as_deref(),
-            now,
-        )
-        .await?
-        {
-            continue;
-        }
         // A hold suspends the service, a release resumes it: connectors and mails follow.
+        // (Few subscriptions change status on a given day; these go one by one.)
         if let (Ok(from), Ok(to)) = (
             SubscriptionStatus::parse(&s.status),
             SubscriptionStatus::parse(m.status),
-        ) {
+        ) && from != to
+        {
             Subscriptions::announce_move(&mut tx, s.subscription_id, s.account_id, from, to, now)
                 .await?;
             // The hold period (termination) counts from the day it was held.
-            if from != to {
-                let held = (to == SubscriptionStatus::CreditHold).then_some(day);
-                Subscriptions::mark_payg_hold(&mut tx, s.subscription_id, held).await?;
-            }
+            let held = (to == SubscriptionStatus::CreditHold).then_some(day);
+            Subscriptions::mark_payg_hold(&mut tx, s.subscription_id, held).await?;
         }
-        event(&mut tx, m.kind, s.account_id, "subscription", s.subscription_id,
-            json!({"subscription_id": s.subscription_id, "suspension_deadline": m.deadline, "balance_minor": s.balance_minor,
-                   "currency": s.currency, "status": m.status}), now).await?;
+        events.push(BatchEvent {
+            kind: m.kind,
+            account_id: s.account_id.0,
+            subject_type: "subscription",
+            subject_id: s.subscription_id,
+            payload: json!({"subscription_id": s.subscription_id, "suspension_deadline": m.deadline, "balance_minor": s.balance_minor,
+                   "currency": s.currency, "status": m.status}).to_string(),
+        });
         match m.kind {
             "subscription.suspension_notice" => counts.payg_notices += 1,
             "subscription.credit_hold" => counts.payg_held += 1,
             _ => counts.payg_cleared += 1,
         }
     }
+    billing_batch::insert_events(&mut tx, &events, now).await?;
     tx.commit().await?;
     Ok(())
 }
