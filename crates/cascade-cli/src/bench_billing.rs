@@ -1022,6 +1022,11 @@ async fn run_one(
             "the books of issuer {issuer} do not balance: documents {bad:?}"
         );
     }
+    let dangling = cascade_store::integrity::dangling_references(db).await?;
+    anyhow::ensure!(
+        dangling.is_empty(),
+        "rows with dangling references: {dangling:?}"
+    );
     let again = run_with(db, &SystemClock, today, &opts, parallel, |_, _| {})
         .await
         .map_err(|e| anyhow::anyhow!("second run: {e}"))?;
@@ -1030,7 +1035,7 @@ async fn run_one(
         "the second run wrote {again:?}"
     );
     println!(
-        "[{label}] checks: books balance for {} sampled issuers; a second run for {RUN_DATE} wrote {} documents and {} lines",
+        "[{label}] checks: books balance for {} sampled issuers; no order or line references a missing row; a second run for {RUN_DATE} wrote {} documents and {} lines",
         sample.len(),
         again.documents_written,
         again.lines_written

@@ -248,6 +248,10 @@ impl Fx {
                 party.tag
             );
         }
+        let dangling = cascade_store::integrity::dangling_references(&self.app.db)
+            .await
+            .unwrap();
+        assert!(dangling.is_empty(), "dangling references: {dangling:?}");
     }
 }
 

@@ -26,6 +26,7 @@ pub mod documents;
 pub mod events;
 pub mod holds;
 pub mod idempotency;
+pub mod integrity;
 pub mod migrate;
 pub mod money_figures;
 pub mod notifications;

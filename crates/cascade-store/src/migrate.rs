@@ -112,6 +112,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "subs_hot",
         source: include_str!("../migrations/0021_subs_hot.sql"),
     },
+    Migration {
+        version: 22,
+        name: "ledger_fks",
+        source: include_str!("../migrations/0022_ledger_fks.sql"),
+    },
 ];
 
 fn render(source: &str, db: &Db) -> String {

@@ -106,3 +106,29 @@ both_backends! {
         }
     }
 }
+
+both_backends! {
+    async fn dangling_references_are_found(db) {
+        assert!(cascade_store::integrity::dangling_references(&db).await.unwrap().is_empty());
+        // A line of a document that does not exist. PostgreSQL accepts it (no foreign key
+        // there since migration 22); SQLite's writer checks foreign keys, turned off here
+        // for this one insert.
+        let insert = "INSERT INTO document_lines (document_id, line_kind, description, quantity, unit_price_micro, amount_minor)
+                      VALUES (987654, 'recurring', 'orphan', 1, 100, 1)";
+        match &db {
+            Db::Postgres(p) => {
+                sqlx::query(insert).execute(p).await.unwrap();
+            }
+            Db::Sqlite { write, .. } => {
+                let mut c = write.acquire().await.unwrap();
+                sqlx::query("PRAGMA foreign_keys = OFF").execute(&mut *c).await.unwrap();
+                sqlx::query(insert).execute(&mut *c).await.unwrap();
+                sqlx::query("PRAGMA foreign_keys = ON").execute(&mut *c).await.unwrap();
+            }
+        }
+        assert_eq!(
+            cascade_store::integrity::dangling_references(&db).await.unwrap(),
+            vec![("document_lines.document_id", 1)]
+        );
+    }
+}

@@ -135,6 +135,10 @@ impl Fixture {
                 .is_empty(),
             "books do not balance"
         );
+        let dangling = cascade_store::integrity::dangling_references(&self.db)
+            .await
+            .unwrap();
+        assert!(dangling.is_empty(), "dangling references: {dangling:?}");
     }
 }
 

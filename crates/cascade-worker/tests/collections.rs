@@ -161,6 +161,10 @@ impl Fx {
             bad.is_empty(),
             "the provider's books do not balance: {bad:?}"
         );
+        let dangling = cascade_store::integrity::dangling_references(&self.db)
+            .await
+            .unwrap();
+        assert!(dangling.is_empty(), "dangling references: {dangling:?}");
     }
 }
 

@@ -226,6 +226,10 @@ impl Chain {
                 "books of {a:?}"
             );
         }
+        let dangling = cascade_store::integrity::dangling_references(&self.db)
+            .await
+            .unwrap();
+        assert!(dangling.is_empty(), "dangling references: {dangling:?}");
     }
 }
 
