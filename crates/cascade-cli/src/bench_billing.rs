@@ -803,6 +803,24 @@ async fn run_one(
         a.subscriptions,
         t.elapsed().as_secs_f64()
     );
+    let t = Instant::now();
+    crate::bench::settle(
+        db,
+        &[
+            "accounts",
+            "account_closure",
+            "subscriptions",
+            "plans",
+            "usage_records",
+        ],
+    )
+    .await?;
+    if matches!(db, Db::Postgres(_)) {
+        println!(
+            "[{label}] vacuumed the bulk-loaded tables in {:.1} s (as autovacuum would have on a running database)",
+            t.elapsed().as_secs_f64()
+        );
+    }
 
     let probe = if a.api_latency {
         // A level-2 reseller (its vendor is not the provider) and its monthly plan copy.
@@ -932,6 +950,16 @@ async fn run_one(
         .map(|(name, d)| format!("{name} {:.1} s", d.as_secs_f64()))
         .collect();
     println!("[{label}] phases: {}", phases.join(", "));
+    let steps: Vec<String> = r
+        .batch_steps
+        .named()
+        .iter()
+        .map(|(name, d)| format!("{name} {:.1} s", d.as_secs_f64()))
+        .collect();
+    println!(
+        "[{label}] batch steps, summed over batches (in flight together, so they overlap): {}",
+        steps.join(", ")
+    );
     println!(
         "[{label}] also written: {} BO orders, {} invoice.issued events, {} subscription.expiring events",
         r.orders_written, r.invoice_events, r.expiring_notices

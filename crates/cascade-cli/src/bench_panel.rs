@@ -22,7 +22,6 @@ use axum::http::{Request, StatusCode, header};
 use cascade_domain::clock::{Clock, SystemClock};
 use cascade_domain::ids::AccountId;
 use cascade_domain::privilege::BuiltinRole;
-use cascade_store::Db;
 use cascade_store::accounts::bulk_load;
 use cascade_worker::billing_run::{RunOptions, default_parallel, run_with};
 use std::net::SocketAddr;
@@ -228,21 +227,17 @@ async fn run_one(b: &BenchDb, a: &PanelBenchArgs<'_>) -> anyhow::Result<()> {
     .await?;
     pb.finish_and_clear();
     db.roles().sync_builtin(now).await?;
-    if let Db::Postgres(p) = db {
-        // A freshly bulk-loaded table is vacuumed by autovacuum soon after, which would
-        // land in the idle phase: settle it first, as on a database that has been running.
-        for t in [
+    crate::bench::settle(
+        db,
+        &[
             "accounts",
             "account_closure",
             "subscriptions",
             "plans",
             "documents",
-        ] {
-            sqlx::query(&format!("VACUUM (ANALYZE) {t}"))
-                .execute(p)
-                .await?;
-        }
-    }
+        ],
+    )
+    .await?;
     // Logins for `sessions` customers spread over the book.
     let step = (a.customers / a.sessions.max(1)).max(1);
     let mut logins = vec![];

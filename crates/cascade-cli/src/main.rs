@@ -229,7 +229,7 @@ enum BenchCommand {
         /// Accounts per batch transaction.
         #[arg(long, default_value_t = 500)]
         batch: i64,
-        /// Batches in flight (default: 2 on SQLite, 3 on PostgreSQL).
+        /// Batches in flight (default: 2 on SQLite, 4 on PostgreSQL).
         #[arg(long)]
         parallel: Option<usize>,
         /// Skip the order-placement latency probe.

@@ -117,6 +117,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "ledger_fks",
         source: include_str!("../migrations/0022_ledger_fks.sql"),
     },
+    Migration {
+        version: 23,
+        name: "wholesale_hot",
+        source: include_str!("../migrations/0023_wholesale_hot.sql"),
+    },
 ];
 
 fn render(source: &str, db: &Db) -> String {

@@ -105,6 +105,22 @@ both_backends! {
             assert_eq!(opts, Some(vec!["fillfactor=50".to_string()]), "room on each page for the run's new row versions");
         }
     }
+
+    async fn the_runs_wholesale_upserts_change_no_indexed_column(db) {
+        // `wholesale::record_recurring` grows `amount_minor` and `periods` of the run's
+        // consolidated rows in every batch: in place (HOT) on PostgreSQL as long as no
+        // index contains them and the page has room (migration 23).
+        let cols = indexed_columns(&db, "wholesale_transactions").await;
+        assert!(cols.iter().any(|c| c == "charge_key"), "read the catalog: {cols:?}");
+        for grown in ["amount_minor", "periods"] {
+            assert!(!cols.iter().any(|c| c.contains(grown)), "{grown} is indexed: {cols:?}");
+        }
+        if let Db::Postgres(p) = &db {
+            let (opts,): (Option<Vec<String>>,) = sqlx::query_as("SELECT reloptions FROM pg_class WHERE oid = 'wholesale_transactions'::regclass")
+                .fetch_one(p).await.unwrap();
+            assert_eq!(opts, Some(vec!["fillfactor=50".to_string()]));
+        }
+    }
 }
 
 both_backends! {
