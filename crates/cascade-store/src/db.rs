@@ -137,6 +137,13 @@ impl Db {
     /// Connect to `sqlite://path` or `postgres://…`. SQLite files are created when absent.
     pub async fn connect(url: &str, settings: &PoolSettings) -> StoreResult<Db> {
         if url.starts_with("sqlite:") {
+            // `row_buffer_size`: sqlx runs each SQLite connection on a thread of its own
+            // and hands rows to the async caller over a channel. With its default of 50
+            // rows, a query returning thousands (a billing batch's subscriptions, the ids
+            // a multi-row insert returns) made the two threads wake each other every few
+            // rows; with room for a batch's rows the worker runs through and the caller
+            // drains them in one go (1M-subscription billing run: 6,854 -> 10,509 subs/s,
+            // 219 -> 104 µs of CPU per subscription).
             let opts = SqliteConnectOptions::from_str(url)?
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
@@ -144,7 +151,8 @@ impl Db {
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(10))
                 .pragma("temp_store", "memory")
-                .pragma("cache_size", "-65536");
+                .pragma("cache_size", "-65536")
+                .row_buffer_size(4096);
             let write = SqlitePoolOptions::new()
                 .max_connections(1)
                 .connect_with(opts.clone())

@@ -148,3 +148,18 @@ both_backends! {
         );
     }
 }
+
+/// SQLite plans from `sqlite_stat1`, which only `ANALYZE` writes: a database nobody has
+/// analysed must still read a billing batch's subscriptions through their accounts, not
+/// through `subscriptions_status` (every live subscription, for each batch). PostgreSQL
+/// plans from the statistics autovacuum keeps.
+#[tokio::test]
+async fn a_billing_batch_finds_its_due_subscriptions_through_their_accounts_without_statistics() {
+    let t = cascade_testkit::TestDb::sqlite().await;
+    let sql = cascade_store::billing_batch::due_subscriptions_sql(t.db.backend())
+        .replace("$1", "'[1,2,3]'")
+        .replace("$2", "'2025-03-01'");
+    let plan = plan_of(&t.db, &sql).await;
+    assert!(plan.contains("subscriptions_account"), "{plan}");
+    assert!(!plan.contains("subscriptions_status"), "{plan}");
+}
