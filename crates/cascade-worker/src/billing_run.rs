@@ -64,7 +64,8 @@
 //!   it always progresses): `billing_batch::interactive` is held by the HTTP layer.
 //!   `write_chunk` splits a batch's writes into shorter transactions (less time holding
 //!   SQLite's writer and PostgreSQL row locks) at some cost in throughput, and no more
-//!   than two batches are in flight (`busy_parallel`) while API writes are recent.
+//!   than two batches (one on SQLite) are in flight (`busy_parallel`) while API writes
+//!   are recent.
 
 use cascade_domain::billing::amounts::to_minor;
 use cascade_domain::billing::calendar::{Span, add_months};
@@ -1420,18 +1421,27 @@ pub fn default_parallel(db: &Db) -> usize {
 }
 
 /// Batches in flight while API writes are in flight or were within `busy_window`: at
-/// most [`BUSY_PARALLEL`], so that orders placed during a run compete with fewer of the
-/// run's transactions (with four in flight, order p99 during a 1M run reached 2.0× idle).
-fn busy_parallel(parallel: usize, busy_window: std::time::Duration) -> usize {
+/// most `busy_max` ([`busy_max`]), so that orders placed during a run compete with fewer
+/// of the run's transactions and threads.
+fn busy_parallel(parallel: usize, busy_max: usize, busy_window: std::time::Duration) -> usize {
     if billing_batch::interactive_within(busy_window) {
-        parallel.min(BUSY_PARALLEL)
+        parallel.min(busy_max)
     } else {
         parallel
     }
 }
 
-/// See [`busy_parallel`].
-const BUSY_PARALLEL: usize = 2;
+/// See [`busy_parallel`]. PostgreSQL: two (with four in flight, order p99 during a 1M run
+/// reached 2.0× idle). SQLite: one, so that no batch reads and computes on the second
+/// core while another writes: an order then has a core to itself, and waits for the one
+/// writer behind a single short transaction (1M run with orders placed during its first
+/// ten seconds: p99 2.73× idle with two in flight).
+fn busy_max(db: &Db) -> usize {
+    match db.backend() {
+        Backend::Sqlite => 1,
+        Backend::Postgres => 2,
+    }
+}
 
 /// Run billing for `today`. `progress` is called with (accounts done, accounts failed).
 pub async fn run(
@@ -1490,7 +1500,9 @@ pub async fn run_with(
     let mut batches = batches.into_iter();
     let mut stop: Option<RunError> = None;
     loop {
-        while stop.is_none() && in_flight.len() < busy_parallel(parallel, opts.busy_window) {
+        while stop.is_none()
+            && in_flight.len() < busy_parallel(parallel, busy_max(db), opts.busy_window)
+        {
             let Some(mut range) = batches.next() else {
                 break;
             };
@@ -1600,13 +1612,14 @@ mod tests {
     fn fewer_batches_are_in_flight_while_api_writes_are_recent() {
         let window = std::time::Duration::from_secs(3600);
         // Each test is its own process under nextest: no API write yet.
-        assert_eq!(busy_parallel(4, window), 4);
-        assert_eq!(busy_parallel(1, window), 1);
+        assert_eq!(busy_parallel(4, 2, window), 4);
+        assert_eq!(busy_parallel(1, 2, window), 1);
         let g = billing_batch::interactive();
-        assert_eq!(busy_parallel(4, window), BUSY_PARALLEL);
+        assert_eq!(busy_parallel(4, 2, window), 2);
+        assert_eq!(busy_parallel(2, 1, window), 1);
         drop(g);
-        assert_eq!(busy_parallel(4, window), BUSY_PARALLEL, "recent");
-        assert_eq!(busy_parallel(1, window), 1, "never more than asked");
+        assert_eq!(busy_parallel(4, 2, window), 2, "recent");
+        assert_eq!(busy_parallel(1, 2, window), 1, "never more than asked");
     }
 
     #[test]
