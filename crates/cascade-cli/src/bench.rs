@@ -108,7 +108,6 @@ pub async fn backends(pg_url: Option<&str>, which: &str) -> anyhow::Result<Vec<B
     Ok(out)
 }
 
-/// Peak resident memory of this process (VmHWM), in MiB, where the OS tells it.
 /// On PostgreSQL, `VACUUM (ANALYZE)` freshly bulk-loaded tables before measuring:
 /// autovacuum would otherwise process them soon after the load, in the middle of the
 /// measurement (an idle baseline, or a run's first minutes), and a database that has been
@@ -124,6 +123,7 @@ pub async fn settle(db: &cascade_store::Db, tables: &[&str]) -> anyhow::Result<(
     Ok(())
 }
 
+/// Peak resident memory of this process (VmHWM), in MiB, where the OS tells it.
 pub fn peak_rss_mib() -> Option<f64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;

@@ -762,6 +762,15 @@ pub async fn billing_bench(a: &BillingBenchArgs<'_>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `name 1.2 s, name 0.3 s, …`
+fn timings(named: &[(&str, Duration)]) -> String {
+    named
+        .iter()
+        .map(|(name, d)| format!("{name} {:.1} s", d.as_secs_f64()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 async fn run_one(
     b: &BenchDb,
     a: &BillingBenchArgs<'_>,
@@ -944,21 +953,10 @@ async fn run_one(
         r.documents_written,
         r.lines_written
     );
-    let phases: Vec<String> = r
-        .phases
-        .iter()
-        .map(|(name, d)| format!("{name} {:.1} s", d.as_secs_f64()))
-        .collect();
-    println!("[{label}] phases: {}", phases.join(", "));
-    let steps: Vec<String> = r
-        .batch_steps
-        .named()
-        .iter()
-        .map(|(name, d)| format!("{name} {:.1} s", d.as_secs_f64()))
-        .collect();
+    println!("[{label}] phases: {}", timings(&r.phases));
     println!(
         "[{label}] batch steps, summed over batches (in flight together, so they overlap): {}",
-        steps.join(", ")
+        timings(&r.batch_steps.named())
     );
     println!(
         "[{label}] also written: {} BO orders, {} invoice.issued events, {} subscription.expiring events",

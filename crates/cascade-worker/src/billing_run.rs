@@ -179,7 +179,8 @@ impl BatchSteps {
     }
 }
 
-/// A stopwatch for [`BatchSteps`]: `lap` returns the time since the previous lap.
+/// A stopwatch for [`BatchSteps`] and the run's phases: `lap` returns the time since the
+/// previous lap.
 struct Lap(std::time::Instant);
 
 impl Lap {
@@ -1169,9 +1170,7 @@ async fn bill_batch(
     let mut bills: Vec<AccountBill> = Vec::with_capacity(accounts.len());
     let started = std::time::Instant::now();
     let prepared = prepare_batch(&db, &plans, &accounts, today, &mut report.steps).await;
-    let mut lap = Lap::start();
-    billing_batch::pace(started.elapsed(), w.pace_max).await;
-    report.steps.paced += lap.lap();
+    report.steps.paced += billing_batch::pace(started.elapsed(), w.pace_max).await;
     match prepared {
         Ok(prepared) => {
             for (i, b) in prepared.into_iter().enumerate() {
@@ -1206,9 +1205,7 @@ async fn bill_batch(
             let started = std::time::Instant::now();
             let written =
                 write_batch(&db, &part, today, now, check, crash, w, &mut report.steps).await;
-            lap.lap();
-            billing_batch::pace(started.elapsed(), w.pace_max).await;
-            report.steps.paced += lap.lap();
+            report.steps.paced += billing_batch::pace(started.elapsed(), w.pace_max).await;
             match written {
                 Ok(Written::Committed(counts)) => {
                     report.accounts_done += part.len() as u64;
@@ -1478,7 +1475,7 @@ pub async fn run_with(
 ) -> Result<RunReport, RunError> {
     let day = today.format("%Y-%m-%d").to_string();
     let started = clock.now();
-    let mut phase = std::time::Instant::now();
+    let mut phase = Lap::start();
     let mut tx = db.begin().await?;
     let (run_id,): (i64,) = on_tx!(&mut tx, c => sqlx::query_as(
         "INSERT INTO billing_runs (run_date, started_at, accounts_done, accounts_failed, subscriptions_billed, documents_written, lines_written)
@@ -1588,14 +1585,10 @@ pub async fn run_with(
     if let Some(e) = stop {
         return Err(e);
     }
-    let mut lap = |report: &mut RunReport, name: &'static str| {
-        report.phases.push((name, phase.elapsed()));
-        phase = std::time::Instant::now();
-    };
-    lap(&mut report, "batches");
+    report.phases.push(("batches", phase.lap()));
     report.expiring_notices =
         expiring_notices(db, &plans, today, opts.expiry_notice_days, clock.now()).await;
-    lap(&mut report, "expiry notices");
+    report.phases.push(("expiry notices", phase.lap()));
     // Before collections, so that automatic charges and credit holds see the resellers'
     // new invoices.
     report.tiers = crate::tier_billing::invoice_tiers(
@@ -1606,10 +1599,10 @@ pub async fn run_with(
         opts.tier_crash,
     )
     .await?;
-    lap(&mut report, "tier invoices");
+    report.phases.push(("tier invoices", phase.lap()));
     report.collections =
         crate::collections::run(db, opts.gateway.as_deref(), today, clock.now()).await?;
-    lap(&mut report, "collections");
+    report.phases.push(("collections", phase.lap()));
     let mut tx = db.begin().await?;
     on_tx!(&mut tx, c => sqlx::query(
         "UPDATE billing_runs SET finished_at = $2, accounts_done = $3, accounts_failed = $4, subscriptions_billed = $5, documents_written = $6, lines_written = $7 WHERE id = $1")
